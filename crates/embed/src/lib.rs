@@ -1,0 +1,24 @@
+//! Encoders and the models they run: manifests, installation, and the worker that keeps model
+//! compute off the async runtime.
+//!
+//! Only this crate knows candle. The server talks to a model through [`EncoderHandle`], which
+//! queues work for a dedicated thread and answers "overloaded" when that queue is full.
+
+mod checksum;
+mod device;
+mod error;
+mod hub;
+mod install;
+mod manifest;
+mod registry;
+mod sentence;
+mod wheel;
+mod worker;
+
+pub use device::DeviceChoice;
+pub use error::EmbedError;
+pub use install::{InstallOptions, InstallReceipt, Installer, ensure_installed};
+pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Sources};
+pub use registry::{ModelStatus, Registry};
+pub use sentence::SentenceEncoder;
+pub use worker::{EncoderHandle, TextEncoder, WorkerOptions};

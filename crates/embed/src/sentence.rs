@@ -1,0 +1,129 @@
+//! Sentence embeddings from a BERT encoder: mean pooling over the attention mask, then L2
+//! normalisation, as sentence-transformers does for all-MiniLM-L6-v2.
+//!
+//! Reference: <https://www.sbert.net/> and
+//! `sentence_transformers/models/Pooling.py`; the encoder is
+//! `candle_transformers::models::bert` (BERT, <https://arxiv.org/abs/1810.04805>).
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::{EmbedError, Manifest, TextEncoder};
+
+/// A loaded BERT sentence encoder.
+pub struct SentenceEncoder {
+    slug: String,
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dimensions: usize,
+}
+
+impl std::fmt::Debug for SentenceEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentenceEncoder")
+            .field("slug", &self.slug)
+            .field("device", &self.device)
+            .field("dimensions", &self.dimensions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentenceEncoder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(manifest: &Manifest, dir: &Path, device: &Device) -> Result<Self, EmbedError> {
+        let slug = manifest.slug.clone();
+        let model_err = |source| EmbedError::Model {
+            slug: slug.clone(),
+            source,
+        };
+        let config_path = dir.join("config.json");
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
+        let config: Config =
+            serde_json::from_str(&config_text).map_err(|e| EmbedError::ManifestInvalid {
+                path: config_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let weights_path = dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
+            .map_err(model_err)?;
+        let model = BertModel::load(vb, &config).map_err(model_err)?;
+
+        let tok_err = |reason: String| EmbedError::Tokenizer {
+            slug: slug.clone(),
+            reason,
+        };
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| tok_err(e.to_string()))?;
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: manifest.max_tokens,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| tok_err(e.to_string()))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token: "[PAD]".into(),
+            ..PaddingParams::default()
+        }));
+        Ok(SentenceEncoder {
+            slug,
+            model,
+            tokenizer,
+            device: device.clone(),
+            dimensions: manifest.dimensions,
+        })
+    }
+
+    fn forward(&self, texts: &[String]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(candle_core::Error::msg)?;
+        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> candle_core::Result<Tensor> {
+            let rows = encodings
+                .iter()
+                .map(|e| Tensor::new(f(e), &self.device))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::stack(&rows, 0)
+        };
+        let ids = rows(&|e| e.get_ids())?;
+        let type_ids = rows(&|e| e.get_type_ids())?;
+        let mask = rows(&|e| e.get_attention_mask())?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norms = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+    }
+}
+
+impl TextEncoder for SentenceEncoder {
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.forward(texts).map_err(|source| EmbedError::Model {
+            slug: self.slug.clone(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every error body is `{"error": {"code", "message", "param"?}}`. Errors from the lower
+//! layers are mapped here by exhaustive matches (no catch-all arm), so a new variant cannot
+//! ship unclassified. Internal details are logged, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use aimp_embed::EmbedError;
+use aimp_index::StoreError;
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request's shape or input is wrong.
+    BadRequest {
+        code: &'static str,
+        message: String,
+        param: Option<String>,
+    },
+    /// 401: no credential, or a bad one.
+    Unauthorized {
+        code: &'static str,
+        message: String,
+    },
+    /// 403: a valid credential without permission for this.
+    Forbidden {
+        code: &'static str,
+        message: String,
+    },
+    /// 404: unknown model, upload or resource.
+    NotFound {
+        code: &'static str,
+        message: String,
+        param: Option<String>,
+    },
+    /// 409: the request conflicts with the current state.
+    Conflict {
+        code: &'static str,
+        message: String,
+        param: Option<String>,
+    },
+    /// 413: the body is over the configured limit.
+    PayloadTooLarge { limit: usize },
+    /// 429: the key spent its quota.
+    RateLimited { retry_after_secs: u64, limit: u32 },
+    /// 501: the mode is part of the contract but this build does not run it yet.
+    NotImplemented { message: String },
+    /// 503: overloaded or not ready; the client should retry later.
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 500: logged in full, answered with a generic message.
+    Internal {
+        context: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>, param: &str) -> ApiError {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+            param: Some(param.to_string()),
+        }
+    }
+
+    pub fn internal(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ApiError {
+        ApiError::Internal {
+            context,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// (code, message, param) as sent to the client.
+    fn parts(&self) -> (&'static str, String, Option<&str>) {
+        match self {
+            ApiError::BadRequest {
+                code,
+                message,
+                param,
+            }
+            | ApiError::NotFound {
+                code,
+                message,
+                param,
+            }
+            | ApiError::Conflict {
+                code,
+                message,
+                param,
+            } => (code, message.clone(), param.as_deref()),
+            ApiError::Unauthorized { code, message } | ApiError::Forbidden { code, message } => {
+                (code, message.clone(), None)
+            }
+            ApiError::PayloadTooLarge { limit } => (
+                "payload_too_large",
+                format!("request body is larger than the limit of {limit} bytes"),
+                None,
+            ),
+            ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            } => (
+                "rate_limited",
+                format!(
+                    "rate limit of {limit} requests per minute exceeded; retry in {retry_after_secs} s"
+                ),
+                None,
+            ),
+            ApiError::NotImplemented { message } => ("not_implemented", message.clone(), None),
+            ApiError::Unavailable { code, message, .. } => (code, message.clone(), None),
+            ApiError::Internal { .. } => (
+                "internal_error",
+                "internal error; the details are in the server log".to_string(),
+                None,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal { context, source } = &self {
+            tracing::error!(context, error = %source, source_chain = ?source, "internal error");
+        }
+        let status = self.status();
+        let (code, message, param) = self.parts();
+        let mut error = json!({"code": code, "message": message});
+        if let Some(param) = param {
+            error["param"] = param.into();
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let retry_after = match &self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(e: EmbedError) -> ApiError {
+        match e {
+            EmbedError::UnknownModel { slug } => ApiError::NotFound {
+                code: "model_not_found",
+                message: format!("no model named {slug:?}; GET /api/marketplace/models lists them"),
+                param: Some("model".into()),
+            },
+            EmbedError::NotInstalled {
+                slug,
+                install_command,
+            } => ApiError::Conflict {
+                code: "model_not_installed",
+                message: format!(
+                    "model {slug} is not installed; install it with `{install_command}`"
+                ),
+                param: Some("model".into()),
+            },
+            EmbedError::Overloaded { slug, capacity } => ApiError::Unavailable {
+                code: "overloaded",
+                message: format!(
+                    "the encoder of {slug} is busy ({capacity} requests queued); retry shortly"
+                ),
+                retry_after_secs: 1,
+            },
+            EmbedError::WorkerStopped { .. } => ApiError::Unavailable {
+                code: "model_unavailable",
+                message: e.to_string(),
+                retry_after_secs: 5,
+            },
+            EmbedError::Panicked { .. }
+            | EmbedError::Model { .. }
+            | EmbedError::Tokenizer { .. }
+            | EmbedError::ManifestInvalid { .. }
+            | EmbedError::ChecksumMismatch { .. }
+            | EmbedError::Io { .. }
+            | EmbedError::MissingFile { .. }
+            | EmbedError::Download { .. }
+            | EmbedError::Offline { .. }
+            | EmbedError::Pip { .. }
+            | EmbedError::Archive { .. }
+            | EmbedError::NoSource { .. }
+            | EmbedError::UnsupportedArchitecture { .. }
+            | EmbedError::Device { .. } => ApiError::internal("model", e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::KeyNotFound { id } => ApiError::NotFound {
+                code: "api_key_not_found",
+                message: format!("no API key with id {id:?}"),
+                param: Some("id".into()),
+            },
+            StoreError::KeyExists { .. } => ApiError::Conflict {
+                code: "api_key_exists",
+                message: "an API key with this secret is already registered".into(),
+                param: None,
+            },
+            StoreError::CreateDir { .. }
+            | StoreError::Open { .. }
+            | StoreError::Database(_)
+            | StoreError::Corrupt { .. } => ApiError::internal("store", e),
+        }
+    }
+}
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(join) => Err(ApiError::internal("blocking task", join)),
+    }
+}
