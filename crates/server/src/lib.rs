@@ -1,1 +1,67 @@
-//! placeholder
+//! The AIMP gateway: the axum router, its handlers, authentication, rate limiting, metrics,
+//! and the one mapping of errors to HTTP.
+//!
+//! [`router`] builds the whole app from an [`AppState`]; tests call it in-process and the
+//! binary serves it.
+
+mod auth;
+mod error;
+mod extract;
+pub mod keys;
+mod metrics;
+mod models;
+mod ratelimit;
+mod routes;
+mod state;
+mod validate;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use models::{ModelSet, ModelState};
+pub use state::{AppState, ServerConfig};
+pub use validate::{Contracts, valid_scope};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, patch, post};
+
+/// The whole gateway.
+pub fn router(state: AppState) -> Router {
+    let integration = Router::new()
+        .route("/api/runs", post(routes::runs::create))
+        .route("/api/marketplace/models", get(routes::models::list))
+        .route("/api/marketplace/models/{slug}", get(routes::models::get_one))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ));
+    let admin = Router::new()
+        .route(
+            "/api/api-keys/",
+            get(routes::keys::list).post(routes::keys::create),
+        )
+        .route(
+            "/api/api-keys/{id}/",
+            patch(routes::keys::rename).delete(routes::keys::revoke),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    let operations = Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics));
+    Router::new()
+        .merge(integration)
+        .merge(admin)
+        .merge(operations)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
+        .with_state(state)
+}

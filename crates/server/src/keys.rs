@@ -1,0 +1,187 @@
+//! API keys: how they are made, hashed and shown. Shared by the HTTP API and the CLI.
+
+use aimp_index::{ApiKeyRecord, KeyHash, Store, StoreError};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Every generated key starts with this.
+pub const KEY_PREFIX: &str = "aimp_";
+/// How many characters of a key are kept to tell keys apart.
+const SHOWN_PREFIX_LEN: usize = 12;
+/// The workspace of a key created without one.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// SHA-256 of a key. Keys carry 240 random bits, so a fast hash is enough: there is nothing
+/// to brute-force.
+pub fn hash_key(key: &str) -> KeyHash {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// `aimp_` + 40 URL-safe characters (30 random bytes).
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 30];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("key_{}", hex::encode(bytes))
+}
+
+fn record_for(key: &str, name: &str, workspace: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: new_id(),
+        name: name.to_string(),
+        workspace: workspace.to_string(),
+        prefix: key.chars().take(SHOWN_PREFIX_LEN).collect(),
+        hash: hash_key(key),
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+/// A key as listed: never the key itself.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub workspace: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+fn timestamp(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl From<&ApiKeyRecord> for KeyView {
+    fn from(r: &ApiKeyRecord) -> KeyView {
+        KeyView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            workspace: r.workspace.clone(),
+            prefix: r.prefix.clone(),
+            created_at: timestamp(r.created_at),
+            last_used_at: r.last_used_at.map(timestamp),
+            revoked_at: r.revoked_at.map(timestamp),
+        }
+    }
+}
+
+/// A newly created key: the only time the full key is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub view: KeyView,
+    pub key: String,
+}
+
+/// Creates and stores a new key.
+pub fn create_key(store: &Store, name: &str, workspace: &str) -> Result<CreatedKey, StoreError> {
+    let key = generate_key();
+    let record = record_for(&key, name, workspace);
+    store.insert_key(&record)?;
+    Ok(CreatedKey {
+        view: KeyView::from(&record),
+        key,
+    })
+}
+
+/// The outcome of registering the `AIMP_API_KEY` of the environment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvKey {
+    Registered { id: String },
+    AlreadyRegistered { id: String },
+    /// The key was revoked earlier; it stays revoked.
+    Revoked { id: String },
+}
+
+/// Checks that a key given from outside is usable: printable ASCII, no spaces, 16–256 chars.
+pub fn check_external_key(key: &str) -> Result<(), String> {
+    if !(16..=256).contains(&key.len()) {
+        return Err(format!(
+            "AIMP_API_KEY must be 16 to 256 characters long (it has {})",
+            key.len()
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("AIMP_API_KEY must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// Registers a key supplied by the operator (the `AIMP_API_KEY` that the API page's snippets
+/// send), so client and server can share one variable. A revoked key is not revived.
+pub fn register_env_key(store: &Store, key: &str, workspace: &str) -> Result<EnvKey, StoreError> {
+    if let Some(existing) = store.find_key_by_hash(&hash_key(key))? {
+        return Ok(if existing.is_revoked() {
+            EnvKey::Revoked { id: existing.id }
+        } else {
+            EnvKey::AlreadyRegistered { id: existing.id }
+        });
+    }
+    let record = record_for(key, "AIMP_API_KEY", workspace);
+    store.insert_key(&record)?;
+    Ok(EnvKey::Registered { id: record.id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_documented_shape_and_differ() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("aimp_"));
+        assert_eq!(a.len(), 5 + 40);
+        assert!(a[5..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+
+    #[test]
+    fn only_the_hash_is_stored_and_env_key_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let created = create_key(&store, "ci", "default").expect("create");
+        let record = store.get_key(&created.view.id).expect("get");
+        assert_eq!(record.hash, hash_key(&created.key));
+        assert_eq!(record.prefix, created.key[..12]);
+        let raw = std::fs::read(store.path()).expect("read db");
+        assert!(
+            !raw.windows(created.key.len()).any(|w| w == created.key.as_bytes()),
+            "the key itself must never be written"
+        );
+
+        let env = "aimp_env_key_for_the_api_page_snippets";
+        let first = register_env_key(&store, env, "default").expect("register");
+        let EnvKey::Registered { id } = first else {
+            panic!("{first:?}")
+        };
+        assert_eq!(
+            register_env_key(&store, env, "default").expect("again"),
+            EnvKey::AlreadyRegistered { id: id.clone() }
+        );
+        store.revoke_key(&id, Utc::now()).expect("revoke");
+        assert_eq!(
+            register_env_key(&store, env, "default").expect("revoked"),
+            EnvKey::Revoked { id }
+        );
+    }
+
+    #[test]
+    fn external_keys_are_checked() {
+        assert!(check_external_key("short").is_err());
+        assert!(check_external_key("has a space in the middle!").is_err());
+        assert!(check_external_key("aimp_0123456789abcdef").is_ok());
+    }
+}

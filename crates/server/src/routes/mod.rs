@@ -1,0 +1,17 @@
+//! Handlers, one file per resource.
+
+pub mod health;
+pub mod keys;
+pub mod models;
+pub mod runs;
+
+use crate::error::ApiError;
+
+/// Any path the gateway does not serve.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "not_found",
+        message: "no such endpoint".into(),
+        param: None,
+    }
+}

@@ -1,0 +1,147 @@
+//! `POST /api/runs`: validate against the model's contract, then run the mode.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use chrono::Utc;
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::JsonObject;
+use crate::models::ModelState;
+use crate::state::AppState;
+use crate::validate::ValidRun;
+
+fn run_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("run_{}", hex::encode(bytes))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let run = state.contracts.validate(body)?;
+    let model = run.manifest.slug.clone();
+    let mode = run.mode.clone();
+    let result = execute(&state, &caller, run, started).await;
+    let status = match &result {
+        Ok(_) => 200,
+        Err(e) => e.status().as_u16(),
+    };
+    state
+        .metrics
+        .record_run(&model, &mode, status, started.elapsed().as_secs_f64());
+    result.map(Json)
+}
+
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    run: ValidRun,
+    started: Instant,
+) -> Result<Value, ApiError> {
+    let slug = run.manifest.slug.as_str();
+    let encoder = match state.models.get(slug) {
+        Some(ModelState::Ready(handle)) => handle,
+        Some(ModelState::Loading) => {
+            return Err(ApiError::Unavailable {
+                code: "model_loading",
+                message: format!("model {slug} is still loading; retry shortly"),
+                retry_after_secs: 5,
+            });
+        }
+        Some(ModelState::Failed(reason)) => {
+            return Err(ApiError::Conflict {
+                code: "model_unavailable",
+                message: format!(
+                    "model {slug} could not be loaded ({reason}); reinstall it with `{}`",
+                    run.manifest.install_command()
+                ),
+                param: Some("model".into()),
+            });
+        }
+        None => {
+            let status = state.registry.status(slug);
+            return Err(if status.installed {
+                ApiError::Conflict {
+                    code: "model_unavailable",
+                    message: format!(
+                        "model {slug} is installed but not loaded by this server; restart it to load the model"
+                    ),
+                    param: Some("model".into()),
+                }
+            } else {
+                ApiError::from(aimp_embed::EmbedError::NotInstalled {
+                    slug: slug.to_string(),
+                    install_command: run.manifest.install_command(),
+                })
+            });
+        }
+    };
+
+    let (output, items) = match run.mode.as_str() {
+        "execute" => {
+            let texts = texts_of(&run)?;
+            let items = texts.len();
+            let embeddings = encoder.embed_texts(texts).await?;
+            let output = json!({
+                "embeddings": embeddings,
+                "dimensions": encoder.dimensions(),
+                "model_revision": run.manifest.revision,
+            });
+            (output, items)
+        }
+        other => {
+            return Err(ApiError::NotImplemented {
+                message: format!(
+                    "mode {other} is part of {slug}'s contract but this build does not run it yet; only execute is available"
+                ),
+            });
+        }
+    };
+    tracing::info!(
+        workspace = %caller.workspace,
+        key_id = %caller.key_id,
+        model = slug,
+        mode = %run.mode,
+        items,
+        "run succeeded"
+    );
+    Ok(json!({
+        "id": run_id(),
+        "object": "run",
+        "model": slug,
+        "mode": run.mode,
+        "scope": run.scope,
+        "status": "succeeded",
+        "created_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "output": output,
+        "usage": {"items": items, "duration_ms": started.elapsed().as_millis() as u64},
+    }))
+}
+
+/// The texts of an `execute` input (`text` or `texts`; the schema allows exactly one).
+fn texts_of(run: &ValidRun) -> Result<Vec<String>, ApiError> {
+    if let Some(Value::String(text)) = run.input.get("text") {
+        return Ok(vec![text.clone()]);
+    }
+    if let Some(Value::Array(texts)) = run.input.get("texts") {
+        return Ok(texts
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect());
+    }
+    Err(ApiError::NotImplemented {
+        message: format!(
+            "{} execute on images needs the media upload flow, which this build does not have yet",
+            run.manifest.slug
+        ),
+    })
+}

@@ -1,0 +1,27 @@
+//! The subcommands.
+
+pub mod keys;
+pub mod models;
+pub mod serve;
+
+use anyhow::Context;
+
+use crate::settings::Settings;
+
+/// Opens the store of the data directory, explaining the usual reason it is locked.
+pub fn open_store(settings: &Settings) -> anyhow::Result<aimp_index::Store> {
+    aimp_index::Store::open(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot open the store in {} (if `aimp serve` is running on it, stop it first or use the HTTP API)",
+            settings.data_dir.display()
+        )
+    })
+}
+
+/// The registry of built-in and folder manifests.
+pub fn registry(settings: &Settings) -> anyhow::Result<aimp_embed::Registry> {
+    Ok(aimp_embed::Registry::load(
+        Some(&settings.manifests_dir),
+        &settings.models_dir,
+    )?)
+}

@@ -1,0 +1,178 @@
+//! `aimp serve`: open the store, register keys, load models in the background, serve until
+//! SIGINT/SIGTERM, then finish in-flight requests and close the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use aimp_embed::{EmbedError, Registry, ensure_installed, load_encoder};
+use aimp_server::keys::{self, DEFAULT_WORKSPACE, EnvKey};
+use aimp_server::{AppState, ModelSet, ModelState, ServerConfig};
+
+use crate::settings::Settings;
+
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(?settings, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(settings));
+    // A model still installing in the background must not hold the process open.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = super::open_store(&settings)?;
+    if let Some(key) = &settings.api_key {
+        register_env_key(&store, key)?;
+    }
+    let registry = Arc::new(super::registry(&settings)?);
+    for slug in &settings.models {
+        registry
+            .get(slug)
+            .with_context(|| format!("--models names {slug}"))?;
+    }
+    let models = Arc::new(ModelSet::default());
+    let to_load = models_to_load(&settings, &registry);
+    for slug in &to_load {
+        models.set(slug, ModelState::Loading);
+    }
+    let config = ServerConfig {
+        body_limit: settings.body_limit,
+        rate_limit_per_minute: settings.rate_limit,
+        admin_token: settings.admin_token.clone(),
+    };
+    let state = AppState::new(config, store, registry.clone(), models.clone())
+        .map_err(|e| anyhow::anyhow!("model contracts: {e}"))?;
+    let app = aimp_server::router(state);
+
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let addr = listener.local_addr()?;
+    // One plain line on stdout, for people and for the scripts that start us on port 0.
+    println!("aimp listening on http://{addr}");
+    tracing::info!(%addr, "listening");
+
+    let loader = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || load_models(&settings, &registry, &models, &to_load))
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(settings.shutdown_timeout), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!(
+            seconds = settings.shutdown_timeout,
+            "in-flight requests did not finish in time"
+        ),
+    }
+    loader.abort();
+    // The router (and with it the last handle on the store) is gone: redb closes here.
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn register_env_key(store: &aimp_index::Store, key: &str) -> anyhow::Result<()> {
+    keys::check_external_key(key).map_err(anyhow::Error::msg)?;
+    match keys::register_env_key(store, key, DEFAULT_WORKSPACE)? {
+        EnvKey::Registered { id } => tracing::info!(key_id = %id, "registered AIMP_API_KEY"),
+        EnvKey::AlreadyRegistered { id } => {
+            tracing::info!(key_id = %id, "AIMP_API_KEY already registered")
+        }
+        EnvKey::Revoked { id } => tracing::warn!(
+            key_id = %id,
+            "AIMP_API_KEY was revoked earlier and stays revoked"
+        ),
+    }
+    Ok(())
+}
+
+/// The default models, then every other installed one.
+fn models_to_load(settings: &Settings, registry: &Registry) -> Vec<String> {
+    let mut slugs = settings.models.clone();
+    for m in registry.manifests() {
+        if !slugs.contains(&m.slug) && registry.status(&m.slug).installed {
+            slugs.push(m.slug.clone());
+        }
+    }
+    slugs
+}
+
+/// Installs (unless offline) and loads each model; one failing model never stops the others.
+fn load_models(settings: &Settings, registry: &Registry, models: &ModelSet, slugs: &[String]) {
+    let options = settings.install_options();
+    for slug in slugs {
+        let result = registry.get(slug).and_then(|manifest| {
+            let installed = registry.status(slug).installed;
+            if !installed {
+                if settings.offline {
+                    return Err(EmbedError::NotInstalled {
+                        slug: slug.clone(),
+                        install_command: format!("aimp models import {slug} --from DIR"),
+                    });
+                }
+                tracing::info!(model = %slug, "installing on first start");
+                ensure_installed(manifest, &settings.models_dir, &options)?;
+            }
+            load_encoder(
+                manifest,
+                &settings.models_dir,
+                settings.device,
+                settings.worker_options(),
+            )
+        });
+        match result {
+            Ok(handle) => {
+                tracing::info!(model = %slug, dimensions = handle.dimensions(), "model ready");
+                models.set(slug, ModelState::Ready(handle));
+            }
+            Err(e) => {
+                tracing::error!(model = %slug, error = %e, "model unavailable");
+                models.set(slug, ModelState::Failed(e.to_string()));
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

