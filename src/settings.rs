@@ -72,7 +72,13 @@ pub struct Settings {
     pub device: DeviceChoice,
 
     /// Never reach the network: installing from the hub or pip is an immediate error.
-    #[arg(long, env = "AIMP_OFFLINE", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_OFFLINE",
+        global = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub offline: bool,
 
     /// Base URL of the Hugging Face hub, or of a mirror.

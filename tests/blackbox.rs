@@ -1,0 +1,358 @@
+//! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aimp");
+const ENV_KEY: &str = "aimp_blackbox_key_0123456789abcdefghij";
+const ADMIN: &str = "blackbox-admin-token";
+
+/// The body of the API page's curl snippet, byte for byte.
+const PAGE_BODY: &str = r#"{
+    "model": "demo-model",
+    "mode": "execute",
+    "scope": "playground",
+    "input": {
+      "text": "Write a one-line summary."
+    },
+    "params": {}
+  }"#;
+
+/// Installed weights shared by every test binary of this target directory.
+fn shared_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
+}
+
+fn aimp(data: &Path, models: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("AIMP_DATA_DIR", data)
+        .env("AIMP_MODELS_DIR", models)
+        .env("AIMP_MANIFESTS_DIR", data.join("no-extra-manifests"))
+        .env("AIMP_ADDR", "127.0.0.1:0")
+        .env("AIMP_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn aimp serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("aimp listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let server = Server { child, base };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, body) = get(&format!("{}/readyz", self.base), &[]);
+            if status == 200 {
+                return;
+            }
+            let failed = body["models"]
+                .as_object()
+                .is_some_and(|m| m.values().any(|v| v["status"] == "failed"));
+            if failed || Instant::now() > deadline {
+                panic!("server never became ready: {body}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, then wait: a graceful shutdown exits 0.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "serve exited with {exit}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn parse(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    match req.call() {
+        Ok(r) => parse(r),
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}
+
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let mut req = agent().post(url).header("Content-Type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    parse(req.send(body).expect("post"))
+}
+
+fn admin(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let auth = format!("Bearer {ADMIN}");
+    let a = agent();
+    let response = match method {
+        "POST" => a
+            .post(url)
+            .header("Authorization", &auth)
+            .send(body.unwrap_or_default().to_string()),
+        "DELETE" => a.delete(url).header("Authorization", &auth).call(),
+        _ => a.get(url).header("Authorization", &auth).call(),
+    };
+    parse(response.expect("admin call"))
+}
+
+fn run_status(base: &str, key: &str) -> u16 {
+    post(&format!("{base}/api/runs"), &[("X-API-Key", key)], PAGE_BODY).0
+}
+
+fn embed(base: &str, texts: &[&str]) -> Vec<Vec<f64>> {
+    let body = json!({"model": "demo-model", "mode": "execute", "input": {"texts": texts}, "params": {}});
+    let (status, reply) = post(
+        &format!("{base}/api/runs"),
+        &[("X-API-Key", ENV_KEY)],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    serde_json::from_value(reply["output"]["embeddings"].clone()).expect("vectors")
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn the_api_page_snippet_gets_a_real_sentence_embedding() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = aimp(data.path(), &shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY);
+    let server = Server::start(cmd);
+
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        PAGE_BODY,
+    );
+    assert_eq!(status, 200, "{reply}");
+    let v: Vec<f64> = serde_json::from_value(reply["output"]["embeddings"][0].clone()).expect("v");
+    assert_eq!(v.len(), 384);
+    assert!((dot(&v, &v).sqrt() - 1.0).abs() < 1e-4);
+
+    let e = embed(
+        &server.base,
+        &[
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+            "The girl is carrying a baby.",
+        ],
+    );
+    assert!(dot(&e[0], &e[1]) > dot(&e[0], &e[2]));
+    server.stop();
+}
+
+#[test]
+fn a_restart_keeps_every_key_and_revocation() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let models = shared_models();
+
+    // A key made on the command line before the server ever ran.
+    let out = aimp(data.path(), &models)
+        .args(["keys", "create", "--name", "cli"])
+        .output()
+        .expect("keys create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli_key: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let cli_key = cli_key["key"].as_str().expect("key").to_string();
+
+    let mut cmd = aimp(data.path(), &models);
+    cmd.env("AIMP_API_KEY", ENV_KEY);
+    let server = Server::start(cmd);
+    let keys_url = format!("{}/api/api-keys/", server.base);
+    let (status, kept) = admin("POST", &keys_url, Some(json!({"name": "kept"})));
+    assert_eq!(status, 201, "{kept}");
+    let (_, gone) = admin("POST", &keys_url, Some(json!({"name": "gone"})));
+    let gone_id = gone["id"].as_str().expect("id");
+    let (status, _) = admin("DELETE", &format!("{keys_url}{gone_id}/"), None);
+    assert_eq!(status, 200);
+    let kept_key = kept["key"].as_str().expect("key");
+    let gone_key = gone["key"].as_str().expect("key");
+    assert_eq!(run_status(&server.base, kept_key), 200);
+    assert_eq!(run_status(&server.base, gone_key), 401);
+    server.stop();
+
+    // The store is closed cleanly: the CLI can open it and sees all four keys.
+    let out = aimp(data.path(), &models)
+        .args(["keys", "list"])
+        .output()
+        .expect("keys list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.len(), 4);
+    assert!(listed.iter().all(|k| k.get("key").is_none()));
+
+    // Restart without AIMP_API_KEY: every key and revocation is as it was.
+    let server = Server::start(aimp(data.path(), &models));
+    assert_eq!(run_status(&server.base, kept_key), 200);
+    assert_eq!(run_status(&server.base, &cli_key), 200);
+    assert_eq!(run_status(&server.base, ENV_KEY), 200);
+    assert_eq!(run_status(&server.base, gone_key), 401);
+    server.stop();
+
+    // Revoking on the command line works too, and sticks.
+    let cli_id = listed
+        .iter()
+        .find(|k| k["name"] == "cli")
+        .and_then(|k| k["id"].as_str())
+        .expect("cli id")
+        .to_string();
+    let out = aimp(data.path(), &models)
+        .args(["keys", "revoke", &cli_id])
+        .output()
+        .expect("keys revoke");
+    assert!(out.status.success());
+    let server = Server::start(aimp(data.path(), &models));
+    assert_eq!(run_status(&server.base, &cli_key), 401);
+    server.stop();
+}
+
+#[test]
+fn corrupted_weights_are_refused_by_import_and_by_serve() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let shared = shared_models();
+    // Make sure the shared install exists (a server start installs it), then copy it.
+    Server::start(aimp(data.path(), &shared)).stop();
+    let models = data.path().join("models");
+    let src = shared.join("demo-model");
+    let dst = models.join("demo-model");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    for entry in std::fs::read_dir(&src).expect("read") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dst.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let weights = dst.join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).expect("read weights");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&weights, &bytes).expect("write");
+
+    // import refuses the corrupt folder and names the file.
+    let other_models = data.path().join("other-models");
+    let out = aimp(data.path(), &other_models)
+        .args(["models", "import", "demo-model", "--from"])
+        .arg(&dst)
+        .output()
+        .expect("import");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model.safetensors") && stderr.contains("sha256"), "{stderr}");
+    assert!(!other_models.join("demo-model").exists());
+
+    // serve refuses to load it: the model is unavailable (409), the server stays up.
+    let mut cmd = aimp(data.path(), &models);
+    cmd.env("AIMP_API_KEY", ENV_KEY).env("AIMP_OFFLINE", "1");
+    let mut child = cmd
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("line");
+    let base = line.trim().trim_start_matches("aimp listening on ").to_string();
+    let server = Server { child, base };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (status, body) = get(&format!("{}/readyz", server.base), &[]);
+        if body["models"]["demo-model"]["status"] == "failed" {
+            assert_eq!(status, 503);
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never failed: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(body["models"]["demo-model"]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("sha256")));
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        PAGE_BODY,
+    );
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["error"]["code"], "model_unavailable");
+    server.stop();
+}
+
+#[test]
+fn offline_pull_fails_at_once_and_list_reports_installation() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let empty_models = data.path().join("models");
+    let out = aimp(data.path(), &empty_models)
+        .args(["models", "pull", "demo-model", "--offline"])
+        .output()
+        .expect("pull");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("offline"), "{stderr}");
+
+    let out = aimp(data.path(), &empty_models)
+        .args(["models", "list"])
+        .output()
+        .expect("list");
+    assert!(out.status.success());
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let demo = rows.iter().find(|r| r["slug"] == "demo-model").expect("demo");
+    assert_eq!(demo["installed"], false);
+    assert_eq!(demo["install_command"], "aimp models pull demo-model");
+}
