@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use settings::{LogFormat, Settings};
 
 #[derive(Parser, Debug)]
-#[command(name = "aimp", version, about = "Self-hosted vector search with an embedded AIMP gateway")]
+#[command(
+    name = "aimp",
+    version,
+    about = "Self-hosted vector search with an embedded AIMP gateway"
+)]
 struct Cli {
     #[command(flatten)]
     settings: Settings,

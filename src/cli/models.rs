@@ -49,8 +49,7 @@ pub fn run(settings: &Settings, cmd: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::Pull { slug } => {
             let manifest = registry.get(&slug)?;
-            let receipt =
-                Installer::new(manifest, &settings.models_dir, &options).pull()?;
+            let receipt = Installer::new(manifest, &settings.models_dir, &options).pull()?;
             println!("{}", serde_json::to_string_pretty(&receipt)?);
         }
         ModelsCommand::Import { slug, from } => {

@@ -34,7 +34,9 @@ pub enum EmbedError {
     MissingFile { file: String, from: String },
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },
-    #[error("offline mode is on (--offline / AIMP_OFFLINE): refusing to reach the network for {what}")]
+    #[error(
+        "offline mode is on (--offline / AIMP_OFFLINE): refusing to reach the network for {what}"
+    )]
     Offline { what: String },
     #[error("`{command}` failed: {reason}")]
     Pip { command: String, reason: String },

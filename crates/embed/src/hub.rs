@@ -57,12 +57,8 @@ mod tests {
     #[test]
     fn unreachable_hub_fails_fast() {
         // Nothing listens on port 9 of loopback: the connection is refused.
-        let err = download(
-            "http://127.0.0.1:9/x",
-            &mut Vec::new(),
-            Path::new("mem"),
-        )
-        .expect_err("nothing listens there");
+        let err = download("http://127.0.0.1:9/x", &mut Vec::new(), Path::new("mem"))
+            .expect_err("nothing listens there");
         assert!(matches!(err, EmbedError::Download { ref url, .. } if url.ends_with("/x")));
     }
 }

@@ -89,7 +89,10 @@ impl<'a> Installer<'a> {
         self.require_pinned_files()?;
         if self.options.offline {
             return Err(EmbedError::Offline {
-                what: format!("`aimp models pull {}`; use `aimp models import {} --from DIR`", m.slug, m.slug),
+                what: format!(
+                    "`aimp models pull {}`; use `aimp models import {} --from DIR`",
+                    m.slug, m.slug
+                ),
             });
         }
         let mut failures = Vec::new();
@@ -167,7 +170,12 @@ impl<'a> Installer<'a> {
             }
             staging.commit(&self.target(), source)
         } else {
-            let folder = self.manifest.sources.pip.as_ref().map(|p| p.folder.as_str());
+            let folder = self
+                .manifest
+                .sources
+                .pip
+                .as_ref()
+                .map(|p| p.folder.as_str());
             self.install_from_archive(from, folder, &source)
         }
     }
@@ -314,7 +322,8 @@ impl<'a> Staging<'a> {
         let receipt_path = self.dir.path().join(RECEIPT_FILE);
         let mut file = File::create(&receipt_path).map_err(EmbedError::io(&receipt_path))?;
         let text = serde_json::to_vec_pretty(&receipt).unwrap_or_default();
-        file.write_all(&text).map_err(EmbedError::io(&receipt_path))?;
+        file.write_all(&text)
+            .map_err(EmbedError::io(&receipt_path))?;
         file.sync_all().map_err(EmbedError::io(&receipt_path))?;
         let staged = self.dir.keep();
         if target.exists() {

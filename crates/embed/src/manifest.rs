@@ -144,7 +144,10 @@ impl Manifest {
                 && !file.path.starts_with('/')
                 && !file.path.split('/').any(|p| p == ".." || p.is_empty());
             if !ok_path {
-                return Err(invalid(format!("file path {:?} is not relative", file.path)));
+                return Err(invalid(format!(
+                    "file path {:?} is not relative",
+                    file.path
+                )));
             }
             if file.sha256.len() != 64 || !file.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(invalid(format!(
@@ -159,7 +162,9 @@ impl Manifest {
                 ("params_schema", &contract.params_schema),
             ] {
                 jsonschema::meta::validate(schema).map_err(|e| {
-                    invalid(format!("modes.{mode}.{what} is not a valid JSON Schema: {e}"))
+                    invalid(format!(
+                        "modes.{mode}.{what} is not a valid JSON Schema: {e}"
+                    ))
                 })?;
             }
         }

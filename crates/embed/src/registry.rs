@@ -118,8 +118,7 @@ mod tests {
     #[test]
     fn folder_manifest_adds_a_model_and_must_match_its_folder() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut v: serde_json::Value =
-            serde_json::from_str(BUILTIN_MANIFESTS[0].1).expect("json");
+        let mut v: serde_json::Value = serde_json::from_str(BUILTIN_MANIFESTS[0].1).expect("json");
         v["slug"] = "my-minilm".into();
         std::fs::create_dir_all(dir.path().join("my-minilm")).expect("mkdir");
         std::fs::write(dir.path().join("my-minilm/manifest.json"), v.to_string()).expect("write");

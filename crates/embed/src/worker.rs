@@ -116,7 +116,12 @@ impl EncoderHandle {
 
 /// The worker loop: take one job, then whatever else is already waiting (up to `max_batch`
 /// texts), run them through the model together, and answer each job with its own rows.
-fn run(mut encoder: impl TextEncoder, rx: Receiver<Job>, depth: Arc<AtomicUsize>, max_batch: usize) {
+fn run(
+    mut encoder: impl TextEncoder,
+    rx: Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    max_batch: usize,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut texts: usize = jobs[0].texts.len();
@@ -168,12 +173,12 @@ fn embed_chunked(
     for chunk in texts.chunks(max_batch) {
         let vectors = std::panic::catch_unwind(AssertUnwindSafe(|| encoder.embed_texts(chunk)))
             .map_err(|panic| EmbedError::Panicked {
-                reason: panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into()),
-            })??;
+            reason: panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into()),
+        })??;
         out.extend(vectors);
     }
     Ok(out)
@@ -263,7 +268,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let third = h.embed_texts(vec!["3".into()]).await;
-        assert!(matches!(third, Err(EmbedError::Overloaded { capacity: 1, .. })));
+        assert!(matches!(
+            third,
+            Err(EmbedError::Overloaded { capacity: 1, .. })
+        ));
         drop(held);
         assert!(first.await.expect("join").is_ok());
         assert!(second.await.expect("join").is_ok());

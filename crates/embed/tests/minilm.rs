@@ -121,7 +121,12 @@ async fn the_worker_serves_the_verified_model() {
     )
     .expect("load");
     let reference = reference();
-    let texts: Vec<String> = reference.items.iter().take(5).map(|i| i.text.clone()).collect();
+    let texts: Vec<String> = reference
+        .items
+        .iter()
+        .take(5)
+        .map(|i| i.text.clone())
+        .collect();
     let (a, b) = tokio::join!(
         handle.embed_texts(texts[..2].to_vec()),
         handle.embed_texts(texts[2..].to_vec())

@@ -43,7 +43,9 @@ async fn bearer_is_api_key(state: &AppState, token: &str) -> Result<bool, ApiErr
     }
     let store = state.store.clone();
     let hash = hash_key(token);
-    Ok(blocking(move || store.find_key_by_hash(&hash)).await?.is_some())
+    Ok(blocking(move || store.find_key_by_hash(&hash))
+        .await?
+        .is_some())
 }
 
 /// Resolves `X-API-Key` to a live key; answers 401 otherwise.
@@ -92,7 +94,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
 
 /// Middleware for integration endpoints: authenticate, spend one request of the key's quota,
 /// and put the quota headers on whatever the handler answers.
-pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let caller = match authenticate(&state, req.headers()).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -125,7 +131,9 @@ async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
     let Some(expected) = state.config.admin_token.as_deref() else {
         return Err(ApiError::Unauthorized {
             code: "admin_disabled",
-            message: "key management is disabled: start the server with --admin-token (AIMP_ADMIN_TOKEN)".into(),
+            message:
+                "key management is disabled: start the server with --admin-token (AIMP_ADMIN_TOKEN)"
+                    .into(),
         });
     };
     match bearer(headers) {

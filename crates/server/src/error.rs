@@ -22,15 +22,9 @@ pub enum ApiError {
         param: Option<String>,
     },
     /// 401: no credential, or a bad one.
-    Unauthorized {
-        code: &'static str,
-        message: String,
-    },
+    Unauthorized { code: &'static str, message: String },
     /// 403: a valid credential without permission for this.
-    Forbidden {
-        code: &'static str,
-        message: String,
-    },
+    Forbidden { code: &'static str, message: String },
     /// 404: unknown model, upload or resource.
     NotFound {
         code: &'static str,

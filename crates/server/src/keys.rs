@@ -99,10 +99,16 @@ pub fn create_key(store: &Store, name: &str, workspace: &str) -> Result<CreatedK
 /// The outcome of registering the `AIMP_API_KEY` of the environment.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EnvKey {
-    Registered { id: String },
-    AlreadyRegistered { id: String },
+    Registered {
+        id: String,
+    },
+    AlreadyRegistered {
+        id: String,
+    },
     /// The key was revoked earlier; it stays revoked.
-    Revoked { id: String },
+    Revoked {
+        id: String,
+    },
 }
 
 /// Checks that a key given from outside is usable: printable ASCII, no spaces, 16–256 chars.
@@ -145,7 +151,11 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("aimp_"));
         assert_eq!(a.len(), 5 + 40);
-        assert!(a[5..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a[5..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]
@@ -158,7 +168,8 @@ mod tests {
         assert_eq!(record.prefix, created.key[..12]);
         let raw = std::fs::read(store.path()).expect("read db");
         assert!(
-            !raw.windows(created.key.len()).any(|w| w == created.key.as_bytes()),
+            !raw.windows(created.key.len())
+                .any(|w| w == created.key.as_bytes()),
             "the key itself must never be written"
         );
 

@@ -31,7 +31,10 @@ pub fn router(state: AppState) -> Router {
     let integration = Router::new()
         .route("/api/runs", post(routes::runs::create))
         .route("/api/marketplace/models", get(routes::models::list))
-        .route("/api/marketplace/models/{slug}", get(routes::models::get_one))
+        .route(
+            "/api/marketplace/models/{slug}",
+            get(routes::models::get_one),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

@@ -68,8 +68,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("aimp");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency: HistogramFamily<RouteLabels> =
-            Family::new_with_constructor(latency_histogram);
+        let latency: HistogramFamily<RouteLabels> = Family::new_with_constructor(latency_histogram);
         let runs = Family::<RunLabels, Counter>::default();
         let run_latency: HistogramFamily<ModelLabels> =
             Family::new_with_constructor(latency_histogram);

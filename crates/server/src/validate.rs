@@ -68,7 +68,13 @@ impl Contracts {
         let model = match body.remove("model") {
             None => return Err(missing("model")),
             Some(Value::String(s)) if !s.is_empty() => s,
-            Some(other) => return Err(invalid("model", "a non-empty string (a model slug)", &other)),
+            Some(other) => {
+                return Err(invalid(
+                    "model",
+                    "a non-empty string (a model slug)",
+                    &other,
+                ));
+            }
         };
         let input = match body.remove("input") {
             None => return Err(missing("input")),
@@ -120,7 +126,9 @@ impl Contracts {
         if contract.requires_scope && scope.is_none() {
             return Err(ApiError::bad_request(
                 "missing_scope",
-                format!("scope is required for mode {mode}: index and search read and write the vectors of one scope"),
+                format!(
+                    "scope is required for mode {mode}: index and search read and write the vectors of one scope"
+                ),
                 "scope",
             ));
         }
@@ -207,11 +215,7 @@ pub fn valid_scope(s: &str) -> bool {
 }
 
 fn missing(field: &str) -> ApiError {
-    ApiError::bad_request(
-        "missing_field",
-        format!("`{field}` is required"),
-        field,
-    )
+    ApiError::bad_request("missing_field", format!("`{field}` is required"), field)
 }
 
 fn invalid(field: &str, expected: &str, got: &Value) -> ApiError {
@@ -269,10 +273,9 @@ pub fn dotted_path(root: &str, pointer: &str) -> String {
 
 /// Fills each absent property of `params` from its schema's `default`.
 fn fill_defaults(schema: &Value, params: &mut Value) {
-    let (Some(props), Value::Object(params)) = (
-        schema.get("properties").and_then(Value::as_object),
-        params,
-    ) else {
+    let (Some(props), Value::Object(params)) =
+        (schema.get("properties").and_then(Value::as_object), params)
+    else {
         return;
     };
     for (name, prop) in props {
@@ -302,7 +305,9 @@ mod tests {
     }
 
     fn reject(v: Value) -> (u16, &'static str, Option<String>) {
-        let err = contracts().validate(body(v)).expect_err("should be refused");
+        let err = contracts()
+            .validate(body(v))
+            .expect_err("should be refused");
         let status = err.status().as_u16();
         match err {
             ApiError::BadRequest { code, param, .. } | ApiError::NotFound { code, param, .. } => {
@@ -328,12 +333,16 @@ mod tests {
     fn mode_defaults_to_execute_and_search_params_get_defaults() {
         let c = contracts();
         let run = c
-            .validate(body(json!({"model": "demo-model", "input": {"texts": ["a", "b"]}})))
+            .validate(body(
+                json!({"model": "demo-model", "input": {"texts": ["a", "b"]}}),
+            ))
             .expect("valid");
         assert_eq!(run.mode, "execute");
         let run = c
-            .validate(body(json!({"model": "demo-model", "mode": "search", "scope": "test",
-                "input": {"text": "q"}, "params": {"ef": 50}})))
+            .validate(body(
+                json!({"model": "demo-model", "mode": "search", "scope": "test",
+                "input": {"text": "q"}, "params": {"ef": 50}}),
+            ))
             .expect("valid");
         assert_eq!(run.params["top_k"], 10);
         assert_eq!(run.params["exact"], false);
@@ -395,7 +404,11 @@ mod tests {
         assert_eq!(
             reject(json!({"model": "demo-model", "input": {"text": "x"},
                 "options": {"hardware_tier": "gpu"}})),
-            (400, "unsupported_option", Some("options.hardware_tier".into()))
+            (
+                400,
+                "unsupported_option",
+                Some("options.hardware_tier".into())
+            )
         );
         for field in PLATFORM_FIELDS {
             let mut v = json!({"model": "demo-model", "input": {"text": "x"}});
@@ -423,8 +436,13 @@ mod tests {
                 reject(json!({"model": "demo-model", "mode": mode, "input": input})),
                 (400, "missing_scope", Some("scope".into()))
             );
-            for bad in [json!("-starts-with-dash"), json!("has space"), json!(""), json!(7),
-                        json!("x".repeat(65))] {
+            for bad in [
+                json!("-starts-with-dash"),
+                json!("has space"),
+                json!(""),
+                json!(7),
+                json!("x".repeat(65)),
+            ] {
                 let (status, _, param) = reject(
                     json!({"model": "demo-model", "mode": mode, "scope": bad, "input": input}),
                 );
@@ -445,7 +463,10 @@ mod tests {
     #[test]
     fn dotted_paths() {
         assert_eq!(dotted_path("input", ""), "input");
-        assert_eq!(dotted_path("input", "/images/0/media_ref"), "input.images[0].media_ref");
+        assert_eq!(
+            dotted_path("input", "/images/0/media_ref"),
+            "input.images[0].media_ref"
+        );
         assert_eq!(dotted_path("params", "/a~1b"), "params.a/b");
     }
 }

@@ -29,8 +29,13 @@ fn demo_model() -> EncoderHandle {
             let manifest = reg.get("demo-model").expect("manifest");
             ensure_installed(manifest, &models_dir(), &InstallOptions::default())
                 .expect("install demo-model");
-            load_encoder(manifest, &models_dir(), DeviceChoice::Cpu, WorkerOptions::default())
-                .expect("load demo-model")
+            load_encoder(
+                manifest,
+                &models_dir(),
+                DeviceChoice::Cpu,
+                WorkerOptions::default(),
+            )
+            .expect("load demo-model")
         })
         .clone()
 }
@@ -106,9 +111,8 @@ impl Gateway {
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ));
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Reply {
             status,
             headers,
@@ -157,7 +161,11 @@ fn assert_error(reply: &Reply, status: u16, code: &str, param: Option<&str>) {
     assert!(!reply.message().is_empty());
     match param {
         Some(p) => assert_eq!(reply.param(), p, "{:?}", reply.body),
-        None => assert!(reply.body["error"].get("param").is_none(), "{:?}", reply.body),
+        None => assert!(
+            reply.body["error"].get("param").is_none(),
+            "{:?}",
+            reply.body
+        ),
     }
 }
 
@@ -178,7 +186,10 @@ async fn the_api_page_request_returns_a_normalised_embedding() {
     assert_eq!(r.body["usage"]["items"], 1);
     let out = &r.body["output"];
     assert_eq!(out["dimensions"], 384);
-    assert_eq!(out["model_revision"], "c9745ed1d9f207416be6d2e6f8de32d1f16199bf");
+    assert_eq!(
+        out["model_revision"],
+        "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    );
     let v: Vec<f64> = serde_json::from_value(out["embeddings"][0].clone()).expect("vector");
     assert_eq!(v.len(), 384);
     let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -192,10 +203,18 @@ async fn texts_give_one_vector_each_in_order() {
         .run(json!({"model": "demo-model", "input": {"texts": ["one", "two", "three"]}}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body["output"]["embeddings"].as_array().expect("array").len(), 3);
+    assert_eq!(
+        r.body["output"]["embeddings"]
+            .as_array()
+            .expect("array")
+            .len(),
+        3
+    );
     assert_eq!(r.body["usage"]["items"], 3);
     assert_eq!(r.body["scope"], Value::Null);
-    let single = gw.run(json!({"model": "demo-model", "input": {"text": "two"}})).await;
+    let single = gw
+        .run(json!({"model": "demo-model", "input": {"text": "two"}}))
+        .await;
     let a: Vec<f64> = serde_json::from_value(r.body["output"]["embeddings"][1].clone()).expect("a");
     let b: Vec<f64> =
         serde_json::from_value(single.body["output"]["embeddings"][0].clone()).expect("b");
@@ -252,7 +271,9 @@ async fn input_against_the_schema_names_the_path() {
         .await;
     assert_error(&r, 400, "invalid_input", Some("input.texts[1]"));
     assert!(r.message().starts_with("input.texts[1]"), "{}", r.message());
-    let r = gw.run(json!({"model": "demo-model", "input": {"text": ""}})).await;
+    let r = gw
+        .run(json!({"model": "demo-model", "input": {"text": ""}}))
+        .await;
     assert_error(&r, 400, "invalid_input", Some("input.text"));
     let r = gw
         .run(json!({"model": "demo-model", "input": {"text": "a", "texts": ["b"]}}))
@@ -264,8 +285,10 @@ async fn input_against_the_schema_names_the_path() {
 async fn params_against_the_schema_names_the_path() {
     let gw = gateway(Options::default());
     let r = gw
-        .run(json!({"model": "demo-model", "mode": "search", "scope": "test",
-            "input": {"text": "q"}, "params": {"top_k": 5000}}))
+        .run(
+            json!({"model": "demo-model", "mode": "search", "scope": "test",
+            "input": {"text": "q"}, "params": {"top_k": 5000}}),
+        )
         .await;
     assert_error(&r, 400, "invalid_params", Some("params.top_k"));
     let r = gw
@@ -331,10 +354,17 @@ async fn missing_scope_on_index_and_search_is_400() {
 #[tokio::test]
 async fn invalid_scope_is_400() {
     let gw = gateway(Options::default());
-    for scope in [json!("_leading"), json!("white space"), json!("x".repeat(65)), json!(1)] {
+    for scope in [
+        json!("_leading"),
+        json!("white space"),
+        json!("x".repeat(65)),
+        json!(1),
+    ] {
         let r = gw
-            .run(json!({"model": "demo-model", "mode": "search", "scope": scope,
-                "input": {"text": "a"}}))
+            .run(
+                json!({"model": "demo-model", "mode": "search", "scope": scope,
+                "input": {"text": "a"}}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.param(), "scope");
@@ -422,10 +452,18 @@ async fn key_management_and_immediate_revocation() {
     let list = gw.admin("GET", "/api/api-keys/", None).await;
     let listed = list.body["data"].as_array().expect("data");
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().all(|k| k.get("key").is_none() && k.get("hash").is_none()));
+    assert!(
+        listed
+            .iter()
+            .all(|k| k.get("key").is_none() && k.get("hash").is_none())
+    );
 
     let renamed = gw
-        .admin("PATCH", &format!("/api/api-keys/{id}/"), Some(json!({"name": "desk"})))
+        .admin(
+            "PATCH",
+            &format!("/api/api-keys/{id}/"),
+            Some(json!({"name": "desk"})),
+        )
         .await;
     assert_eq!(renamed.body["name"], "desk");
 
@@ -436,7 +474,9 @@ async fn key_management_and_immediate_revocation() {
             .expect("request")
     };
     assert_eq!(gw.send(run(key.clone())).await.status, StatusCode::OK);
-    let revoked = gw.admin("DELETE", &format!("/api/api-keys/{id}/"), None).await;
+    let revoked = gw
+        .admin("DELETE", &format!("/api/api-keys/{id}/"), None)
+        .await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert!(revoked.body["revoked_at"].is_string());
     assert_error(&gw.send(run(key)).await, 401, "invalid_api_key", None);
@@ -451,17 +491,29 @@ async fn key_management_validates_and_404s() {
     let r = gw.admin("POST", "/api/api-keys/", Some(json!({}))).await;
     assert_error(&r, 400, "missing_field", Some("name"));
     let r = gw
-        .admin("POST", "/api/api-keys/", Some(json!({"name": "x", "workspace": "bad space"})))
+        .admin(
+            "POST",
+            "/api/api-keys/",
+            Some(json!({"name": "x", "workspace": "bad space"})),
+        )
         .await;
     assert_error(&r, 400, "invalid_field", Some("workspace"));
     let r = gw
-        .admin("POST", "/api/api-keys/", Some(json!({"name": "x", "role": "root"})))
+        .admin(
+            "POST",
+            "/api/api-keys/",
+            Some(json!({"name": "x", "role": "root"})),
+        )
         .await;
     assert_error(&r, 400, "unknown_field", Some("role"));
     let r = gw.admin("DELETE", "/api/api-keys/key_nope/", None).await;
     assert_error(&r, 404, "api_key_not_found", Some("id"));
     let r = gw
-        .admin("PATCH", "/api/api-keys/key_nope/", Some(json!({"name": "x"})))
+        .admin(
+            "PATCH",
+            "/api/api-keys/key_nope/",
+            Some(json!({"name": "x"})),
+        )
         .await;
     assert_error(&r, 404, "api_key_not_found", Some("id"));
 }
@@ -471,7 +523,9 @@ async fn key_management_validates_and_404s() {
 #[tokio::test]
 async fn unknown_model_is_404() {
     let gw = gateway(Options::default());
-    let r = gw.run(json!({"model": "gpt-17", "input": {"text": "x"}})).await;
+    let r = gw
+        .run(json!({"model": "gpt-17", "input": {"text": "x"}}))
+        .await;
     assert_error(&r, 404, "model_not_found", Some("model"));
     let req = Request::get("/api/marketplace/models/gpt-17")
         .header("X-API-Key", &gw.key)
@@ -483,15 +537,23 @@ async fn unknown_model_is_404() {
 #[tokio::test]
 async fn a_model_without_weights_is_409_naming_the_install_command() {
     let gw = gateway(Options::default());
-    let r = gw.run(json!({"model": "clipo", "input": {"text": "a photo of a cat"}})).await;
+    let r = gw
+        .run(json!({"model": "clipo", "input": {"text": "a photo of a cat"}}))
+        .await;
     assert_error(&r, 409, "model_not_installed", Some("model"));
-    assert!(r.message().contains("aimp models pull clipo"), "{}", r.message());
+    assert!(
+        r.message().contains("aimp models pull clipo"),
+        "{}",
+        r.message()
+    );
 }
 
 #[tokio::test]
 async fn a_model_that_failed_to_load_is_409_and_loading_is_503() {
     let gw = gateway(Options {
-        demo: Some(ModelState::Failed("model.safetensors: sha256 mismatch".into())),
+        demo: Some(ModelState::Failed(
+            "model.safetensors: sha256 mismatch".into(),
+        )),
         ..Options::default()
     });
     let r = gw.run(page_body()).await;
@@ -506,7 +568,11 @@ async fn a_model_that_failed_to_load_is_409_and_loading_is_503() {
     assert_error(&r, 503, "model_loading", None);
     assert!(r.headers.contains_key("retry-after"));
     let ready = gw
-        .send(Request::get("/readyz").body(Body::empty()).expect("request"))
+        .send(
+            Request::get("/readyz")
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["models"]["demo-model"]["status"], "loading");
@@ -564,7 +630,8 @@ impl TextEncoder for Held {
         384
     }
     fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        self.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _g = self.gate.lock().expect("gate");
         Ok(texts.iter().map(|_| vec![0.0; 384]).collect())
     }
@@ -607,7 +674,11 @@ async fn a_full_encoder_queue_is_503_with_retry_after() {
     assert_error(&r, 503, "overloaded", None);
     assert_eq!(r.headers["retry-after"], "1");
     let metrics = gw
-        .send(Request::get("/metrics").body(Body::empty()).expect("request"))
+        .send(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await;
     let text = metrics.body.as_str().expect("text").to_string();
     assert!(
@@ -631,13 +702,19 @@ async fn models_list_their_contracts_and_installation() {
     let r = gw.send(req).await;
     assert_eq!(r.status, StatusCode::OK);
     let data = r.body["data"].as_array().expect("data");
-    let demo = data.iter().find(|m| m["slug"] == "demo-model").expect("demo");
+    let demo = data
+        .iter()
+        .find(|m| m["slug"] == "demo-model")
+        .expect("demo");
     assert_eq!(demo["installed"], true);
     assert_eq!(demo["verified"], true);
     assert_eq!(demo["dimensions"], 384);
     assert_eq!(demo["distance"], "cosine");
     assert_eq!(demo["modes"]["index"]["collection"], "texts");
-    assert_eq!(demo["modes"]["search"]["params_schema"]["properties"]["top_k"]["default"], 10);
+    assert_eq!(
+        demo["modes"]["search"]["params_schema"]["properties"]["top_k"]["default"],
+        10
+    );
     assert!(demo["modes"]["execute"]["input_schema"].is_object());
     let clipo = data.iter().find(|m| m["slug"] == "clipo").expect("clipo");
     assert_eq!(clipo["installed"], false);
@@ -680,7 +757,11 @@ async fn health_ready_and_metrics_need_no_credential() {
 async fn unknown_paths_are_404_in_the_error_shape() {
     let gw = gateway(Options::default());
     let r = gw
-        .send(Request::get("/api/nothing").body(Body::empty()).expect("request"))
+        .send(
+            Request::get("/api/nothing")
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await;
     assert_error(&r, 404, "not_found", None);
 }
