@@ -468,4 +468,117 @@ mod tests {
             .expect("import zip");
         assert!(receipt.source.starts_with("import:"));
     }
+
+    /// A minimal HTTP server on loopback that serves `files` under
+    /// `/{repo}/resolve/{revision}/`, like the hub or a mirror; 404 for anything else.
+    fn fake_hub(files: Vec<(String, Vec<u8>)>) -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut request_line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                // Drain the headers.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok() && line.trim() != "" {
+                    line.clear();
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("");
+                let found = files.iter().find(|(p, _)| p == path);
+                let (status, body) = match found {
+                    Some((_, b)) => ("200 OK", b.clone()),
+                    None => ("404 Not Found", b"not found".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn hub_manifest(a: &[u8], b: &[u8]) -> Manifest {
+        let mut m = tiny_manifest(a, b);
+        m.sources.hub = Some(crate::manifest::HubSource {
+            repo: "org/tiny".into(),
+            revision: "abc123".into(),
+        });
+        m
+    }
+
+    #[test]
+    fn pull_downloads_from_the_hub_at_the_pinned_revision() {
+        let m = hub_manifest(b"weights", b"{}");
+        let hub = fake_hub(vec![
+            ("/org/tiny/resolve/abc123/a.bin".into(), b"weights".to_vec()),
+            ("/org/tiny/resolve/abc123/sub/b.json".into(), b"{}".to_vec()),
+        ]);
+        let models = tempfile::tempdir().expect("tempdir");
+        let opts = InstallOptions {
+            hub_url: hub,
+            ..InstallOptions::default()
+        };
+        let receipt = Installer::new(&m, models.path(), &opts)
+            .pull()
+            .expect("pull");
+        assert_eq!(receipt.source, "hub:org/tiny@abc123");
+        assert!(receipt.verified);
+        assert_eq!(
+            std::fs::read(models.path().join("tiny/sub/b.json")).expect("read"),
+            b"{}"
+        );
+    }
+
+    #[test]
+    fn a_tampered_hub_file_is_refused_without_falling_back() {
+        let m = hub_manifest(b"weights", b"{}");
+        let hub = fake_hub(vec![
+            (
+                "/org/tiny/resolve/abc123/a.bin".into(),
+                b"tampered".to_vec(),
+            ),
+            ("/org/tiny/resolve/abc123/sub/b.json".into(), b"{}".to_vec()),
+        ]);
+        let models = tempfile::tempdir().expect("tempdir");
+        let opts = InstallOptions {
+            hub_url: hub,
+            ..InstallOptions::default()
+        };
+        let err = Installer::new(&m, models.path(), &opts)
+            .pull()
+            .expect_err("tampered");
+        assert!(
+            matches!(&err, EmbedError::ChecksumMismatch { file, .. } if file == "a.bin"),
+            "{err}"
+        );
+        assert!(!models.path().join("tiny").exists());
+        assert_eq!(std::fs::read_dir(models.path()).expect("read").count(), 0);
+    }
+
+    #[test]
+    fn an_unreachable_hub_and_no_other_source_is_a_clear_error() {
+        let m = hub_manifest(b"weights", b"{}");
+        let models = tempfile::tempdir().expect("tempdir");
+        let opts = InstallOptions {
+            hub_url: "http://127.0.0.1:9".into(),
+            ..InstallOptions::default()
+        };
+        let err = Installer::new(&m, models.path(), &opts)
+            .pull()
+            .expect_err("unreachable");
+        let text = err.to_string();
+        assert!(matches!(err, EmbedError::NoSource { .. }));
+        assert!(
+            text.contains("aimp models import tiny --from DIR"),
+            "{text}"
+        );
+    }
 }

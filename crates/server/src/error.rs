@@ -31,6 +31,8 @@ pub enum ApiError {
         message: String,
         param: Option<String>,
     },
+    /// 405: a known path with a method it does not take.
+    MethodNotAllowed,
     /// 409: the request conflicts with the current state.
     Conflict {
         code: &'static str,
@@ -81,6 +83,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -111,6 +114,11 @@ impl ApiError {
             ApiError::Unauthorized { code, message } | ApiError::Forbidden { code, message } => {
                 (code, message.clone(), None)
             }
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                "this endpoint does not take that method".to_string(),
+                None,
+            ),
             ApiError::PayloadTooLarge { limit } => (
                 "payload_too_large",
                 format!("request body is larger than the limit of {limit} bytes"),

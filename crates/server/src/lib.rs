@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(operations)
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

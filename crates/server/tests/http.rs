@@ -765,3 +765,17 @@ async fn unknown_paths_are_404_in_the_error_shape() {
         .await;
     assert_error(&r, 404, "not_found", None);
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_405_in_the_error_shape() {
+    let gw = gateway(Options::default());
+    let r = gw
+        .send(
+            Request::get("/api/runs")
+                .header("X-API-Key", &gw.key)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_error(&r, 405, "method_not_allowed", None);
+}

@@ -15,3 +15,8 @@ pub async fn not_found() -> ApiError {
         param: None,
     }
 }
+
+/// A known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,43 @@
+//! Sentences per second of demo-model (all-MiniLM-L6-v2, real weights) at batch 1 and 32.
+//!
+//! `cargo bench --bench embed_text`. The same sentences and batch sizes are measured with
+//! sentence-transformers by `benches/reference/embed_text_st.py`; docs/benchmarks.md holds
+//! both medians and their ratio.
+
+use std::path::PathBuf;
+
+use aimp_embed::{InstallOptions, Registry, SentenceEncoder, TextEncoder, ensure_installed};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const BATCH_SIZES: &[usize] = &[1, 32];
+const SENTENCES: &str = include_str!("data/sentences.txt");
+
+fn encoder() -> SentenceEncoder {
+    let models = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models");
+    let registry = Registry::load(None, &models).expect("registry");
+    let manifest = registry.get("demo-model").expect("manifest");
+    ensure_installed(manifest, &models, &InstallOptions::default()).expect("install demo-model");
+    SentenceEncoder::load(
+        manifest,
+        &models.join("demo-model"),
+        &candle_core::Device::Cpu,
+    )
+    .expect("load")
+}
+
+fn embed_text(c: &mut Criterion) {
+    let sentences: Vec<String> = SENTENCES.lines().map(str::to_string).collect();
+    let mut enc = encoder();
+    let mut group = c.benchmark_group("embed_text");
+    for &batch in BATCH_SIZES {
+        let texts = &sentences[..batch];
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), texts, |b, texts| {
+            b.iter(|| enc.embed_texts(texts).expect("embed"));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, embed_text);
+criterion_main!(benches);
