@@ -511,24 +511,36 @@ mod tests {
             repo: "org/tiny".into(),
             revision: "abc123".into(),
         });
+        // A pip source whose interpreter does not exist: falling back to it shows as a Pip
+        // failure, never as a checksum mismatch.
+        m.sources.pip = Some(crate::manifest::PipSource {
+            requirement: "tiny==1.0".into(),
+            folder: "tiny/model".into(),
+        });
         m
     }
 
-    #[test]
-    fn pull_downloads_from_the_hub_at_the_pinned_revision() {
+    /// Pulls the tiny manifest from a fake hub that serves `a_bin` as `a.bin`.
+    fn pull_from_fake_hub(a_bin: &[u8]) -> (tempfile::TempDir, Result<InstallReceipt, EmbedError>) {
         let m = hub_manifest(b"weights", b"{}");
         let hub = fake_hub(vec![
-            ("/org/tiny/resolve/abc123/a.bin".into(), b"weights".to_vec()),
+            ("/org/tiny/resolve/abc123/a.bin".into(), a_bin.to_vec()),
             ("/org/tiny/resolve/abc123/sub/b.json".into(), b"{}".to_vec()),
         ]);
         let models = tempfile::tempdir().expect("tempdir");
         let opts = InstallOptions {
             hub_url: hub,
+            python: "/nonexistent/python3".into(),
             ..InstallOptions::default()
         };
-        let receipt = Installer::new(&m, models.path(), &opts)
-            .pull()
-            .expect("pull");
+        let result = Installer::new(&m, models.path(), &opts).pull();
+        (models, result)
+    }
+
+    #[test]
+    fn pull_downloads_from_the_hub_at_the_pinned_revision() {
+        let (models, result) = pull_from_fake_hub(b"weights");
+        let receipt = result.expect("pull");
         assert_eq!(receipt.source, "hub:org/tiny@abc123");
         assert!(receipt.verified);
         assert_eq!(
@@ -539,22 +551,8 @@ mod tests {
 
     #[test]
     fn a_tampered_hub_file_is_refused_without_falling_back() {
-        let m = hub_manifest(b"weights", b"{}");
-        let hub = fake_hub(vec![
-            (
-                "/org/tiny/resolve/abc123/a.bin".into(),
-                b"tampered".to_vec(),
-            ),
-            ("/org/tiny/resolve/abc123/sub/b.json".into(), b"{}".to_vec()),
-        ]);
-        let models = tempfile::tempdir().expect("tempdir");
-        let opts = InstallOptions {
-            hub_url: hub,
-            ..InstallOptions::default()
-        };
-        let err = Installer::new(&m, models.path(), &opts)
-            .pull()
-            .expect_err("tampered");
+        let (models, result) = pull_from_fake_hub(b"tampered");
+        let err = result.expect_err("tampered");
         assert!(
             matches!(&err, EmbedError::ChecksumMismatch { file, .. } if file == "a.bin"),
             "{err}"
@@ -569,6 +567,7 @@ mod tests {
         let models = tempfile::tempdir().expect("tempdir");
         let opts = InstallOptions {
             hub_url: "http://127.0.0.1:9".into(),
+            python: "/nonexistent/python3".into(),
             ..InstallOptions::default()
         };
         let err = Installer::new(&m, models.path(), &opts)
