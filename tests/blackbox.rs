@@ -384,3 +384,38 @@ fn offline_pull_fails_at_once_and_list_reports_installation() {
     assert_eq!(demo["installed"], false);
     assert_eq!(demo["install_command"], "aimp models pull demo-model");
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = aimp(data.path(), &shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_SHUTDOWN_TIMEOUT", "300");
+    let server = Server::start(cmd);
+
+    // A request heavy enough to still be encoding when the signal arrives.
+    let long = "a sentence that keeps going and going ".repeat(40);
+    let texts: Vec<&str> = (0..48).map(|_| long.as_str()).collect();
+    let body = json!({"model": "demo-model", "input": {"texts": texts}}).to_string();
+    let url = format!("{}/api/runs", server.base);
+    let in_flight = std::thread::spawn(move || post(&url, &[("X-API-Key", ENV_KEY)], &body).0);
+
+    let metrics = format!("{}/metrics", server.base);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, text) = get(&metrics, &[]);
+        let busy = text.as_str().unwrap_or("").lines().any(|l| {
+            l.starts_with("aimp_encoder_queue_depth{model=\"demo-model\"} ") && !l.ends_with(" 0")
+        });
+        if busy {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the encoder"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+    assert_eq!(in_flight.join().expect("join"), 200);
+}

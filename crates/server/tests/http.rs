@@ -474,6 +474,21 @@ async fn key_management_and_immediate_revocation() {
             .expect("request")
     };
     assert_eq!(gw.send(run(key.clone())).await.status, StatusCode::OK);
+    // Use is recorded (off the request path, so allow it a moment).
+    let mut used = Value::Null;
+    for _ in 0..100 {
+        let list = gw.admin("GET", "/api/api-keys/", None).await;
+        let entry = list.body["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|k| k["id"] == id.as_str()).cloned())
+            .expect("listed");
+        used = entry["last_used_at"].clone();
+        if used.is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(used.is_string(), "last_used_at was never recorded");
     let revoked = gw
         .admin("DELETE", &format!("/api/api-keys/{id}/"), None)
         .await;
