@@ -5,6 +5,7 @@
 //! queues work for a dedicated thread and answers "overloaded" when that queue is full.
 
 mod checksum;
+mod clip_tokenizer;
 mod device;
 mod error;
 mod hub;
@@ -16,6 +17,7 @@ mod sentence;
 mod wheel;
 mod worker;
 
+pub use clip_tokenizer::ClipTokenizer;
 pub use device::DeviceChoice;
 pub use error::EmbedError;
 pub use install::{InstallOptions, InstallReceipt, Installer, ensure_installed};
