@@ -240,6 +240,8 @@ mod tests {
         assert_eq!(h.queue_depth(), 0);
     }
 
+    // The test holds the gate across awaits on purpose: it stalls the worker thread, not a task.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn a_full_queue_is_overloaded_not_a_hang() {
         let (enc, (gate, entered, _)) = fake();
