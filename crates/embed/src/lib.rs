@@ -5,6 +5,7 @@
 //! queues work for a dedicated thread and answers "overloaded" when that queue is full.
 
 mod checksum;
+mod clip;
 mod clip_tokenizer;
 mod device;
 mod error;
@@ -12,11 +13,13 @@ mod hub;
 mod install;
 mod loader;
 mod manifest;
+pub mod preprocess;
 mod registry;
 mod sentence;
 mod wheel;
 mod worker;
 
+pub use clip::ClipEncoder;
 pub use clip_tokenizer::ClipTokenizer;
 pub use device::DeviceChoice;
 pub use error::EmbedError;

@@ -1,0 +1,274 @@
+//! CLIP's image and text towers with their projections into one L2-normalised space.
+//!
+//! Paper: Radford et al., "Learning Transferable Visual Models From Natural Language
+//! Supervision" (<https://arxiv.org/abs/2103.00020>). Reference implementation:
+//! `transformers.CLIPModel` (`get_text_features`, `get_image_features`). The towers are
+//! `candle_transformers::models::clip`; this module reads the Hugging Face `config.json`, pools
+//! the text feature at the first end token (as transformers does, also in padded batches), and
+//! applies the projections and normalisation.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use candle_transformers::models::clip::text_model::{
+    Activation, ClipTextConfig, ClipTextTransformer,
+};
+use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
+use serde::Deserialize;
+
+use crate::{ClipTokenizer, EmbedError, Manifest};
+
+/// The parts of a Hugging Face CLIP `config.json` that shape the model.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    projection_dim: usize,
+    text_config: HfTower,
+    vision_config: HfTower,
+}
+
+#[derive(Debug, Deserialize)]
+struct HfTower {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default = "quick_gelu")]
+    hidden_act: String,
+    #[serde(default = "layer_norm_eps")]
+    layer_norm_eps: f64,
+    // text only
+    #[serde(default)]
+    vocab_size: Option<usize>,
+    #[serde(default)]
+    max_position_embeddings: Option<usize>,
+    // vision only
+    #[serde(default)]
+    image_size: Option<usize>,
+    #[serde(default)]
+    patch_size: Option<usize>,
+    #[serde(default)]
+    num_channels: Option<usize>,
+}
+
+fn quick_gelu() -> String {
+    "quick_gelu".into()
+}
+
+fn layer_norm_eps() -> f64 {
+    1e-5
+}
+
+/// A loaded CLIP model: both towers, both projections, and its tokenizer.
+pub struct ClipEncoder {
+    slug: String,
+    text: ClipTextTransformer,
+    text_projection: Linear,
+    vision: ClipVisionTransformer,
+    visual_projection: Linear,
+    tokenizer: ClipTokenizer,
+    device: Device,
+    dimensions: usize,
+    image_size: usize,
+    max_tokens: usize,
+}
+
+impl std::fmt::Debug for ClipEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipEncoder")
+            .field("slug", &self.slug)
+            .field("dimensions", &self.dimensions)
+            .field("image_size", &self.image_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClipEncoder {
+    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
+    pub fn load(manifest: &Manifest, dir: &Path, device: &Device) -> Result<Self, EmbedError> {
+        let slug = manifest.slug.clone();
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
+        let invalid = |reason: String| EmbedError::ManifestInvalid {
+            path: config_path.display().to_string(),
+            reason,
+        };
+        let config: HfConfig = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let (text_config, vision_config) = tower_configs(&config).map_err(invalid)?;
+        if config.projection_dim != manifest.dimensions {
+            return Err(invalid(format!(
+                "projection_dim is {}, but the manifest of {slug} says dimensions {}",
+                config.projection_dim, manifest.dimensions
+            )));
+        }
+        let weights_path = dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
+        let model_err = |source| EmbedError::Model {
+            slug: slug.clone(),
+            source,
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
+            .map_err(model_err)?;
+        let text =
+            ClipTextTransformer::new(vb.pp("text_model"), &text_config).map_err(model_err)?;
+        let vision =
+            ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config).map_err(model_err)?;
+        let text_projection = candle_nn::linear_no_bias(
+            text_config.embed_dim,
+            config.projection_dim,
+            vb.pp("text_projection"),
+        )
+        .map_err(model_err)?;
+        let visual_projection = candle_nn::linear_no_bias(
+            vision_config.embed_dim,
+            config.projection_dim,
+            vb.pp("visual_projection"),
+        )
+        .map_err(model_err)?;
+        let max_tokens = manifest.max_tokens.min(text_config.max_position_embeddings);
+        let tokenizer = ClipTokenizer::from_file(&slug, &dir.join("tokenizer.json"), max_tokens)?;
+        Ok(ClipEncoder {
+            slug,
+            text,
+            text_projection,
+            vision,
+            visual_projection,
+            tokenizer,
+            device: device.clone(),
+            dimensions: config.projection_dim,
+            image_size: vision_config.image_size,
+            max_tokens,
+        })
+    }
+
+    /// The side of the square pixel input (224 for ViT-B/32).
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    fn model_err(&self) -> impl Fn(candle_core::Error) -> EmbedError + '_ {
+        |source| EmbedError::Model {
+            slug: self.slug.clone(),
+            source,
+        }
+    }
+
+    /// Text embeddings, one L2-normalised row per text.
+    pub fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.tokenizer.encode(texts)?;
+        self.text_features(&ids).map_err(self.model_err())
+    }
+
+    fn text_features(&self, ids: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let len = ids
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .min(self.max_tokens);
+        // The causal mask keeps every position from seeing the padding after it, so padding
+        // with the end token leaves each text's feature untouched.
+        let mut flat = Vec::with_capacity(ids.len() * len);
+        for row in ids {
+            flat.extend(row.iter().take(len));
+            flat.extend(std::iter::repeat_n(
+                self.tokenizer.end_id(),
+                len - row.len().min(len),
+            ));
+        }
+        let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
+        let hidden = self.text.forward_with_mask(&input, usize::MAX)?;
+        let pooled = ids
+            .iter()
+            .enumerate()
+            .map(|(b, row)| {
+                hidden
+                    .i((b, self.tokenizer.feature_position(row)))?
+                    .unsqueeze(0)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let pooled = Tensor::cat(&pooled, 0)?;
+        normalize(&self.text_projection.forward(&pooled)?)
+    }
+
+    /// Image embeddings from preprocessed pixels `(batch, 3, size, size)`.
+    pub fn embed_pixels(&self, pixels: &Tensor) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
+            let pooled = self.vision.forward(&pixels)?;
+            normalize(&self.visual_projection.forward(&pooled)?)
+        };
+        run().map_err(self.model_err())
+    }
+}
+
+fn normalize(x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let norms = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    x.broadcast_div(&norms)?.to_vec2::<f32>()
+}
+
+/// candle's tower configs from the Hugging Face ones; refuses what candle's towers cannot run.
+fn tower_configs(c: &HfConfig) -> Result<(ClipTextConfig, ClipVisionConfig), String> {
+    for (name, t) in [
+        ("text_config", &c.text_config),
+        ("vision_config", &c.vision_config),
+    ] {
+        if t.hidden_act != "quick_gelu" {
+            return Err(format!(
+                "{name}.hidden_act {:?} is not supported (quick_gelu only)",
+                t.hidden_act
+            ));
+        }
+        if (t.layer_norm_eps - 1e-5).abs() > 1e-12 {
+            return Err(format!("{name}.layer_norm_eps must be 1e-5"));
+        }
+        if t.num_attention_heads == 0 || t.hidden_size % t.num_attention_heads != 0 {
+            return Err(format!(
+                "{name}.hidden_size must be a multiple of num_attention_heads"
+            ));
+        }
+    }
+    let t = &c.text_config;
+    let v = &c.vision_config;
+    let text = ClipTextConfig {
+        vocab_size: t.vocab_size.ok_or("text_config.vocab_size is missing")?,
+        embed_dim: t.hidden_size,
+        activation: Activation::QuickGelu,
+        intermediate_size: t.intermediate_size,
+        max_position_embeddings: t.max_position_embeddings.unwrap_or(77),
+        pad_with: None,
+        num_hidden_layers: t.num_hidden_layers,
+        num_attention_heads: t.num_attention_heads,
+        projection_dim: c.projection_dim,
+    };
+    let vision = ClipVisionConfig {
+        embed_dim: v.hidden_size,
+        activation: Activation::QuickGelu,
+        intermediate_size: v.intermediate_size,
+        num_hidden_layers: v.num_hidden_layers,
+        num_attention_heads: v.num_attention_heads,
+        projection_dim: c.projection_dim,
+        num_channels: v.num_channels.unwrap_or(3),
+        image_size: v.image_size.unwrap_or(224),
+        patch_size: v.patch_size.unwrap_or(32),
+    };
+    if vision.image_size % vision.patch_size != 0 {
+        return Err("vision_config.image_size must be a multiple of patch_size".into());
+    }
+    Ok((text, vision))
+}

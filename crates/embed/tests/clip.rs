@@ -1,0 +1,131 @@
+//! CLIP in candle against transformers on seeded tiny random checkpoints (fixtures made by
+//! `scripts/reference/clip_fixtures.py`): text and image embeddings, single and batched.
+
+use std::path::{Path, PathBuf};
+
+use aimp_embed::{ClipEncoder, Manifest, Registry, preprocess};
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/clipo/fixtures");
+const CHECKPOINTS: &[&str] = &["tiny-a", "tiny-b"];
+
+#[derive(Deserialize)]
+struct Reference {
+    texts: Vec<TextRef>,
+    images: Vec<ImageRef>,
+}
+
+#[derive(Deserialize)]
+struct TextRef {
+    text: String,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct ImageRef {
+    file: String,
+    embedding: Vec<f32>,
+}
+
+fn reference(name: &str) -> Reference {
+    let path = Path::new(FIXTURES).join(name).join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("parse")
+}
+
+/// A checkpoint folder in the hub's layout: the checkpoint plus the shared tokenizer.
+fn checkpoint_dir(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = PathBuf::from(FIXTURES).join(name);
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).expect("copy");
+    }
+    std::fs::copy(
+        Path::new(FIXTURES).join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .expect("copy tokenizer");
+    dir
+}
+
+fn manifest_for(dimensions: usize) -> Manifest {
+    let registry = Registry::load(None, Path::new("/nonexistent")).expect("registry");
+    let mut m = (**registry.get("clipo").expect("clipo")).clone();
+    m.dimensions = dimensions;
+    m
+}
+
+fn load(name: &str, dims: usize) -> ClipEncoder {
+    let dir = checkpoint_dir(name);
+    ClipEncoder::load(&manifest_for(dims), dir.path(), &Device::Cpu).expect("load")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+fn expected_pixels(file: &str) -> Tensor {
+    let path = Path::new(FIXTURES)
+        .join("images/expected")
+        .join(format!("{file}.png"));
+    let img = image::open(&path).expect("open expected").to_rgb8();
+    preprocess::normalize(&img, &Device::Cpu).expect("normalize")
+}
+
+#[test]
+fn text_embeddings_match_transformers_single_and_batched() {
+    for &name in CHECKPOINTS {
+        let reference = reference(name);
+        let dims = reference.texts[0].embedding.len();
+        let enc = load(name, dims);
+        let texts: Vec<String> = reference.texts.iter().map(|t| t.text.clone()).collect();
+        let batch = enc.embed_texts(&texts).expect("batch");
+        for (r, got) in reference.texts.iter().zip(&batch) {
+            let c = cosine(got, &r.embedding);
+            assert!(c >= 0.9999, "{name}: batched cosine {c} for {:?}", r.text);
+            let single = enc
+                .embed_texts(std::slice::from_ref(&r.text))
+                .expect("single");
+            let c = cosine(&single[0], &r.embedding);
+            assert!(c >= 0.9999, "{name}: single cosine {c} for {:?}", r.text);
+            let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn image_embeddings_match_transformers_single_and_batched() {
+    for &name in CHECKPOINTS {
+        let reference = reference(name);
+        let dims = reference.images[0].embedding.len();
+        let enc = load(name, dims);
+        let pixels: Vec<Tensor> = reference
+            .images
+            .iter()
+            .map(|r| expected_pixels(&r.file))
+            .collect();
+        let batch = Tensor::stack(&pixels, 0).expect("stack");
+        let got = enc.embed_pixels(&batch).expect("batch");
+        for ((r, v), px) in reference.images.iter().zip(&got).zip(&pixels) {
+            let c = cosine(v, &r.embedding);
+            assert!(c >= 0.9999, "{name}: batched cosine {c} for {}", r.file);
+            let single = enc
+                .embed_pixels(&px.unsqueeze(0).expect("unsqueeze"))
+                .expect("single");
+            let c = cosine(&single[0], &r.embedding);
+            assert!(c >= 0.9999, "{name}: single cosine {c} for {}", r.file);
+        }
+    }
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_manifest_is_refused() {
+    let dir = checkpoint_dir("tiny-a");
+    let err = ClipEncoder::load(&manifest_for(512), dir.path(), &Device::Cpu)
+        .expect_err("projection 16 is not 512");
+    assert!(err.to_string().contains("projection_dim"), "{err}");
+}
