@@ -267,7 +267,7 @@ fn tower_configs(c: &HfConfig) -> Result<(ClipTextConfig, ClipVisionConfig), Str
         image_size: v.image_size.unwrap_or(224),
         patch_size: v.patch_size.unwrap_or(32),
     };
-    if vision.image_size % vision.patch_size != 0 {
+    if !vision.image_size.is_multiple_of(vision.patch_size) {
         return Err("vision_config.image_size must be a multiple of patch_size".into());
     }
     Ok((text, vision))

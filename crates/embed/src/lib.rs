@@ -15,6 +15,7 @@ mod loader;
 mod manifest;
 pub mod preprocess;
 mod registry;
+mod resample;
 mod sentence;
 mod wheel;
 mod worker;

@@ -129,3 +129,35 @@ fn a_config_that_disagrees_with_the_manifest_is_refused() {
         .expect_err("projection 16 is not 512");
     assert!(err.to_string().contains("projection_dim"), "{err}");
 }
+
+/// 8-bit inputs whose decoding is lossless and decoder-independent.
+const EXACT_INPUTS: &[&str] = &[
+    "landscape_rgb.png",
+    "portrait_rgba.png",
+    "palette.png",
+    "square.webp",
+    "frame.gif",
+    "small_upscaled.png",
+];
+
+#[test]
+fn resize_and_crop_match_the_reference_pixels() {
+    for &file in EXACT_INPUTS {
+        let decoded = image::open(Path::new(FIXTURES).join("images").join(file)).expect("decode");
+        let src = preprocess::to_rgb(&decoded);
+        let ours = preprocess::normalize(&preprocess::resize_and_crop(&src, 224), &Device::Cpu)
+            .expect("normalize");
+        let want = expected_pixels(file);
+        let diff = (ours - want)
+            .expect("sub")
+            .abs()
+            .expect("abs")
+            .flatten_all()
+            .expect("flatten")
+            .max(0)
+            .expect("max")
+            .to_scalar::<f32>()
+            .expect("scalar");
+        assert!(diff <= 1e-4, "{file}: max pixel difference {diff}");
+    }
+}
