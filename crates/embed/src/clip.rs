@@ -109,35 +109,95 @@ impl ClipEncoder {
         };
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(model_err)?;
-        let text =
-            ClipTextTransformer::new(vb.pp("text_model"), &text_config).map_err(model_err)?;
-        let vision =
-            ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config).map_err(model_err)?;
-        let text_projection = candle_nn::linear_no_bias(
-            text_config.embed_dim,
-            config.projection_dim,
-            vb.pp("text_projection"),
-        )
-        .map_err(model_err)?;
-        let visual_projection = candle_nn::linear_no_bias(
-            vision_config.embed_dim,
-            config.projection_dim,
-            vb.pp("visual_projection"),
-        )
-        .map_err(model_err)?;
         let max_tokens = manifest.max_tokens.min(text_config.max_position_embeddings);
         let tokenizer = ClipTokenizer::from_file(&slug, &dir.join("tokenizer.json"), max_tokens)?;
+        Self::assemble(
+            slug.clone(),
+            vb,
+            &text_config,
+            &vision_config,
+            config.projection_dim,
+            tokenizer,
+        )
+        .map_err(model_err)
+    }
+
+    /// A full-size ViT-B/32 (the shapes, and so the cost, of `openai/clip-vit-base-patch32`)
+    /// with seeded random weights, for benchmarks on machines without the real checkpoint.
+    pub fn random_vit_b32(
+        seed: u64,
+        tokenizer: &Path,
+        device: &Device,
+    ) -> Result<ClipEncoder, EmbedError> {
+        use rand::{Rng, SeedableRng};
+        let slug = "random-vit-b32".to_string();
+        let model_err = |source| EmbedError::Model {
+            slug: slug.clone(),
+            source,
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let text_config = ClipTextConfig::vit_base_patch32();
+        let vision_config = ClipVisionConfig::vit_base_patch32();
+        let tokenizer = ClipTokenizer::from_file(&slug, tokenizer, 77)?;
+        let encoder = Self::assemble(
+            slug.clone(),
+            vb,
+            &text_config,
+            &vision_config,
+            512,
+            tokenizer,
+        )
+        .map_err(model_err)?;
+        // candle cannot seed its CPU generator, so every weight is rewritten from a seeded one,
+        // in name order.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &vars[name];
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| rng.random_range(-0.05f32..0.05))
+                .collect();
+            let tensor = Tensor::from_vec(values, var.shape(), device).map_err(model_err)?;
+            var.set(&tensor).map_err(model_err)?;
+        }
+        Ok(encoder)
+    }
+
+    fn assemble(
+        slug: String,
+        vb: VarBuilder,
+        text_config: &ClipTextConfig,
+        vision_config: &ClipVisionConfig,
+        projection_dim: usize,
+        tokenizer: ClipTokenizer,
+    ) -> candle_core::Result<ClipEncoder> {
+        let device = vb.device().clone();
+        let text = ClipTextTransformer::new(vb.pp("text_model"), text_config)?;
+        let vision = ClipVisionTransformer::new(vb.pp("vision_model"), vision_config)?;
+        let text_projection = candle_nn::linear_no_bias(
+            text_config.embed_dim,
+            projection_dim,
+            vb.pp("text_projection"),
+        )?;
+        let visual_projection = candle_nn::linear_no_bias(
+            vision_config.embed_dim,
+            projection_dim,
+            vb.pp("visual_projection"),
+        )?;
         Ok(ClipEncoder {
             slug,
             text,
             text_projection,
             vision,
             visual_projection,
+            max_tokens: tokenizer.max_len(),
             tokenizer,
-            device: device.clone(),
-            dimensions: config.projection_dim,
+            device,
+            dimensions: projection_dim,
             image_size: vision_config.image_size,
-            max_tokens,
         })
     }
 

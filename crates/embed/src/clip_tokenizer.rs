@@ -18,6 +18,7 @@ pub struct ClipTokenizer {
     slug: String,
     inner: Tokenizer,
     end_id: u32,
+    max_len: usize,
 }
 
 impl std::fmt::Debug for ClipTokenizer {
@@ -52,7 +53,13 @@ impl ClipTokenizer {
             slug: slug.to_string(),
             inner,
             end_id,
+            max_len,
         })
+    }
+
+    /// The most tokens an encoding has, start and end tokens included.
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     /// The id of `<|endoftext|>`.

@@ -1,0 +1,72 @@
+//! CLIP ViT-B/32 at full size (seeded random weights: the real model's shapes and cost):
+//! images per second at batch 1, 8 and 32, texts per second at batch 1 and 32, and the
+//! preprocessing of one 640x480 image.
+//!
+//! `cargo bench --bench embed_clip`. `benches/reference/embed_clip_hf.py` measures the same
+//! with PyTorch + transformers; docs/benchmarks.md holds both medians and their ratio.
+
+use std::path::Path;
+
+use aimp_embed::{ClipEncoder, preprocess};
+use candle_core::{DType, Device, Tensor};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const SEED: u64 = 42;
+const IMAGE_BATCHES: &[usize] = &[1, 8, 32];
+const TEXT_BATCHES: &[usize] = &[1, 32];
+const SENTENCES: &str = include_str!("data/sentences.txt");
+const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/clipo/fixtures/tokenizer.json"
+);
+
+fn encoder() -> ClipEncoder {
+    ClipEncoder::random_vit_b32(SEED, Path::new(TOKENIZER), &Device::Cpu).expect("random ViT-B/32")
+}
+
+fn images(c: &mut Criterion) {
+    let enc = encoder();
+    let mut group = c.benchmark_group("clip_image");
+    group.sample_size(10);
+    for &batch in IMAGE_BATCHES {
+        // Seeded pixels in the normalised range; the cost does not depend on their values.
+        let pixels = Tensor::rand(-1.8f32, 2.1, (batch, 3, 224, 224), &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .expect("pixels");
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, pixels| {
+            b.iter(|| enc.embed_pixels(pixels).expect("embed"));
+        });
+    }
+    group.finish();
+}
+
+fn texts(c: &mut Criterion) {
+    let enc = encoder();
+    let sentences: Vec<String> = SENTENCES.lines().map(str::to_string).collect();
+    let mut group = c.benchmark_group("clip_text");
+    group.sample_size(20);
+    for &batch in TEXT_BATCHES {
+        let texts = &sentences[..batch];
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), texts, |b, texts| {
+            b.iter(|| enc.embed_texts(texts).expect("embed"));
+        });
+    }
+    group.finish();
+}
+
+fn preprocessing(c: &mut Criterion) {
+    let img = image::RgbImage::from_fn(640, 480, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    c.bench_function("clip_preprocess_640x480", |b| {
+        b.iter(|| {
+            let cropped = preprocess::resize_and_crop(&img, 224);
+            preprocess::normalize(&cropped, &Device::Cpu).expect("normalize")
+        });
+    });
+}
+
+criterion_group!(benches, images, texts, preprocessing);
+criterion_main!(benches);

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""The reference for `cargo bench --bench embed_clip`: transformers' CLIPModel at full ViT-B/32
+size (CLIPConfig's defaults) with seeded random weights, on the same batch sizes, sentences and
+thread count. Prints median images/s and texts/s.
+
+    /tmp/refvenv/bin/python benches/reference/embed_clip_hf.py
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def median_rate(fn, items, seconds):
+    for _ in range(2):
+        fn()
+    rates = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 5:
+        start = time.perf_counter()
+        fn()
+        rates.append(items / (time.perf_counter() - start))
+    return statistics.median(rates), len(rates)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(42)
+    model = CLIPModel(CLIPConfig()).eval()
+    tok = CLIPTokenizer(tokenizer_file=str(ROOT / "models/clipo/fixtures/tokenizer.json"))
+    sentences = (ROOT / "benches/data/sentences.txt").read_text().splitlines()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    with torch.inference_mode():
+        for batch in (1, 8, 32):
+            pixels = torch.rand(batch, 3, 224, 224) * 3.9 - 1.8
+            rate, n = median_rate(lambda: model.get_image_features(pixel_values=pixels), batch, args.seconds)
+            print(f"image batch {batch}: median {rate:.2f} images/s over {n} runs")
+        for batch in (1, 32):
+            ids = tok(sentences[:batch], padding=True, return_tensors="pt")
+            rate, n = median_rate(lambda: model.get_text_features(**ids), batch, args.seconds)
+            print(f"text batch {batch}: median {rate:.2f} texts/s over {n} runs")
+
+
+if __name__ == "__main__":
+    main()
