@@ -419,3 +419,94 @@ fn sigterm_lets_an_in_flight_request_finish() {
     server.stop();
     assert_eq!(in_flight.join().expect("join"), 200);
 }
+
+/// A user adds a CLIP-compatible checkpoint as a new model by writing a manifest: here a
+/// seeded tiny CLIP fixture under the slug `tiny-clip`, imported from a folder and served.
+#[test]
+fn a_user_manifest_adds_a_clip_model_that_serves_text_embeddings() {
+    use sha2::{Digest, Sha256};
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures");
+    let folder = data.path().join("checkpoint");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    for (src, name) in [
+        (fixtures.join("tiny-a/config.json"), "config.json"),
+        (
+            fixtures.join("tiny-a/model.safetensors"),
+            "model.safetensors",
+        ),
+        (fixtures.join("tokenizer.json"), "tokenizer.json"),
+    ] {
+        std::fs::copy(src, folder.join(name)).expect("copy");
+    }
+    let files: Vec<Value> = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(folder.join(name)).expect("read");
+            json!({"path": name, "sha256": hex::encode(Sha256::digest(&bytes)), "size": bytes.len()})
+        })
+        .collect();
+    let mut manifest: Value = serde_json::from_str(include_str!("../models/clipo/manifest.json"))
+        .expect("clipo manifest");
+    manifest["slug"] = json!("tiny-clip");
+    manifest["name"] = json!("Tiny CLIP fixture");
+    manifest["dimensions"] = json!(16);
+    manifest["sources"] = json!({});
+    manifest["revision"] = json!("fixture-tiny-a");
+    manifest["files"] = Value::Array(files);
+    let manifests = data.path().join("manifests");
+    std::fs::create_dir_all(manifests.join("tiny-clip")).expect("mkdir");
+    std::fs::write(
+        manifests.join("tiny-clip/manifest.json"),
+        serde_json::to_string_pretty(&manifest).expect("json"),
+    )
+    .expect("write manifest");
+
+    let models = data.path().join("models");
+    let with_manifests = |mut cmd: Command| {
+        cmd.env("AIMP_MANIFESTS_DIR", &manifests);
+        cmd
+    };
+    let out = with_manifests(aimp(data.path(), &models))
+        .args(["models", "import", "tiny-clip", "--from"])
+        .arg(&folder)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut cmd = with_manifests(aimp(data.path(), &models));
+    cmd.env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_MODELS", "tiny-clip");
+    let server = Server::start(cmd);
+    let body = json!({"model": "tiny-clip", "mode": "execute", "input": {"text": "a photo of a cat"}, "params": {}});
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["output"]["dimensions"], 16);
+    let got: Vec<f64> =
+        serde_json::from_value(reply["output"]["embeddings"][0].clone()).expect("v");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("tiny-a/reference.json")).expect("reference"),
+    )
+    .expect("json");
+    let want: Vec<f64> =
+        serde_json::from_value(reference["texts"][0]["embedding"].clone()).expect("want");
+    assert_eq!(reference["texts"][0]["text"], "a photo of a cat");
+    let cos = dot(&got, &want) / (dot(&got, &got).sqrt() * dot(&want, &want).sqrt());
+    assert!(cos >= 0.9999, "cosine {cos}");
+    let (_, listed) = get(
+        &format!("{}/api/marketplace/models/tiny-clip", server.base),
+        &[("X-API-Key", ENV_KEY)],
+    );
+    assert_eq!(listed["installed"], true);
+    assert_eq!(listed["verified"], true);
+    server.stop();
+}

@@ -17,7 +17,7 @@ use candle_transformers::models::clip::text_model::{
 use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use serde::Deserialize;
 
-use crate::{ClipTokenizer, EmbedError, Manifest};
+use crate::{ClipTokenizer, EmbedError, Manifest, TextEncoder};
 
 /// The parts of a Hugging Face CLIP `config.json` that shape the model.
 #[derive(Debug, Deserialize)]
@@ -270,6 +270,20 @@ impl ClipEncoder {
             normalize(&self.visual_projection.forward(&pooled)?)
         };
         run().map_err(self.model_err())
+    }
+}
+
+impl TextEncoder for ClipEncoder {
+    fn slug(&self) -> &str {
+        &self.slug
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        ClipEncoder::embed_texts(self, texts)
     }
 }
 

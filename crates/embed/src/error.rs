@@ -44,8 +44,6 @@ pub enum EmbedError {
     Archive { path: PathBuf, reason: String },
     #[error("model {slug} has no installation source for this; {hint}")]
     NoSource { slug: String, hint: String },
-    #[error("architecture {architecture} of model {slug} cannot be loaded by this build")]
-    UnsupportedArchitecture { slug: String, architecture: String },
     #[error("tokenizer of {slug}: {reason}")]
     Tokenizer { slug: String, reason: String },
     #[error("model {slug} failed: {source}")]

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::{
-    Architecture, DeviceChoice, EmbedError, EncoderHandle, InstallOptions, Installer, Manifest,
-    SentenceEncoder, WorkerOptions,
+    Architecture, ClipEncoder, DeviceChoice, EmbedError, EncoderHandle, InstallOptions, Installer,
+    Manifest, SentenceEncoder, WorkerOptions,
 };
 
 /// Verifies the installed files of `manifest` (every sha256), loads the model and starts its
@@ -24,9 +24,10 @@ pub fn load_encoder(
             let encoder = SentenceEncoder::load(manifest, &dir, &device)?;
             Ok(EncoderHandle::spawn(encoder, worker))
         }
-        Architecture::Clip => Err(EmbedError::UnsupportedArchitecture {
-            slug: manifest.slug.clone(),
-            architecture: manifest.architecture.as_str().to_string(),
-        }),
+        // Texts for now; images join when the media upload flow can hand them in.
+        Architecture::Clip => {
+            let encoder = ClipEncoder::load(manifest, &dir, &device)?;
+            Ok(EncoderHandle::spawn(encoder, worker))
+        }
     }
 }

@@ -217,7 +217,6 @@ impl From<EmbedError> for ApiError {
             | EmbedError::Pip { .. }
             | EmbedError::Archive { .. }
             | EmbedError::NoSource { .. }
-            | EmbedError::UnsupportedArchitecture { .. }
             | EmbedError::Device { .. } => ApiError::internal("model", e),
         }
     }
