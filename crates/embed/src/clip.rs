@@ -17,6 +17,7 @@ use candle_transformers::models::clip::text_model::{
 use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use serde::Deserialize;
 
+use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::{ClipTokenizer, EmbedError, Manifest, TextEncoder};
 
 /// The parts of a Hugging Face CLIP `config.json` that shape the model.
@@ -87,13 +88,8 @@ impl ClipEncoder {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from `dir`.
     pub fn load(manifest: &Manifest, dir: &Path, device: &Device) -> Result<Self, EmbedError> {
         let slug = manifest.slug.clone();
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
-        let invalid = |reason: String| EmbedError::ManifestInvalid {
-            path: config_path.display().to_string(),
-            reason,
-        };
-        let config: HfConfig = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |reason: String| config_error(dir, reason);
+        let config: HfConfig = read_config(dir)?;
         let (text_config, vision_config) = tower_configs(&config).map_err(invalid)?;
         if config.projection_dim != manifest.dimensions {
             return Err(invalid(format!(
@@ -101,14 +97,11 @@ impl ClipEncoder {
                 config.projection_dim, manifest.dimensions
             )));
         }
-        let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
+        let vb = read_weights(&slug, dir, device)?;
         let model_err = |source| EmbedError::Model {
             slug: slug.clone(),
             source,
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(model_err)?;
         let max_tokens = manifest.max_tokens.min(text_config.max_position_embeddings);
         let tokenizer = ClipTokenizer::from_file(&slug, &dir.join("tokenizer.json"), max_tokens)?;
         Self::assemble(

@@ -4,6 +4,7 @@
 //! Only this crate knows candle. The server talks to a model through [`EncoderHandle`], which
 //! queues work for a dedicated thread and answers "overloaded" when that queue is full.
 
+mod checkpoint;
 mod checksum;
 mod clip;
 mod clip_tokenizer;

@@ -8,10 +8,10 @@
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use crate::checkpoint::{read_config, read_weights};
 use crate::{EmbedError, Manifest, TextEncoder};
 
 /// A loaded BERT sentence encoder.
@@ -41,18 +41,8 @@ impl SentenceEncoder {
             slug: slug.clone(),
             source,
         };
-        let config_path = dir.join("config.json");
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|e| EmbedError::ManifestInvalid {
-                path: config_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(model_err)?;
+        let config: Config = read_config(dir)?;
+        let vb = read_weights(&slug, dir, device)?;
         let model = BertModel::load(vb, &config).map_err(model_err)?;
 
         let tok_err = |reason: String| EmbedError::Tokenizer {
