@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
@@ -18,6 +18,7 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use serde::Deserialize;
 
 use crate::checkpoint::{config_error, read_config, read_weights};
+use crate::l2::normalize_rows;
 use crate::{ClipTokenizer, EmbedError, Manifest, TextEncoder};
 
 /// The parts of a Hugging Face CLIP `config.json` that shape the model.
@@ -252,7 +253,7 @@ impl ClipEncoder {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let pooled = Tensor::cat(&pooled, 0)?;
-        normalize(&self.text_projection.forward(&pooled)?)
+        normalize_rows(&self.text_projection.forward(&pooled)?)
     }
 
     /// Image embeddings from preprocessed pixels `(batch, 3, size, size)`.
@@ -260,7 +261,7 @@ impl ClipEncoder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
             let pooled = self.vision.forward(&pixels)?;
-            normalize(&self.visual_projection.forward(&pooled)?)
+            normalize_rows(&self.visual_projection.forward(&pooled)?)
         };
         run().map_err(self.model_err())
     }
@@ -278,15 +279,6 @@ impl TextEncoder for ClipEncoder {
     fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         ClipEncoder::embed_texts(self, texts)
     }
-}
-
-fn normalize(x: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
-    let norms = x
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
-    x.broadcast_div(&norms)?.to_vec2::<f32>()
 }
 
 /// candle's tower configs from the Hugging Face ones; refuses what candle's towers cannot run.

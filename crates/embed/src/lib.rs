@@ -12,6 +12,7 @@ mod device;
 mod error;
 mod hub;
 mod install;
+mod l2;
 mod loader;
 mod manifest;
 pub mod preprocess;

@@ -82,10 +82,6 @@ impl Registry {
         self.manifests.values()
     }
 
-    pub fn models_dir(&self) -> &Path {
-        &self.models_dir
-    }
-
     /// Where a model's files are installed.
     pub fn model_dir(&self, slug: &str) -> PathBuf {
         self.models_dir.join(slug)

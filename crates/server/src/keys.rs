@@ -59,7 +59,8 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
 }
 
-fn timestamp(t: chrono::DateTime<Utc>) -> String {
+/// The API's timestamp format: RFC 3339, whole seconds, `Z`.
+pub(crate) fn timestamp(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 

@@ -39,10 +39,4 @@ impl ModelSet {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
-
-    /// Whether no model is still loading.
-    pub fn settled(&self) -> bool {
-        let states = self.states.read().unwrap_or_else(|p| p.into_inner());
-        !states.values().any(|s| matches!(s, ModelState::Loading))
-    }
 }

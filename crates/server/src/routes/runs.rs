@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonObject;
+use crate::keys::timestamp;
 use crate::models::ModelState;
 use crate::state::AppState;
 use crate::validate::ValidRun;
@@ -121,7 +122,7 @@ async fn execute(
         "mode": run.mode,
         "scope": run.scope,
         "status": "succeeded",
-        "created_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "created_at": timestamp(Utc::now()),
         "output": output,
         "usage": {"items": items, "duration_ms": started.elapsed().as_millis() as u64},
     }))
