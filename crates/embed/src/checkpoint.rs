@@ -17,7 +17,7 @@ pub(crate) fn read_config<T: DeserializeOwned>(dir: &Path) -> Result<T, EmbedErr
 
 /// An error about `dir/config.json`.
 pub(crate) fn config_error(dir: &Path, reason: String) -> EmbedError {
-    EmbedError::ManifestInvalid {
+    EmbedError::CheckpointInvalid {
         path: dir.join("config.json").display().to_string(),
         reason,
     }

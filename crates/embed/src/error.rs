@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum EmbedError {
     #[error("manifest {path} is invalid: {reason}")]
     ManifestInvalid { path: String, reason: String },
+    #[error("checkpoint file {path} does not fit: {reason}")]
+    CheckpointInvalid { path: String, reason: String },
     #[error("no model named {slug}")]
     UnknownModel { slug: String },
     #[error("model {slug} is not installed; install it with `{install_command}`")]
@@ -16,7 +18,7 @@ pub enum EmbedError {
         install_command: String,
     },
     #[error(
-        "{file}: sha256 is {actual}, but the manifest of {slug} pins {expected}; the file is corrupt or not the pinned revision"
+        "{file}: sha256 is {actual}, but model {slug} pins {expected}; the file is corrupt or not the pinned revision"
     )]
     ChecksumMismatch {
         slug: String,

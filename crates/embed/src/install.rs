@@ -135,7 +135,10 @@ impl<'a> Installer<'a> {
         if self.manifest.files.is_empty() {
             return Err(EmbedError::NoSource {
                 slug: self.manifest.slug.clone(),
-                hint: "its manifest pins no weight files yet, so nothing could be verified".into(),
+                hint: format!(
+                    "its manifest pins no weight files, so nothing could be verified; install a checkpoint with `aimp models import {} --from DIR --unverified`",
+                    self.manifest.slug
+                ),
             });
         }
         Ok(())
@@ -178,6 +181,51 @@ impl<'a> Installer<'a> {
                 .map(|p| p.folder.as_str());
             self.install_from_archive(from, folder, &source)
         }
+    }
+
+    /// Installs a different checkpoint of the same architecture under this slug (a fine-tuned
+    /// CLIP, say), from a folder or a zip. Nothing is checked against the manifest's pins:
+    /// each file's own sha256 is recorded instead, so later corruption is still caught, and the
+    /// install lists as `verified: false`. The checkpoint must load as this manifest's
+    /// architecture with its dimensions, or nothing is installed.
+    pub fn import_unverified(&self, from: &Path) -> Result<InstallReceipt, EmbedError> {
+        let m = self.manifest;
+        let paths: Vec<String> = if m.files.is_empty() {
+            m.architecture
+                .checkpoint_files()
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        } else {
+            m.files.iter().map(|f| f.path.clone()).collect()
+        };
+        let mut staging = Staging::new(m, self.models_dir)?;
+        if from.is_dir() {
+            for path in &paths {
+                let src = from.join(path);
+                if !src.is_file() {
+                    return Err(EmbedError::MissingFile {
+                        file: path.clone(),
+                        from: from.display().to_string(),
+                    });
+                }
+                let mut file = File::open(&src).map_err(EmbedError::io(&src))?;
+                staging
+                    .add_unpinned(path, |out, out_path| copy_hashing(&mut file, out, out_path))?;
+            }
+        } else {
+            let mut archive = Archive::open(from)?;
+            for path in &paths {
+                archive.extract(None, path, |reader| {
+                    staging.add_unpinned(path, |out, out_path| copy_hashing(reader, out, out_path))
+                })?;
+            }
+        }
+        crate::loader::check_checkpoint(m, staging.dir.path())?;
+        staging.commit_unverified(
+            &self.target(),
+            format!("import-unverified:{}", from.display()),
+        )
     }
 
     fn install_from_archive(
@@ -279,20 +327,13 @@ impl<'a> Staging<'a> {
         })
     }
 
-    /// Writes one file through `fill`, fsyncs it and checks its sha256 and size.
+    /// Writes one file through `fill`, fsyncs it and checks its sha256 against the pin.
     fn add(
         &mut self,
         spec: &FileSpec,
         fill: impl FnOnce(&mut File, &Path) -> Result<(String, u64), EmbedError>,
     ) -> Result<(), EmbedError> {
-        let path = self.dir.path().join(&spec.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(EmbedError::io(parent))?;
-        }
-        let mut file = File::create(&path).map_err(EmbedError::io(&path))?;
-        let (sha256, size) = fill(&mut file, &path)?;
-        file.flush().map_err(EmbedError::io(&path))?;
-        file.sync_all().map_err(EmbedError::io(&path))?;
+        let (sha256, size) = self.write(&spec.path, fill)?;
         if sha256 != spec.sha256 {
             return Err(EmbedError::ChecksumMismatch {
                 slug: self.manifest.slug.clone(),
@@ -309,12 +350,73 @@ impl<'a> Staging<'a> {
         Ok(())
     }
 
-    /// Writes the receipt and swaps the folder into place.
+    /// Writes one file through `fill` and fsyncs it, recording the sha256 it turned out to
+    /// have: the pin of an unverified import.
+    fn add_unpinned(
+        &mut self,
+        path: &str,
+        fill: impl FnOnce(&mut File, &Path) -> Result<(String, u64), EmbedError>,
+    ) -> Result<(), EmbedError> {
+        let (sha256, size) = self.write(path, fill)?;
+        self.files.push(FileSpec {
+            path: path.to_string(),
+            sha256,
+            size,
+        });
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        relative: &str,
+        fill: impl FnOnce(&mut File, &Path) -> Result<(String, u64), EmbedError>,
+    ) -> Result<(String, u64), EmbedError> {
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(EmbedError::io(parent))?;
+        }
+        let mut file = File::create(&path).map_err(EmbedError::io(&path))?;
+        let written = fill(&mut file, &path)?;
+        file.flush().map_err(EmbedError::io(&path))?;
+        file.sync_all().map_err(EmbedError::io(&path))?;
+        Ok(written)
+    }
+
+    /// Writes a verified receipt (the manifest's revision) and swaps the folder into place.
     fn commit(self, target: &Path, source: String) -> Result<InstallReceipt, EmbedError> {
+        let revision = self.manifest.revision.clone();
+        self.finish(target, source, revision, true)
+    }
+
+    /// Writes an unverified receipt and swaps the folder into place. Its revision is not the
+    /// manifest's but `local-` and the start of a digest over the files' own hashes, so two
+    /// different checkpoints never list with the same revision.
+    fn commit_unverified(
+        self,
+        target: &Path,
+        source: String,
+    ) -> Result<InstallReceipt, EmbedError> {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for f in &self.files {
+            digest.update(f.path.as_bytes());
+            digest.update(f.sha256.as_bytes());
+        }
+        let revision = format!("local-{}", &hex::encode(digest.finalize())[..12]);
+        self.finish(target, source, revision, false)
+    }
+
+    fn finish(
+        self,
+        target: &Path,
+        source: String,
+        revision: String,
+        verified: bool,
+    ) -> Result<InstallReceipt, EmbedError> {
         let receipt = InstallReceipt {
             slug: self.manifest.slug.clone(),
-            revision: self.manifest.revision.clone(),
-            verified: true,
+            revision,
+            verified,
             source,
             installed_at: Utc::now(),
             files: self.files,

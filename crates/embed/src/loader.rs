@@ -31,3 +31,14 @@ pub fn load_encoder(
         }
     }
 }
+
+/// Loads the checkpoint in `dir` as `manifest`'s architecture on the CPU and drops it: the
+/// check an unverified import runs before it installs anything. A config of another shape,
+/// other dimensions, missing tensors or an unreadable tokenizer is refused here.
+pub(crate) fn check_checkpoint(manifest: &Manifest, dir: &Path) -> Result<(), EmbedError> {
+    let device = candle_core::Device::Cpu;
+    match manifest.architecture {
+        Architecture::BertMeanPooling => SentenceEncoder::load(manifest, dir, &device).map(drop),
+        Architecture::Clip => ClipEncoder::load(manifest, dir, &device).map(drop),
+    }
+}

@@ -28,6 +28,16 @@ impl Architecture {
             Architecture::Clip => "clip",
         }
     }
+
+    /// The files a checkpoint of this architecture is loaded from (the Hugging Face layout).
+    /// An unverified import copies these when the manifest pins none.
+    pub fn checkpoint_files(self) -> &'static [&'static str] {
+        match self {
+            Architecture::BertMeanPooling | Architecture::Clip => {
+                &["config.json", "tokenizer.json", "model.safetensors"]
+            }
+        }
+    }
 }
 
 /// One weight or tokenizer file, pinned by its sha256.

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use crate::checkpoint::{read_config, read_weights};
+use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::l2::normalize_rows;
 use crate::{EmbedError, Manifest, TextEncoder};
 
@@ -43,6 +43,15 @@ impl SentenceEncoder {
             source,
         };
         let config: Config = read_config(dir)?;
+        if config.hidden_size != manifest.dimensions {
+            return Err(config_error(
+                dir,
+                format!(
+                    "hidden_size is {}, but the manifest of {slug} says dimensions {}",
+                    config.hidden_size, manifest.dimensions
+                ),
+            ));
+        }
         let vb = read_weights(&slug, dir, device)?;
         let model = BertModel::load(vb, &config).map_err(model_err)?;
 

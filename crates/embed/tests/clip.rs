@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aimp_embed::{ClipEncoder, Manifest, Registry, preprocess};
+use aimp_embed::{
+    ClipEncoder, EmbedError, InstallOptions, Installer, Manifest, Registry, preprocess,
+};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
@@ -128,6 +130,71 @@ fn a_config_that_disagrees_with_the_manifest_is_refused() {
     let err = ClipEncoder::load(&manifest_for(512), dir.path(), &Device::Cpu)
         .expect_err("projection 16 is not 512");
     assert!(err.to_string().contains("projection_dim"), "{err}");
+}
+
+/// `import --unverified` installs another checkpoint of clipo's architecture and dimensions
+/// under `clipo`, records the files' own sha256 and refuses what does not fit; a plain
+/// (verified) import of the same files is refused by the manifest's pins.
+#[test]
+fn an_unverified_import_installs_a_fitting_checkpoint_and_pins_its_own_hashes() {
+    let registry = Registry::load(None, Path::new("/nonexistent")).expect("registry");
+    let clipo = registry.get("clipo").expect("clipo");
+    let models = tempfile::tempdir().expect("tempdir");
+    let options = InstallOptions {
+        offline: true,
+        ..InstallOptions::default()
+    };
+    let installer = Installer::new(clipo, models.path(), &options);
+
+    let fitting = checkpoint_dir("tiny-b");
+    let err = installer
+        .import_from(fitting.path())
+        .expect_err("not the pinned files");
+    assert!(
+        matches!(&err, EmbedError::ChecksumMismatch { file, .. } if file == "config.json"),
+        "{err}"
+    );
+
+    let wrong_dims = checkpoint_dir("tiny-a");
+    let err = installer
+        .import_unverified(wrong_dims.path())
+        .expect_err("projection 16 is not clipo's 512");
+    assert!(matches!(err, EmbedError::CheckpointInvalid { .. }), "{err}");
+    assert!(err.to_string().contains("projection_dim is 16"), "{err}");
+    assert!(matches!(
+        installer.verify_installed(),
+        Err(EmbedError::NotInstalled { .. })
+    ));
+
+    let receipt = installer.import_unverified(fitting.path()).expect("import");
+    assert!(!receipt.verified);
+    assert!(
+        receipt.revision.starts_with("local-"),
+        "{}",
+        receipt.revision
+    );
+    assert_ne!(receipt.revision, clipo.revision);
+    let paths: Vec<&str> = receipt.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["config.json", "tokenizer.json", "model.safetensors"]
+    );
+    let status = Registry::load(None, models.path())
+        .expect("registry")
+        .status("clipo");
+    assert!(status.installed && !status.verified);
+    assert_eq!(installer.verify_installed().expect("verify"), receipt);
+
+    let weights = models.path().join("clipo/model.safetensors");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).expect("corrupt");
+    let err = installer.verify_installed().expect_err("flipped byte");
+    assert!(
+        matches!(&err, EmbedError::ChecksumMismatch { file, .. } if file == "model.safetensors"),
+        "{err}"
+    );
 }
 
 /// 8-bit inputs whose decoding is lossless and decoder-independent.

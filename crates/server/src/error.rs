@@ -209,6 +209,7 @@ impl From<EmbedError> for ApiError {
             | EmbedError::Model { .. }
             | EmbedError::Tokenizer { .. }
             | EmbedError::ManifestInvalid { .. }
+            | EmbedError::CheckpointInvalid { .. }
             | EmbedError::ChecksumMismatch { .. }
             | EmbedError::Io { .. }
             | EmbedError::MissingFile { .. }
