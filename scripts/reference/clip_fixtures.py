@@ -86,7 +86,28 @@ def make_images(out: Path) -> list[Path]:
     save(picture(180, 120).convert("P", palette=Image.ADAPTIVE), "frame.gif")
     save(picture(48, 30), "small_upscaled.png")
     save(picture(400, 300), "photo.jpg", quality=85)
+    save(picture(233, 157), "progressive_422.jpg", quality=80, subsampling=1, progressive=True)
+    save(picture(190, 140).convert("CMYK"), "cmyk.jpg", quality=90)
+    rgba16 = np.asarray(rgba, dtype=np.uint16) * 257 + rng.integers(0, 257, (260, 150, 4))
+    write_png16(out / "rgba16.png", rgba16.astype(np.uint16))
+    files.append(out / "rgba16.png")
     return files
+
+
+def write_png16(path: Path, arr) -> None:
+    """A 16-bit RGBA PNG (Pillow cannot write one), unfiltered rows, big-endian samples."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 6, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+                     + chunk(b"IEND", b""))
 
 
 def to_float(model):

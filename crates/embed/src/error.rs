@@ -10,6 +10,8 @@ pub enum EmbedError {
     ManifestInvalid { path: String, reason: String },
     #[error("checkpoint file {path} does not fit: {reason}")]
     CheckpointInvalid { path: String, reason: String },
+    #[error("the image cannot be used: {reason}")]
+    Image { reason: String },
     #[error("no model named {slug}")]
     UnknownModel { slug: String },
     #[error("model {slug} is not installed; install it with `{install_command}`")]

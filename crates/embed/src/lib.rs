@@ -8,6 +8,7 @@ mod checkpoint;
 mod checksum;
 mod clip;
 mod clip_tokenizer;
+mod decode;
 mod device;
 mod error;
 mod hub;
@@ -24,6 +25,7 @@ mod worker;
 
 pub use clip::ClipEncoder;
 pub use clip_tokenizer::ClipTokenizer;
+pub use decode::{MAX_PIXELS, decode_rgb};
 pub use device::DeviceChoice;
 pub use error::EmbedError;
 pub use install::{InstallOptions, InstallReceipt, Installer, ensure_installed};

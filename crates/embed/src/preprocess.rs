@@ -85,3 +85,8 @@ pub fn normalize(img: &RgbImage, device: &Device) -> candle_core::Result<Tensor>
     }
     Tensor::from_vec(out, (3, h as usize, w as usize), device)
 }
+
+/// The whole pipeline after decoding: resize, crop, normalise; `(3, size, size)`.
+pub fn pixels(img: &RgbImage, size: u32, device: &Device) -> candle_core::Result<Tensor> {
+    normalize(&resize_and_crop(img, size), device)
+}

@@ -197,23 +197,27 @@ fn an_unverified_import_installs_a_fitting_checkpoint_and_pins_its_own_hashes() 
     );
 }
 
-/// 8-bit inputs whose decoding is lossless and decoder-independent.
-const EXACT_INPUTS: &[&str] = &[
-    "landscape_rgb.png",
-    "portrait_rgba.png",
-    "palette.png",
-    "square.webp",
-    "frame.gif",
-    "small_upscaled.png",
-];
+/// Every fixture picture: PNG (RGB, RGBA, palette, 16-bit grey, 16-bit RGBA), JPEG (baseline,
+/// grey, progressive 4:2:2, CMYK), WebP, GIF, one smaller than 224 (upscaled).
+fn fixture_images() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(FIXTURES).join("images"))
+        .expect("images")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_file())
+        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from))
+        .collect();
+    names.sort();
+    names
+}
 
 #[test]
-fn resize_and_crop_match_the_reference_pixels() {
-    for &file in EXACT_INPUTS {
-        let decoded = image::open(Path::new(FIXTURES).join("images").join(file)).expect("decode");
-        let src = preprocess::to_rgb(&decoded);
-        let ours = preprocess::normalize(&preprocess::resize_and_crop(&src, 224), &Device::Cpu)
-            .expect("normalize");
+fn decoding_and_preprocessing_match_the_reference_pixels() {
+    let names = fixture_images();
+    assert!(names.len() >= 12, "{names:?}");
+    for file in &names {
+        let bytes = std::fs::read(Path::new(FIXTURES).join("images").join(file)).expect("read");
+        let rgb = aimp_embed::decode_rgb(&bytes).expect("decode");
+        let ours = preprocess::pixels(&rgb, 224, &Device::Cpu).expect("pixels");
         let want = expected_pixels(file);
         let diff = (ours - want)
             .expect("sub")
@@ -226,5 +230,31 @@ fn resize_and_crop_match_the_reference_pixels() {
             .to_scalar::<f32>()
             .expect("scalar");
         assert!(diff <= 1e-4, "{file}: max pixel difference {diff}");
+    }
+}
+
+/// From the file's bytes to the vector: decode, preprocess and embed every fixture picture in
+/// one batch, against transformers' embeddings of the same files.
+#[test]
+fn image_files_embed_like_transformers() {
+    let reference = reference("tiny-b");
+    let enc = load("tiny-b", reference.images[0].embedding.len());
+    let pixels: Vec<Tensor> = reference
+        .images
+        .iter()
+        .map(|r| {
+            let bytes =
+                std::fs::read(Path::new(FIXTURES).join("images").join(&r.file)).expect("read");
+            let rgb = aimp_embed::decode_rgb(&bytes).expect("decode");
+            preprocess::pixels(&rgb, 224, &Device::Cpu).expect("pixels")
+        })
+        .collect();
+    let got = enc
+        .embed_pixels(&Tensor::stack(&pixels, 0).expect("stack"))
+        .expect("embed");
+    assert_eq!(got.len(), fixture_images().len());
+    for (r, v) in reference.images.iter().zip(&got) {
+        let c = cosine(v, &r.embedding);
+        assert!(c >= 0.9999, "cosine {c} for {}", r.file);
     }
 }

@@ -178,6 +178,9 @@ impl IntoResponse for ApiError {
 impl From<EmbedError> for ApiError {
     fn from(e: EmbedError) -> ApiError {
         match e {
+            EmbedError::Image { .. } => {
+                ApiError::bad_request("invalid_image", e.to_string(), "input")
+            }
             EmbedError::UnknownModel { slug } => ApiError::NotFound {
                 code: "model_not_found",
                 message: format!("no model named {slug:?}; GET /api/marketplace/models lists them"),

@@ -1,0 +1,228 @@
+//! Image bytes to the 8-bit RGB picture CLIP's preprocessing starts from, pixel for pixel what
+//! transformers gets from Pillow: `Image.open(f).convert("RGB")`.
+//!
+//! - JPEG is decoded by libjpeg (the `mozjpeg` crate: libjpeg-turbo's decoder, accurate integer
+//!   IDCT, fancy upsampling), the library Pillow links, so the pixels are identical; CMYK and
+//!   YCCK JPEGs are converted as Pillow does (Adobe inversion, `cmyk2rgb`).
+//! - PNG, WebP and GIF go through the `image` crate, whose decoders are lossless and exact.
+//! - 16-bit PNGs follow Pillow: colour and grey-with-alpha keep the high byte of each sample;
+//!   plain 16-bit grey is Pillow's mode `I;16`, whose conversion to RGB clamps at 255.
+//! - Transparency is composited onto white ([`crate::preprocess::to_rgb`]).
+
+use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
+
+use crate::EmbedError;
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS`: larger pictures are refused before they are decoded (a
+/// small file can declare an enormous canvas).
+pub const MAX_PIXELS: u64 = 89_478_485;
+
+/// Decodes an uploaded image into RGB as the reference does.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| invalid("not a JPEG, PNG, WebP or GIF image".into()))?;
+    match format {
+        ImageFormat::Jpeg => jpeg::decode(bytes),
+        ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif => {
+            let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+            let mut limits = image::Limits::default();
+            limits.max_alloc = Some(MAX_PIXELS * 8);
+            reader.limits(limits);
+            let (w, h) = reader
+                .into_dimensions()
+                .map_err(|e| invalid(e.to_string()))?;
+            check_size(w, h)?;
+            let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+            reader.no_limits();
+            let img = reader.decode().map_err(|e| invalid(e.to_string()))?;
+            Ok(crate::preprocess::to_rgb(&eight_bit(img)))
+        }
+        other => Err(invalid(format!(
+            "{other:?} images are not supported (JPEG, PNG, WebP or GIF)"
+        ))),
+    }
+}
+
+fn invalid(reason: String) -> EmbedError {
+    EmbedError::Image { reason }
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), EmbedError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 {
+        return Err(invalid("the image is empty (0 pixels)".into()));
+    }
+    if pixels > MAX_PIXELS {
+        return Err(invalid(format!(
+            "{width}x{height} is {pixels} pixels, more than the {MAX_PIXELS} allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// 16-bit pictures as Pillow opens them (see the module docs); 8-bit ones unchanged.
+fn eight_bit(img: DynamicImage) -> DynamicImage {
+    let high = |v: u16| (v >> 8) as u8;
+    match img {
+        DynamicImage::ImageLuma16(grey) => DynamicImage::ImageLuma8(image::GrayImage::from_fn(
+            grey.width(),
+            grey.height(),
+            |x, y| image::Luma([grey.get_pixel(x, y)[0].min(255) as u8]),
+        )),
+        DynamicImage::ImageLumaA16(la) => {
+            DynamicImage::ImageRgba8(RgbaImage::from_fn(la.width(), la.height(), |x, y| {
+                let [l, a] = la.get_pixel(x, y).0;
+                image::Rgba([high(l), high(l), high(l), high(a)])
+            }))
+        }
+        DynamicImage::ImageRgb16(rgb) => {
+            DynamicImage::ImageRgb8(RgbImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+                image::Rgb(rgb.get_pixel(x, y).0.map(high))
+            }))
+        }
+        DynamicImage::ImageRgba16(rgba) => {
+            DynamicImage::ImageRgba8(RgbaImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+                image::Rgba(rgba.get_pixel(x, y).0.map(high))
+            }))
+        }
+        other => other,
+    }
+}
+
+mod jpeg {
+    use image::RgbImage;
+    use mozjpeg::decompress::DecompressBuilder;
+    use mozjpeg::{ColorSpace, Marker};
+
+    use super::{check_size, invalid};
+    use crate::EmbedError;
+
+    /// libjpeg reports fatal errors by unwinding out of the decoder; they are caught here and
+    /// become an ordinary error.
+    pub(super) fn decode(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
+        match std::panic::catch_unwind(|| decode_inner(bytes)) {
+            Ok(result) => result,
+            Err(payload) => {
+                let reason = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "libjpeg failed".into());
+                Err(invalid(format!("corrupt JPEG: {reason}")))
+            }
+        }
+    }
+
+    fn decode_inner(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
+        let io = |e: std::io::Error| invalid(format!("corrupt JPEG: {e}"));
+        let d = DecompressBuilder::new()
+            .with_markers(&[Marker::APP(14)])
+            .from_mem(bytes)
+            .map_err(io)?;
+        let (w, h) = d.size();
+        check_size(
+            u32::try_from(w).unwrap_or(u32::MAX),
+            u32::try_from(h).unwrap_or(u32::MAX),
+        )?;
+        let too_big = || invalid(format!("{w}x{h} does not fit in memory"));
+        match d.color_space() {
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
+                // Pillow reads Adobe CMYK as inverted ("CMYK;I"), as Photoshop writes it.
+                let adobe = d
+                    .markers()
+                    .any(|m| m.marker == Marker::APP(14) && m.data.starts_with(b"Adobe"));
+                let mut started = d.to_colorspace(ColorSpace::JCS_CMYK).map_err(io)?;
+                let cmyk = started.read_scanlines::<[u8; 4]>().map_err(io)?;
+                started.finish().map_err(io)?;
+                let rgb: Vec<u8> = cmyk
+                    .iter()
+                    .flat_map(|&px| cmyk_to_rgb(if adobe { px.map(|v| 255 - v) } else { px }))
+                    .collect();
+                RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(too_big)
+            }
+            _ => {
+                let mut started = d.rgb().map_err(io)?;
+                let rgb = started.read_scanlines::<u8>().map_err(io)?;
+                started.finish().map_err(io)?;
+                RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(too_big)
+            }
+        }
+    }
+
+    /// Pillow's `cmyk2rgb`: each channel is `(255 - k) - ink * (255 - k) / 255`, with Pillow's
+    /// rounded division by 255.
+    fn cmyk_to_rgb([c, m, y, k]: [u8; 4]) -> [u8; 3] {
+        let nk = 255 - u32::from(k);
+        let channel = |ink: u8| {
+            let tmp = u32::from(ink) * nk + 128;
+            let product = ((tmp >> 8) + tmp) >> 8;
+            nk.saturating_sub(product) as u8
+        };
+        [channel(c), channel(m), channel(y)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_truncated_files_are_clear_errors() {
+        let err = decode_rgb(b"hello, world").expect_err("garbage");
+        assert!(err.to_string().contains("not a JPEG, PNG"), "{err}");
+
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/photo.jpg"
+        ))
+        .expect("read");
+        let err = decode_rgb(&jpeg[..200]).expect_err("truncated header");
+        assert!(matches!(err, EmbedError::Image { .. }), "{err}");
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/palette.png"
+        ))
+        .expect("read");
+        let err = decode_rgb(&png[..png.len() / 2]).expect_err("truncated png");
+        assert!(matches!(err, EmbedError::Image { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_huge_declared_canvas_is_refused_before_decoding() {
+        // A PNG declaring 20000 x 20000 RGB pixels, with one empty deflate stream behind it.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let ihdr = [
+            &20_000u32.to_be_bytes()[..],
+            &20_000u32.to_be_bytes()[..],
+            &[8, 2, 0, 0, 0],
+        ]
+        .concat();
+        for (kind, data) in [
+            (&b"IHDR"[..], &ihdr[..]),
+            (b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+            (b"IEND", &[]),
+        ] {
+            let body = [kind, data].concat();
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            png.extend_from_slice(&body);
+            png.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        let err = decode_rgb(&png).expect_err("too many pixels");
+        assert!(err.to_string().contains("400000000 pixels"), "{err}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}
