@@ -68,5 +68,20 @@ fn preprocessing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, images, texts, preprocessing);
+/// From a JPEG file's bytes to the pixel tensor: libjpeg decode, resize, crop, normalise.
+fn decode_and_preprocess(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/clipo/fixtures/images/photo.jpg"
+    );
+    let bytes = std::fs::read(path).expect("photo.jpg");
+    c.bench_function("clip_decode_preprocess_jpeg_400x300", |b| {
+        b.iter(|| {
+            let rgb = aimp_embed::decode_rgb(&bytes).expect("decode");
+            preprocess::pixels(&rgb, 224, &Device::Cpu).expect("pixels")
+        });
+    });
+}
+
+criterion_group!(benches, images, texts, preprocessing, decode_and_preprocess);
 criterion_main!(benches);
