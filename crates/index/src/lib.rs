@@ -1,12 +1,18 @@
-//! The store: redb is the source of truth for everything the gateway acknowledges.
+//! The store and the vector index: redb is the source of truth for everything the gateway
+//! acknowledges; the HNSW graph is a structure derived from it.
 //!
-//! This crate is the only one that knows redb (and, later, the HNSW graph). Today it holds
-//! API keys; collections, vectors and their graphs join it with the vector index.
+//! This crate is the only one that knows redb and the graph.
 
+pub mod dataset;
+pub mod distance;
 mod error;
+pub mod hnsw;
 mod keys;
 mod store;
+mod visited;
 
+pub use distance::Metric;
 pub use error::StoreError;
+pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use store::Store;
