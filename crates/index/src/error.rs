@@ -30,6 +30,14 @@ pub enum StoreError {
     KeyNotFound { id: String },
     #[error("an API key with the same secret is already registered (id {id})")]
     KeyExists { id: String },
+    #[error("{field} {reason}")]
+    InvalidInput { field: String, reason: String },
+    #[error("collection {collection}: {reason}")]
+    ParamsMismatch { collection: String, reason: String },
+    #[error("the write was not committed: {reason}")]
+    CommitFailed { reason: String },
+    #[error("the writer stopped before answering")]
+    WriterGone,
 }
 
 macro_rules! from_redb {

@@ -3,16 +3,24 @@
 //!
 //! This crate is the only one that knows redb and the graph.
 
+mod collection;
 pub mod dataset;
 pub mod distance;
 mod error;
 pub mod hnsw;
 mod keys;
 mod store;
+mod vectors;
 mod visited;
 
+pub use collection::{
+    CollectionKey, CollectionParams, CollectionRecord, FORMAT_VERSION, ItemRecord, NewItem,
+};
 pub use distance::Metric;
 pub use error::StoreError;
 pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use store::Store;
+pub use vectors::{
+    DeleteOutcome, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome, UpsertOutcome, VectorIndex,
+};

@@ -58,6 +58,7 @@ impl Store {
     fn init_tables(&self) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         crate::keys::init_tables(&txn)?;
+        crate::collection::init_tables(&txn)?;
         txn.commit()?;
         Ok(())
     }

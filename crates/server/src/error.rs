@@ -239,10 +239,21 @@ impl From<StoreError> for ApiError {
                 message: "an API key with this secret is already registered".into(),
                 param: None,
             },
+            StoreError::InvalidInput { ref field, .. } => {
+                let param = format!("input.{field}");
+                ApiError::bad_request("invalid_input", e.to_string(), &param)
+            }
+            StoreError::ParamsMismatch { .. } => ApiError::Conflict {
+                code: "collection_mismatch",
+                message: e.to_string(),
+                param: None,
+            },
             StoreError::CreateDir { .. }
             | StoreError::Open { .. }
             | StoreError::Database(_)
-            | StoreError::Corrupt { .. } => ApiError::internal("store", e),
+            | StoreError::Corrupt { .. }
+            | StoreError::CommitFailed { .. }
+            | StoreError::WriterGone => ApiError::internal("store", e),
         }
     }
 }

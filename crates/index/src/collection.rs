@@ -1,0 +1,354 @@
+//! Collections in redb: their records, vectors, items and id mappings. Everything here runs
+//! inside a transaction handed in by the caller; [`crate::vectors`] decides when to commit.
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::{HnswParams, Metric, StoreError};
+
+/// The on-disk format of a collection's rows; stored with it, checked on open.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// (workspace, model, collection, scope) → collection number.
+pub(crate) const COLLECTION_IDS: TableDefinition<(&str, &str, &str, &str), u64> =
+    TableDefinition::new("collection_ids");
+/// collection number → JSON [`CollectionRecord`].
+pub(crate) const COLLECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("collections");
+/// (collection, item) → the vector as given, little-endian `f32`.
+pub(crate) const VECTORS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("vectors");
+/// (collection, item) → JSON [`ItemRecord`].
+pub(crate) const ITEMS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("items");
+/// (collection, external id) → item.
+pub(crate) const ITEM_IDS: TableDefinition<(u64, &str), u64> = TableDefinition::new("item_ids");
+/// Named counters: `next_collection`.
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Where a collection lives: one HNSW graph per (workspace, model, collection, scope).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CollectionKey {
+    pub workspace: String,
+    pub model: String,
+    pub collection: String,
+    pub scope: String,
+}
+
+impl CollectionKey {
+    pub fn new(workspace: &str, model: &str, collection: &str, scope: &str) -> Self {
+        CollectionKey {
+            workspace: workspace.into(),
+            model: model.into(),
+            collection: collection.into(),
+            scope: scope.into(),
+        }
+    }
+
+    fn tuple(&self) -> (&str, &str, &str, &str) {
+        (&self.workspace, &self.model, &self.collection, &self.scope)
+    }
+}
+
+impl std::fmt::Display for CollectionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.workspace, self.model, self.collection, self.scope
+        )
+    }
+}
+
+/// A collection's parameters, fixed when it is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionParams {
+    pub dim: usize,
+    pub metric: Metric,
+    pub m: usize,
+    pub ef_construction: usize,
+    /// The `ef` of a search that does not name one.
+    pub ef_search: usize,
+    /// Collections with at most this many live items are searched exactly.
+    pub exact_below: usize,
+    pub format_version: u32,
+}
+
+impl CollectionParams {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        CollectionParams {
+            dim,
+            metric,
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+            exact_below: 10_000,
+            format_version: FORMAT_VERSION,
+        }
+    }
+
+    pub fn graph(&self) -> HnswParams {
+        HnswParams {
+            dim: self.dim,
+            metric: self.metric,
+            m: self.m,
+            ef_construction: self.ef_construction,
+            seed: 0x5eed,
+        }
+    }
+
+    /// The parameters that must agree between a stored collection and a caller.
+    pub(crate) fn check_against(&self, stored: &CollectionParams) -> Result<(), String> {
+        if self.dim != stored.dim {
+            return Err(format!(
+                "vectors have {} dimensions; the collection holds {}",
+                self.dim, stored.dim
+            ));
+        }
+        if self.metric != stored.metric {
+            return Err(format!(
+                "metric {} differs from the collection's {}",
+                self.metric.as_str(),
+                stored.metric.as_str()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A collection as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionRecord {
+    pub id: u64,
+    pub key: CollectionKey,
+    pub params: CollectionParams,
+    /// The next item number; item numbers are never reused.
+    pub next_item: u64,
+    /// Live items.
+    pub count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a caller sends for one item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewItem {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub filename: Option<String>,
+    pub media_ref: Option<String>,
+    /// Free-form JSON the caller wants back with search hits.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One item's metadata as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(COLLECTION_IDS)?;
+    txn.open_table(COLLECTIONS)?;
+    txn.open_table(VECTORS)?;
+    txn.open_table(ITEMS)?;
+    txn.open_table(ITEM_IDS)?;
+    txn.open_table(COUNTERS)?;
+    Ok(())
+}
+
+pub(crate) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: what.to_string(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// The record of `key`, if the collection exists.
+pub(crate) fn find(
+    txn: &WriteTransaction,
+    key: &CollectionKey,
+) -> Result<Option<CollectionRecord>, StoreError> {
+    let ids = txn.open_table(COLLECTION_IDS)?;
+    let Some(id) = ids.get(key.tuple())?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let records = txn.open_table(COLLECTIONS)?;
+    let bytes = records.get(id)?.map(|v| v.value().to_vec());
+    bytes
+        .map(|b| decode(&format!("collection {key}"), &b))
+        .transpose()
+}
+
+/// The changes one write made, for the in-memory graph: item numbers removed and added.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub removed: Vec<u64>,
+    pub added: Vec<(u64, Vec<f32>)>,
+}
+
+/// Upserts `items` into `key` (created with `params` when it does not exist). An id already
+/// present is replaced: its old item number is removed and a new one written.
+pub(crate) fn upsert(
+    txn: &WriteTransaction,
+    key: &CollectionKey,
+    params: &CollectionParams,
+    items: Vec<NewItem>,
+) -> Result<(CollectionRecord, Effects, usize), StoreError> {
+    let now = Utc::now();
+    let mut record = match find(txn, key)? {
+        Some(r) => {
+            params
+                .check_against(&r.params)
+                .map_err(|reason| StoreError::ParamsMismatch {
+                    collection: key.to_string(),
+                    reason,
+                })?;
+            r
+        }
+        None => {
+            let mut counters = txn.open_table(COUNTERS)?;
+            let id = counters.get("next_collection")?.map_or(1, |v| v.value());
+            counters.insert("next_collection", id + 1)?;
+            txn.open_table(COLLECTION_IDS)?.insert(key.tuple(), id)?;
+            CollectionRecord {
+                id,
+                key: key.clone(),
+                params: *params,
+                next_item: 0,
+                count: 0,
+                created_at: now,
+                updated_at: now,
+            }
+        }
+    };
+    let mut vectors = txn.open_table(VECTORS)?;
+    let mut item_rows = txn.open_table(ITEMS)?;
+    let mut item_ids = txn.open_table(ITEM_IDS)?;
+    let mut effects = Effects::default();
+    let mut replaced = 0;
+    for item in items {
+        let mut created_at = now;
+        let old = item_ids
+            .get((record.id, item.id.as_str()))?
+            .map(|v| v.value());
+        if let Some(old) = old {
+            if let Some(row) = item_rows.remove((record.id, old))? {
+                let previous: ItemRecord = decode("item", row.value())?;
+                created_at = previous.created_at;
+            }
+            vectors.remove((record.id, old))?;
+            effects.removed.push(old);
+            replaced += 1;
+        } else {
+            record.count += 1;
+        }
+        let number = record.next_item;
+        record.next_item += 1;
+        vectors.insert((record.id, number), encode_vector(&item.vector).as_slice())?;
+        let row = ItemRecord {
+            id: item.id.clone(),
+            filename: item.filename,
+            media_ref: item.media_ref,
+            metadata: item.metadata,
+            created_at,
+            updated_at: now,
+        };
+        item_rows.insert((record.id, number), encode(&row).as_slice())?;
+        item_ids.insert((record.id, item.id.as_str()), number)?;
+        effects.added.push((number, item.vector));
+    }
+    record.updated_at = now;
+    txn.open_table(COLLECTIONS)?
+        .insert(record.id, encode(&record).as_slice())?;
+    Ok((record, effects, replaced))
+}
+
+/// Deletes the items with these external ids; returns the ids that were not there.
+pub(crate) fn delete(
+    txn: &WriteTransaction,
+    key: &CollectionKey,
+    ids: &[String],
+) -> Result<(Option<CollectionRecord>, Effects, Vec<String>), StoreError> {
+    let Some(mut record) = find(txn, key)? else {
+        return Ok((None, Effects::default(), ids.to_vec()));
+    };
+    let mut vectors = txn.open_table(VECTORS)?;
+    let mut item_rows = txn.open_table(ITEMS)?;
+    let mut item_ids = txn.open_table(ITEM_IDS)?;
+    let mut effects = Effects::default();
+    let mut missing = Vec::new();
+    for id in ids {
+        let number = item_ids
+            .remove((record.id, id.as_str()))?
+            .map(|v| v.value());
+        match number {
+            Some(n) => {
+                vectors.remove((record.id, n))?;
+                item_rows.remove((record.id, n))?;
+                effects.removed.push(n);
+                record.count -= 1;
+            }
+            None => missing.push(id.clone()),
+        }
+    }
+    record.updated_at = Utc::now();
+    txn.open_table(COLLECTIONS)?
+        .insert(record.id, encode(&record).as_slice())?;
+    Ok((Some(record), effects, missing))
+}
+
+/// Removes a collection and every row of it; its record if it existed.
+pub(crate) fn drop_collection(
+    txn: &WriteTransaction,
+    key: &CollectionKey,
+) -> Result<Option<CollectionRecord>, StoreError> {
+    let Some(record) = find(txn, key)? else {
+        return Ok(None);
+    };
+    let id = record.id;
+    txn.open_table(VECTORS)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(ITEMS)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(ITEM_IDS)?
+        .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+    txn.open_table(COLLECTIONS)?.remove(id)?;
+    txn.open_table(COLLECTION_IDS)?.remove(key.tuple())?;
+    Ok(Some(record))
+}
+
+/// Every collection record.
+pub(crate) fn all(txn: &redb::ReadTransaction) -> Result<Vec<CollectionRecord>, StoreError> {
+    let table = txn.open_table(COLLECTIONS)?;
+    let mut out = Vec::with_capacity(table.len()? as usize);
+    for row in table.iter()? {
+        let (_, v) = row?;
+        out.push(decode("collection", v.value())?);
+    }
+    Ok(out)
+}
