@@ -21,6 +21,11 @@ pub(crate) const VECTORS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::
 pub(crate) const ITEMS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("items");
 /// (collection, external id) → item.
 pub(crate) const ITEM_IDS: TableDefinition<(u64, &str), u64> = TableDefinition::new("item_ids");
+/// (collection, deletion sequence) → item removed (deleted or replaced): what a saved graph
+/// must still tombstone when it is read back. Pruned up to the position a saved graph covers.
+pub(crate) const DELETIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("deletions");
+/// collection → JSON [`crate::graph_file::GraphFile`] of its saved graph.
+pub(crate) const GRAPHS: TableDefinition<u64, &[u8]> = TableDefinition::new("graphs");
 /// Named counters: `next_collection`.
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -124,6 +129,9 @@ pub struct CollectionRecord {
     pub next_item: u64,
     /// Live items.
     pub count: u64,
+    /// The next position in the deletion log.
+    #[serde(default)]
+    pub deletion_seq: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -160,6 +168,8 @@ pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(ITEMS)?;
     txn.open_table(ITEM_IDS)?;
     txn.open_table(COUNTERS)?;
+    txn.open_table(DELETIONS)?;
+    txn.open_table(GRAPHS)?;
     Ok(())
 }
 
@@ -207,6 +217,8 @@ pub(crate) fn find(
 /// The changes one write made, for the in-memory graph: item numbers removed and added.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
+    /// The write created the collection.
+    pub created: bool,
     pub removed: Vec<u64>,
     pub added: Vec<(u64, Vec<f32>)>,
 }
@@ -220,6 +232,7 @@ pub(crate) fn upsert(
     items: Vec<NewItem>,
 ) -> Result<(CollectionRecord, Effects, usize), StoreError> {
     let now = Utc::now();
+    let mut effects = Effects::default();
     let mut record = match find(txn, key)? {
         Some(r) => {
             params
@@ -235,12 +248,14 @@ pub(crate) fn upsert(
             let id = counters.get("next_collection")?.map_or(1, |v| v.value());
             counters.insert("next_collection", id + 1)?;
             txn.open_table(COLLECTION_IDS)?.insert(key.tuple(), id)?;
+            effects.created = true;
             CollectionRecord {
                 id,
                 key: key.clone(),
                 params: *params,
                 next_item: 0,
                 count: 0,
+                deletion_seq: 0,
                 created_at: now,
                 updated_at: now,
             }
@@ -249,7 +264,7 @@ pub(crate) fn upsert(
     let mut vectors = txn.open_table(VECTORS)?;
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
-    let mut effects = Effects::default();
+    let mut deletions = txn.open_table(DELETIONS)?;
     let mut replaced = 0;
     for item in items {
         let mut created_at = now;
@@ -262,6 +277,8 @@ pub(crate) fn upsert(
                 created_at = previous.created_at;
             }
             vectors.remove((record.id, old))?;
+            deletions.insert((record.id, record.deletion_seq), old)?;
+            record.deletion_seq += 1;
             effects.removed.push(old);
             replaced += 1;
         } else {
@@ -300,6 +317,7 @@ pub(crate) fn delete(
     let mut vectors = txn.open_table(VECTORS)?;
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
+    let mut deletions = txn.open_table(DELETIONS)?;
     let mut effects = Effects::default();
     let mut missing = Vec::new();
     for id in ids {
@@ -310,6 +328,8 @@ pub(crate) fn delete(
             Some(n) => {
                 vectors.remove((record.id, n))?;
                 item_rows.remove((record.id, n))?;
+                deletions.insert((record.id, record.deletion_seq), n)?;
+                record.deletion_seq += 1;
                 effects.removed.push(n);
                 record.count -= 1;
             }
@@ -337,6 +357,9 @@ pub(crate) fn drop_collection(
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     txn.open_table(ITEM_IDS)?
         .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
+    txn.open_table(DELETIONS)?
+        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    txn.open_table(GRAPHS)?.remove(id)?;
     txn.open_table(COLLECTIONS)?.remove(id)?;
     txn.open_table(COLLECTION_IDS)?.remove(key.tuple())?;
     Ok(Some(record))

@@ -38,6 +38,12 @@ pub enum StoreError {
     CommitFailed { reason: String },
     #[error("the writer stopped before answering")]
     WriterGone,
+    #[error("graph file {path}")]
+    GraphIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 macro_rules! from_redb {

@@ -85,13 +85,13 @@ impl Ord for Scored {
 
 /// The node arrays. Appends take the graph's write lock; everything else shares it.
 #[derive(Debug, Default)]
-struct Nodes {
-    vectors: Vec<f32>,
-    keys: Vec<u64>,
-    levels: Vec<u8>,
-    level0: Vec<AtomicU32>,
-    upper: Vec<Box<[AtomicU32]>>,
-    deleted: Vec<AtomicU64>,
+pub(crate) struct Nodes {
+    pub(crate) vectors: Vec<f32>,
+    pub(crate) keys: Vec<u64>,
+    pub(crate) levels: Vec<u8>,
+    pub(crate) level0: Vec<AtomicU32>,
+    pub(crate) upper: Vec<Box<[AtomicU32]>>,
+    pub(crate) deleted: Vec<AtomicU64>,
 }
 
 /// An HNSW graph over `f32` vectors.
@@ -335,6 +335,24 @@ impl Hnsw {
             + nodes.level0.capacity() * 4
             + upper
             + nodes.deleted.capacity() * 8
+    }
+
+    /// Runs `f` on the node arrays and the packed entry point, with appends held off.
+    pub(crate) fn with_nodes<R>(&self, f: impl FnOnce(&Nodes, u64) -> R) -> R {
+        let nodes = self.nodes.read();
+        f(&nodes, self.entry.load(Acquire))
+    }
+
+    /// A graph from arrays read back from a file; the caller has checked their shapes.
+    pub(crate) fn from_parts(params: HnswParams, nodes: Nodes, entry: u64) -> Hnsw {
+        let graph = Hnsw::new(params);
+        let deleted = (0..nodes.keys.len() as u32)
+            .filter(|&n| nodes.is_deleted(n))
+            .count();
+        graph.deleted_count.store(deleted, Relaxed);
+        graph.entry.store(entry, Release);
+        *graph.nodes.write() = nodes;
+        graph
     }
 
     #[inline(always)]

@@ -7,6 +7,7 @@ mod collection;
 pub mod dataset;
 pub mod distance;
 mod error;
+mod graph_file;
 pub mod hnsw;
 mod keys;
 mod store;
@@ -18,9 +19,11 @@ pub use collection::{
 };
 pub use distance::Metric;
 pub use error::StoreError;
+pub use graph_file::GraphFile;
 pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use store::Store;
 pub use vectors::{
-    DeleteOutcome, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome, UpsertOutcome, VectorIndex,
+    DeleteOutcome, GraphInfo, GraphOrigin, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome,
+    UpsertOutcome, VectorIndex,
 };

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use parking_lot::{Mutex, RwLock};
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 
 use crate::collection::{
-    self, CollectionKey, CollectionParams, CollectionRecord, Effects, ITEMS, ItemRecord, NewItem,
-    VECTORS,
+    self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, Effects, GRAPHS, ITEMS,
+    ItemRecord, NewItem, VECTORS,
 };
+use crate::graph_file::{self, GraphFile};
 use crate::{Hnsw, Store, StoreError};
 
 /// Longest external id, in bytes.
@@ -105,11 +106,30 @@ struct Queue {
 struct Loaded {
     record: CollectionRecord,
     graph: Arc<Hnsw>,
+    origin: GraphOrigin,
+}
+
+/// Where a loaded graph came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GraphOrigin {
+    /// Read back from its saved file, then `caught_up` items added from the store.
+    File { caught_up: usize },
+    /// Built from the store: no saved file, or `distrusted` names why the file was refused.
+    Rebuilt { distrusted: Option<String> },
+}
+
+/// The state of a collection's in-memory graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphInfo {
+    pub origin: GraphOrigin,
+    pub nodes: usize,
+    pub tombstones: usize,
 }
 
 /// The vector index over one [`Store`].
 pub struct VectorIndex {
     store: Store,
+    graphs_dir: std::path::PathBuf,
     queue: Mutex<Queue>,
     /// Graphs by collection number. The lock is held while a graph is built or changed.
     graphs: RwLock<HashMap<u64, Arc<RwLock<Loaded>>>>,
@@ -128,6 +148,7 @@ impl std::fmt::Debug for VectorIndex {
 impl VectorIndex {
     pub fn new(store: Store) -> VectorIndex {
         VectorIndex {
+            graphs_dir: graph_file::folder(store.path()),
             store,
             queue: Mutex::new(Queue::default()),
             graphs: RwLock::new(HashMap::new()),
@@ -144,6 +165,8 @@ impl VectorIndex {
         items: Vec<NewItem>,
     ) -> Result<UpsertOutcome, StoreError> {
         check_items(&params, &items)?;
+        // Keep the graph in memory (and so saved at shutdown) from the first write on.
+        self.load(key)?;
         match self.submit(Op::Upsert {
             key: key.clone(),
             params,
@@ -294,7 +317,7 @@ impl VectorIndex {
         if let Some(l) = self.graphs.read().get(&id) {
             return Ok(Some(l.clone()));
         }
-        let Some(loaded) = self.build_from_store(id)? else {
+        let Some(loaded) = self.open_graph(id)? else {
             return Ok(None);
         };
         let loaded = Arc::new(RwLock::new(loaded));
@@ -316,8 +339,125 @@ impl VectorIndex {
         Ok(id)
     }
 
+    /// The collection's graph: its saved file caught up from the store when that file is
+    /// sound, else rebuilt from the store (with a warning). `None` when it was dropped.
+    fn open_graph(&self, id: u64) -> Result<Option<Loaded>, StoreError> {
+        let txn = self.store.db.begin_read()?;
+        let record: CollectionRecord = match txn.open_table(collection::COLLECTIONS)?.get(id)? {
+            Some(v) => collection::decode("collection", v.value())?,
+            None => return Ok(None),
+        };
+        let saved: Option<GraphFile> = match txn.open_table(GRAPHS)?.get(id)? {
+            Some(v) => Some(collection::decode("graph file", v.value())?),
+            None => None,
+        };
+        let Some(saved) = saved else {
+            return self.build_from_store(id, None);
+        };
+        let path = self.graphs_dir.join(&saved.file);
+        let started = std::time::Instant::now();
+        let graph = match graph_file::load(&path, &saved, &record.params.graph()) {
+            Ok(g) => g,
+            Err(reason) => {
+                tracing::warn!(
+                    collection = %record.key,
+                    file = %path.display(),
+                    %reason,
+                    "graph file not trusted; rebuilding from the store"
+                );
+                return self.build_from_store(id, Some(reason));
+            }
+        };
+        // Catch up: deletions logged since the save, then items added since.
+        let deletions = txn.open_table(DELETIONS)?;
+        for row in deletions.range((id, saved.covers_deletion_seq)..=(id, u64::MAX))? {
+            graph.delete(row?.1.value());
+        }
+        let vectors = txn.open_table(VECTORS)?;
+        let mut rows: Vec<(u64, Vec<f32>)> = Vec::new();
+        for row in vectors.range((id, saved.covers_next_item)..=(id, u64::MAX))? {
+            let (k, v) = row?;
+            rows.push((k.value().1, collection::decode_vector(v.value())));
+        }
+        let items: Vec<(u64, &[f32])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        graph.insert(&items);
+        tracing::info!(
+            collection = %record.key,
+            nodes = graph.len(),
+            caught_up = items.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "graph read back"
+        );
+        Ok(Some(Loaded {
+            record,
+            graph: Arc::new(graph),
+            origin: GraphOrigin::File {
+                caught_up: items.len(),
+            },
+        }))
+    }
+
+    /// Loads the collection's graph (if it exists) and tells where it came from.
+    pub fn graph_info(&self, key: &CollectionKey) -> Result<Option<GraphInfo>, StoreError> {
+        Ok(self.load(key)?.map(|l| {
+            let l = l.read();
+            GraphInfo {
+                origin: l.origin.clone(),
+                nodes: l.graph.len(),
+                tombstones: l.graph.deleted(),
+            }
+        }))
+    }
+
+    /// Saves every loaded graph to its file and records it in redb; then prunes the deletion
+    /// log up to what each file covers. Returns how many graphs were saved. The server calls
+    /// this at shutdown; a graph that is not saved is rebuilt from the store next time.
+    pub fn save_graphs(&self) -> Result<usize, StoreError> {
+        let _guard = self.load_lock.lock();
+        let loaded: Vec<Arc<RwLock<Loaded>>> = self.graphs.read().values().cloned().collect();
+        let mut saved = 0;
+        for l in loaded {
+            let (graph, record) = {
+                let l = l.read();
+                (l.graph.clone(), l.record.clone())
+            };
+            let name = graph_file::file_name(record.id);
+            let (bytes, crc32) = graph_file::save(&graph, &self.graphs_dir, &name)?;
+            let file = GraphFile {
+                file: name,
+                bytes,
+                crc32,
+                covers_next_item: record.next_item,
+                covers_deletion_seq: record.deletion_seq,
+            };
+            let txn = self.store.begin_write()?;
+            {
+                // Only while the collection still exists (a drop may have committed meanwhile).
+                let exists = txn
+                    .open_table(collection::COLLECTIONS)?
+                    .get(record.id)?
+                    .is_some();
+                if exists {
+                    let json = serde_json::to_vec(&file).unwrap_or_default();
+                    txn.open_table(GRAPHS)?.insert(record.id, json.as_slice())?;
+                    txn.open_table(DELETIONS)?
+                        .retain_in((record.id, 0)..(record.id, record.deletion_seq), |_, _| {
+                            false
+                        })?;
+                }
+            }
+            txn.commit()?;
+            saved += 1;
+        }
+        Ok(saved)
+    }
+
     /// The collection's graph from a snapshot of the store; `None` when it was dropped.
-    fn build_from_store(&self, id: u64) -> Result<Option<Loaded>, StoreError> {
+    fn build_from_store(
+        &self,
+        id: u64,
+        distrusted: Option<String>,
+    ) -> Result<Option<Loaded>, StoreError> {
         let txn = self.store.db.begin_read()?;
         let records = txn.open_table(collection::COLLECTIONS)?;
         let record: CollectionRecord = match records.get(id)? {
@@ -337,6 +477,7 @@ impl VectorIndex {
         Ok(Some(Loaded {
             record,
             graph: Arc::new(graph),
+            origin: GraphOrigin::Rebuilt { distrusted },
         }))
     }
 
@@ -444,11 +585,29 @@ impl VectorIndex {
             let mut graphs = self.graphs.write();
             for id in dropped {
                 graphs.remove(id);
+                let path = self.graphs_dir.join(graph_file::file_name(*id));
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a dropped graph");
+                }
             }
         }
         for (record, effects) in changes {
-            let Some(loaded) = self.graphs.read().get(&record.id).cloned() else {
-                continue;
+            let existing = self.graphs.read().get(&record.id).cloned();
+            let loaded = match existing {
+                Some(l) => l,
+                // A collection this batch created starts in memory with an empty graph.
+                None if effects.created => {
+                    let l = Arc::new(RwLock::new(Loaded {
+                        record: record.clone(),
+                        graph: Arc::new(Hnsw::new(record.params.graph())),
+                        origin: GraphOrigin::Rebuilt { distrusted: None },
+                    }));
+                    self.graphs.write().insert(record.id, l.clone());
+                    l
+                }
+                None => continue,
             };
             // The graph takes inserts and deletes while searches run; only the record swap
             // needs the collection's lock.

@@ -1,4 +1,4 @@
-//! Model-based test: random sequences of upsert, delete, search, drop, close and reopen against
+//! Model-based test: random sequences of upsert, delete, search, drop, save, close and reopen against
 //! a plain in-memory oracle. No search may return a deleted or replaced item, exact search
 //! equals the oracle, counts are exact.
 
@@ -135,6 +135,11 @@ fn run(seed: u64, steps: usize) {
                 assert_eq!(existed, oracle.remove(key).is_some(), "{ctx}");
             }
             _ => {
+                // Close, after saving the graphs half of the time: reopening then reads them
+                // back and catches up, or rebuilds from the store.
+                if rng.random_bool(0.5) {
+                    index.save_graphs().expect(&ctx);
+                }
                 drop(index);
                 index = open(dir.path());
             }

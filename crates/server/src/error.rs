@@ -253,7 +253,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Database(_)
             | StoreError::Corrupt { .. }
             | StoreError::CommitFailed { .. }
-            | StoreError::WriterGone => ApiError::internal("store", e),
+            | StoreError::WriterGone
+            | StoreError::GraphIo { .. } => ApiError::internal("store", e),
         }
     }
 }

@@ -1,0 +1,294 @@
+//! The graph on disk, in our own format, so a restart does not rebuild every graph.
+//!
+//! A file is written beside its final name, fsynced, renamed into place and the folder
+//! fsynced. Its CRC-32 and length are recorded in redb with the store position it covers; a
+//! file whose length, checksum, parameters or shapes disagree is not trusted (the caller
+//! rebuilds from the store).
+//!
+//! Layout (little-endian): magic `AIMPHNSW`, format version (u32), dim (u32), metric (u8),
+//! m (u32), ef_construction (u32), seed (u64), node count n (u64), packed entry point (u64);
+//! then keys (n × u64), levels (n × u8), the tombstone bitset (⌈n/64⌉ × u64), vectors
+//! (n × dim × f32), level-0 lists (n × (1 + 2m) × u32), and each upper-level node's lists in
+//! node order (level × (1 + m) × u32).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hnsw::{Hnsw, HnswParams, Nodes};
+use crate::{Metric, StoreError};
+
+const MAGIC: &[u8; 8] = b"AIMPHNSW";
+const VERSION: u32 = 1;
+
+/// What redb records about a saved graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphFile {
+    /// File name inside the graphs folder.
+    pub file: String,
+    pub bytes: u64,
+    pub crc32: u32,
+    /// The collection's `next_item` when the graph was saved: it holds every item below.
+    pub covers_next_item: u64,
+    /// The collection's `deletion_seq` when the graph was saved: its tombstones include every
+    /// deletion logged below.
+    pub covers_deletion_seq: u64,
+}
+
+/// Writes the graph atomically to `dir/name`; returns its length and checksum.
+pub(crate) fn save(graph: &Hnsw, dir: &Path, name: &str) -> Result<(u64, u32), StoreError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::GraphIo { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut out = Hashing::new(BufWriter::with_capacity(1 << 20, file));
+    graph
+        .with_nodes(|nodes, entry| write(&mut out, graph.params(), nodes, entry))
+        .map_err(io(&tmp))?;
+    let (writer, crc, bytes) = out.finish();
+    let file = writer.into_inner().map_err(|e| StoreError::GraphIo {
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io(&tmp))?;
+    let target = dir.join(name);
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok((bytes, crc))
+}
+
+fn write(out: &mut impl Write, p: &HnswParams, nodes: &Nodes, entry: u64) -> std::io::Result<()> {
+    let n = nodes.keys.len();
+    out.write_all(MAGIC)?;
+    out.write_all(&VERSION.to_le_bytes())?;
+    out.write_all(&(p.dim as u32).to_le_bytes())?;
+    out.write_all(&[metric_byte(p.metric)])?;
+    out.write_all(&(p.m as u32).to_le_bytes())?;
+    out.write_all(&(p.ef_construction as u32).to_le_bytes())?;
+    out.write_all(&p.seed.to_le_bytes())?;
+    out.write_all(&(n as u64).to_le_bytes())?;
+    out.write_all(&entry.to_le_bytes())?;
+    for k in &nodes.keys {
+        out.write_all(&k.to_le_bytes())?;
+    }
+    out.write_all(&nodes.levels)?;
+    for d in &nodes.deleted[..n.div_ceil(64)] {
+        out.write_all(&d.load(Relaxed).to_le_bytes())?;
+    }
+    for v in &nodes.vectors {
+        out.write_all(&v.to_le_bytes())?;
+    }
+    for s in &nodes.level0 {
+        out.write_all(&s.load(Relaxed).to_le_bytes())?;
+    }
+    for upper in &nodes.upper {
+        for s in upper.iter() {
+            out.write_all(&s.load(Relaxed).to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+fn metric_byte(m: Metric) -> u8 {
+    match m {
+        Metric::Cosine => 0,
+        Metric::Dot => 1,
+        Metric::L2 => 2,
+    }
+}
+
+/// Reads `path` back, checking it against what redb recorded and the collection's params.
+/// Any disagreement is an error naming it; the caller rebuilds.
+pub(crate) fn load(path: &Path, expected: &GraphFile, params: &HnswParams) -> Result<Hnsw, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if len != expected.bytes {
+        return Err(format!("is {len} bytes; {} were written", expected.bytes));
+    }
+    let mut input = Hashing::new(BufReader::with_capacity(1 << 20, file));
+    let graph = read(&mut input, params).map_err(|e| format!("cannot be read: {e}"))?;
+    let (_, crc, read_bytes) = input.finish();
+    if read_bytes != len {
+        return Err(format!("has {} trailing bytes", len - read_bytes));
+    }
+    if crc != expected.crc32 {
+        return Err(format!(
+            "CRC-32 is {crc:08x}; {:08x} was recorded",
+            expected.crc32
+        ));
+    }
+    Ok(graph)
+}
+
+fn read(input: &mut impl Read, p: &HnswParams) -> std::io::Result<Hnsw> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad("not a graph file".into()));
+    }
+    let version = read_u32(input)?;
+    if version != VERSION {
+        return Err(bad(format!("format version {version}, expected {VERSION}")));
+    }
+    let dim = read_u32(input)? as usize;
+    let mut metric = [0u8; 1];
+    input.read_exact(&mut metric)?;
+    let m = read_u32(input)? as usize;
+    let ef_construction = read_u32(input)? as usize;
+    let seed = read_u64(input)?;
+    let stored = (dim, metric[0], m, ef_construction, seed);
+    let wanted = (p.dim, metric_byte(p.metric), p.m, p.ef_construction, p.seed);
+    if stored != wanted {
+        return Err(bad(format!(
+            "parameters {stored:?} differ from the collection's {wanted:?}"
+        )));
+    }
+    let n = usize::try_from(read_u64(input)?).map_err(|e| bad(e.to_string()))?;
+    if n >= u32::MAX as usize {
+        return Err(bad(format!("{n} nodes")));
+    }
+    let entry = read_u64(input)?;
+    let mut nodes = Nodes {
+        keys: read_vec(input, n, u64::from_le_bytes)?,
+        ..Nodes::default()
+    };
+    nodes.levels = vec![0u8; n];
+    input.read_exact(&mut nodes.levels)?;
+    nodes.deleted = read_vec(input, n.div_ceil(64), |b: [u8; 8]| {
+        AtomicU64::new(u64::from_le_bytes(b))
+    })?;
+    nodes.vectors = read_vec(input, n * dim, f32::from_le_bytes)?;
+    nodes.level0 = read_vec(input, n * (1 + 2 * m), |b| {
+        AtomicU32::new(u32::from_le_bytes(b))
+    })?;
+    nodes.upper = Vec::with_capacity(n);
+    for &level in &nodes.levels {
+        let slots: Vec<AtomicU32> = read_vec(input, usize::from(level) * (1 + m), |b| {
+            AtomicU32::new(u32::from_le_bytes(b))
+        })?;
+        nodes.upper.push(slots.into_boxed_slice());
+    }
+    // Shapes: keys increase, every link and the entry point name a node, counts fit.
+    if nodes.keys.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad("keys do not increase".into()));
+    }
+    let valid_list = |list: &[AtomicU32]| {
+        let count = list[0].load(Relaxed) as usize;
+        count < list.len()
+            && list[1..=count]
+                .iter()
+                .all(|s| (s.load(Relaxed) as usize) < n)
+    };
+    if !nodes.level0.chunks(1 + 2 * m).all(valid_list)
+        || !nodes.upper.iter().all(|u| u.chunks(1 + m).all(valid_list))
+    {
+        return Err(bad("a neighbour list is out of range".into()));
+    }
+    let entry_ok = if n == 0 {
+        entry == u64::MAX
+    } else {
+        (entry as u32 as usize) < n && (entry >> 32) as u8 == nodes.levels[entry as u32 as usize]
+    };
+    if !entry_ok {
+        return Err(bad("the entry point is out of range".into()));
+    }
+    Ok(Hnsw::from_parts(*p, nodes, entry))
+}
+
+fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    input.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn read_u64(input: &mut impl Read) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    input.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Reads `count` fixed-size little-endian values in large chunks.
+fn read_vec<const N: usize, T>(
+    input: &mut impl Read,
+    count: usize,
+    convert: impl Fn([u8; N]) -> T,
+) -> std::io::Result<Vec<T>> {
+    let mut out = Vec::with_capacity(count);
+    let mut buf = vec![0u8; N * 16_384];
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(16_384);
+        let bytes = &mut buf[..take * N];
+        input.read_exact(bytes)?;
+        for chunk in bytes.chunks_exact(N) {
+            let mut a = [0u8; N];
+            a.copy_from_slice(chunk);
+            out.push(convert(a));
+        }
+        left -= take;
+    }
+    Ok(out)
+}
+
+/// A reader or writer that keeps a CRC-32 and a byte count of what passes through.
+struct Hashing<T> {
+    inner: T,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (T, u32, u64) {
+        (self.inner, self.crc.finalize(), self.bytes)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The graph file name of a collection.
+pub(crate) fn file_name(collection: u64) -> String {
+    format!("{collection}.hnsw")
+}
+
+/// Where graph files live: `graphs/` beside the database.
+pub(crate) fn folder(db_path: &Path) -> PathBuf {
+    db_path
+        .parent()
+        .map_or_else(|| PathBuf::from("graphs"), |p| p.join("graphs"))
+}
