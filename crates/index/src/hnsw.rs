@@ -321,6 +321,20 @@ impl Hnsw {
             .collect()
     }
 
+    /// The live nodes from node number `from` on, with their vectors, in key order.
+    pub fn items_from(&self, from: usize) -> Vec<(u64, Vec<f32>)> {
+        let nodes = self.nodes.read();
+        (from as u32..nodes.keys.len() as u32)
+            .filter(|&n| !nodes.is_deleted(n))
+            .map(|n| {
+                (
+                    nodes.keys[n as usize],
+                    nodes.vector(n, self.params.dim).to_vec(),
+                )
+            })
+            .collect()
+    }
+
     /// The bytes the graph holds in memory (vectors, links, keys, levels, tombstones).
     pub fn memory_bytes(&self) -> usize {
         let nodes = self.nodes.read();

@@ -107,7 +107,14 @@ struct Loaded {
     record: CollectionRecord,
     graph: Arc<Hnsw>,
     origin: GraphOrigin,
+    /// A background rebuild is running.
+    rebuilding: bool,
 }
+
+/// Tombstones trigger a rebuild once they are this share of a graph's nodes (and at least
+/// [`REBUILD_MIN_TOMBSTONES`]).
+pub const REBUILD_TOMBSTONE_SHARE: f64 = 0.2;
+pub const REBUILD_MIN_TOMBSTONES: usize = 256;
 
 /// Where a loaded graph came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +140,7 @@ pub struct VectorIndex {
     queue: Mutex<Queue>,
     /// Graphs by collection number. The lock is held while a graph is built or changed.
     graphs: RwLock<HashMap<u64, Arc<RwLock<Loaded>>>>,
-    load_lock: Mutex<()>,
+    load_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -152,7 +159,7 @@ impl VectorIndex {
             store,
             queue: Mutex::new(Queue::default()),
             graphs: RwLock::new(HashMap::new()),
-            load_lock: Mutex::new(()),
+            load_lock: Arc::new(Mutex::new(())),
         }
     }
 
@@ -394,6 +401,7 @@ impl VectorIndex {
             origin: GraphOrigin::File {
                 caught_up: items.len(),
             },
+            rebuilding: false,
         }))
     }
 
@@ -478,6 +486,7 @@ impl VectorIndex {
             record,
             graph: Arc::new(graph),
             origin: GraphOrigin::Rebuilt { distrusted },
+            rebuilding: false,
         }))
     }
 
@@ -603,6 +612,7 @@ impl VectorIndex {
                         record: record.clone(),
                         graph: Arc::new(Hnsw::new(record.params.graph())),
                         origin: GraphOrigin::Rebuilt { distrusted: None },
+                        rebuilding: false,
                     }));
                     self.graphs.write().insert(record.id, l.clone());
                     l
@@ -623,9 +633,51 @@ impl VectorIndex {
                 .map(|(k, v)| (*k, v.as_slice()))
                 .collect();
             graph.insert(&fresh);
-            loaded.write().record = record;
+            let mut l = loaded.write();
+            l.record = record;
+            let tombstones = graph.deleted();
+            if !l.rebuilding
+                && tombstones >= REBUILD_MIN_TOMBSTONES
+                && tombstones as f64 >= REBUILD_TOMBSTONE_SHARE * graph.len() as f64
+            {
+                l.rebuilding = true;
+                let (loaded, lock) = (loaded.clone(), self.load_lock.clone());
+                std::thread::spawn(move || rebuild(&loaded, &lock));
+            }
         }
     }
+}
+
+/// Builds a graph of the live nodes only, while searches and writes go on against the old
+/// one; then, holding the lock that post-commit updates take, applies what changed meanwhile
+/// and swaps the new graph in.
+fn rebuild(loaded: &RwLock<Loaded>, lock: &Mutex<()>) {
+    let old = loaded.read().graph.clone();
+    let started = std::time::Instant::now();
+    let snapshot_len = old.len();
+    let live = old.live_items();
+    let new = Hnsw::new(*old.params());
+    let items: Vec<(u64, &[f32])> = live.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    new.insert(&items);
+    let _guard = lock.lock();
+    let late = old.items_from(snapshot_len);
+    let late: Vec<(u64, &[f32])> = late.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    new.insert(&late);
+    for (key, _) in &live {
+        if old.is_deleted(*key) == Some(true) {
+            new.delete(*key);
+        }
+    }
+    let mut l = loaded.write();
+    tracing::info!(
+        collection = %l.record.key,
+        removed = old.deleted(),
+        nodes = new.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "graph rebuilt without its tombstones"
+    );
+    l.graph = Arc::new(new);
+    l.rebuilding = false;
 }
 
 fn unreachable_reply<T>() -> Result<T, StoreError> {
