@@ -105,27 +105,32 @@ pub fn dot<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
-/// Squared Euclidean distance.
+/// Squared Euclidean distance, four independent accumulators.
 #[inline(always)]
 pub fn l2_squared<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let (a_head, a_tail) = S::as_simd_f32s(a);
     let (b_head, b_tail) = S::as_simd_f32s(b);
     let zero = simd.splat_f32s(0.0);
-    let (mut s0, mut s1) = (zero, zero);
-    let mut a2 = a_head.chunks_exact(2);
-    let mut b2 = b_head.chunks_exact(2);
-    for (x, y) in (&mut a2).zip(&mut b2) {
+    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
+    let mut a4 = a_head.chunks_exact(4);
+    let mut b4 = b_head.chunks_exact(4);
+    for (x, y) in (&mut a4).zip(&mut b4) {
         let d0 = simd.sub_f32s(x[0], y[0]);
         let d1 = simd.sub_f32s(x[1], y[1]);
+        let d2 = simd.sub_f32s(x[2], y[2]);
+        let d3 = simd.sub_f32s(x[3], y[3]);
         s0 = simd.mul_add_f32s(d0, d0, s0);
         s1 = simd.mul_add_f32s(d1, d1, s1);
+        s2 = simd.mul_add_f32s(d2, d2, s2);
+        s3 = simd.mul_add_f32s(d3, d3, s3);
     }
-    for (&x, &y) in a2.remainder().iter().zip(b2.remainder()) {
+    for (&x, &y) in a4.remainder().iter().zip(b4.remainder()) {
         let d = simd.sub_f32s(x, y);
         s0 = simd.mul_add_f32s(d, d, s0);
     }
-    let mut total = simd.reduce_sum_f32s(simd.add_f32s(s0, s1));
+    let sum = simd.add_f32s(simd.add_f32s(s0, s1), simd.add_f32s(s2, s3));
+    let mut total = simd.reduce_sum_f32s(sum);
     for (x, y) in a_tail.iter().zip(b_tail) {
         let d = x - y;
         total += d * d;

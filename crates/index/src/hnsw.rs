@@ -495,9 +495,24 @@ fn search_level<S: Simd>(
             break;
         }
         read_list(nodes.list(c.1, level, m), scratch);
-        for &n in scratch.iter() {
-            if !visited.insert(n) {
-                continue;
+        // Unvisited neighbours first, then their distances, each vector's first cache line
+        // requested one step ahead (a plain load: the data is in flight while the previous
+        // distance is computed).
+        let mut fresh = 0;
+        for i in 0..scratch.len() {
+            let n = scratch[i];
+            if visited.insert(n) {
+                scratch[fresh] = n;
+                fresh += 1;
+            }
+        }
+        if fresh > 0 {
+            touch(nodes.vector(scratch[0], dim));
+        }
+        for i in 0..fresh {
+            let n = scratch[i];
+            if i + 1 < fresh {
+                touch(nodes.vector(scratch[i + 1], dim));
             }
             let d = metric.distance(simd, query, nodes.vector(n, dim));
             if d < bound || results.len() < ef {
@@ -774,6 +789,14 @@ impl WithSimd for Exact<'_> {
                 distance: s.0,
             })
             .collect()
+    }
+}
+
+/// Loads the first element of `v` so its cache line is on its way before it is needed.
+#[inline(always)]
+fn touch(v: &[f32]) {
+    if let Some(x) = v.first() {
+        std::hint::black_box(*x);
     }
 }
 
