@@ -199,6 +199,26 @@ fn embed(base: &str, texts: &[&str]) -> Vec<Vec<f64>> {
     serde_json::from_value(reply["output"]["embeddings"].clone()).expect("vectors")
 }
 
+fn clip_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures")
+}
+
+/// A folder in the hub's layout holding the fixture checkpoint `name` and the CLIP tokenizer.
+fn checkpoint_folder(data: &Path, name: &str) -> PathBuf {
+    let fixtures = clip_fixtures();
+    let folder = data.join(format!("checkpoint-{name}"));
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures.join(name).join(file), folder.join(file)).expect("copy");
+    }
+    std::fs::copy(
+        fixtures.join("tokenizer.json"),
+        folder.join("tokenizer.json"),
+    )
+    .expect("copy tokenizer");
+    folder
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -427,19 +447,8 @@ fn a_user_manifest_adds_a_clip_model_that_serves_text_embeddings() {
     use sha2::{Digest, Sha256};
 
     let data = tempfile::tempdir().expect("tempdir");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures");
-    let folder = data.path().join("checkpoint");
-    std::fs::create_dir_all(&folder).expect("mkdir");
-    for (src, name) in [
-        (fixtures.join("tiny-a/config.json"), "config.json"),
-        (
-            fixtures.join("tiny-a/model.safetensors"),
-            "model.safetensors",
-        ),
-        (fixtures.join("tokenizer.json"), "tokenizer.json"),
-    ] {
-        std::fs::copy(src, folder.join(name)).expect("copy");
-    }
+    let fixtures = clip_fixtures();
+    let folder = checkpoint_folder(data.path(), "tiny-a");
     let files: Vec<Value> = ["config.json", "model.safetensors", "tokenizer.json"]
         .iter()
         .map(|name| {
@@ -518,19 +527,8 @@ fn a_user_manifest_adds_a_clip_model_that_serves_text_embeddings() {
 #[test]
 fn a_checkpoint_imported_unverified_as_clipo_serves_the_page_request_shape() {
     let data = tempfile::tempdir().expect("tempdir");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures");
-    let folder = data.path().join("fine-tuned-clip");
-    std::fs::create_dir_all(&folder).expect("mkdir");
-    for (src, name) in [
-        (fixtures.join("tiny-b/config.json"), "config.json"),
-        (
-            fixtures.join("tiny-b/model.safetensors"),
-            "model.safetensors",
-        ),
-        (fixtures.join("tokenizer.json"), "tokenizer.json"),
-    ] {
-        std::fs::copy(src, folder.join(name)).expect("copy");
-    }
+    let fixtures = clip_fixtures();
+    let folder = checkpoint_folder(data.path(), "tiny-b");
     let models = data.path().join("models");
 
     // A plain import checks the manifest's pins and refuses, naming the file.

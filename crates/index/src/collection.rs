@@ -100,6 +100,20 @@ impl CollectionParams {
         }
     }
 
+    /// A collection written by a newer format cannot be read by this build.
+    pub(crate) fn check_format(&self, key: &CollectionKey) -> Result<(), StoreError> {
+        if self.format_version > FORMAT_VERSION {
+            return Err(StoreError::ParamsMismatch {
+                collection: key.to_string(),
+                reason: format!(
+                    "stored in format {}, newer than this build's {FORMAT_VERSION}; upgrade aimp",
+                    self.format_version
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The parameters that must agree between a stored collection and a caller.
     pub(crate) fn check_against(&self, stored: &CollectionParams) -> Result<(), String> {
         if self.dim != stored.dim {
@@ -235,6 +249,7 @@ pub(crate) fn upsert(
     let mut effects = Effects::default();
     let mut record = match find(txn, key)? {
         Some(r) => {
+            r.params.check_format(key)?;
             params
                 .check_against(&r.params)
                 .map_err(|reason| StoreError::ParamsMismatch {
@@ -374,4 +389,27 @@ pub(crate) fn all(txn: &redb::ReadTransaction) -> Result<Vec<CollectionRecord>, 
         out.push(decode("collection", v.value())?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_checked_against_the_stored_collection() {
+        let key = CollectionKey::new("w", "m", "c", "s");
+        let stored = CollectionParams::new(4, Metric::Cosine);
+        assert!(stored.check_format(&key).is_ok());
+        let newer = CollectionParams {
+            format_version: FORMAT_VERSION + 1,
+            ..stored
+        };
+        let err = newer.check_format(&key).expect_err("newer format");
+        assert!(err.to_string().contains("upgrade aimp"), "{err}");
+        let other_dim = CollectionParams::new(8, Metric::Cosine);
+        assert!(other_dim.check_against(&stored).is_err());
+        let other_metric = CollectionParams::new(4, Metric::L2);
+        assert!(other_metric.check_against(&stored).is_err());
+        assert!(stored.check_against(&stored).is_ok());
+    }
 }

@@ -354,6 +354,7 @@ impl VectorIndex {
             Some(v) => collection::decode("collection", v.value())?,
             None => return Ok(None),
         };
+        record.params.check_format(&record.key)?;
         let saved: Option<GraphFile> = match txn.open_table(GRAPHS)?.get(id)? {
             Some(v) => Some(collection::decode("graph file", v.value())?),
             None => None,
