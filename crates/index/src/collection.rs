@@ -48,7 +48,7 @@ impl CollectionKey {
         }
     }
 
-    fn tuple(&self) -> (&str, &str, &str, &str) {
+    pub(crate) fn tuple(&self) -> (&str, &str, &str, &str) {
         (&self.workspace, &self.model, &self.collection, &self.scope)
     }
 }

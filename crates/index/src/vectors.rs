@@ -335,14 +335,7 @@ impl VectorIndex {
     fn collection_id(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
         let txn = self.store.db.begin_read()?;
         let ids = txn.open_table(collection::COLLECTION_IDS)?;
-        let id = ids
-            .get((
-                key.workspace.as_str(),
-                key.model.as_str(),
-                key.collection.as_str(),
-                key.scope.as_str(),
-            ))?
-            .map(|v| v.value());
+        let id = ids.get(key.tuple())?.map(|v| v.value());
         Ok(id)
     }
 
