@@ -174,22 +174,6 @@ impl Hnsw {
         });
     }
 
-    /// Same as [`Hnsw::insert`] on the calling thread only.
-    pub fn insert_serial(&self, items: &[(u64, &[f32])]) {
-        if items.is_empty() {
-            return;
-        }
-        let first = self.append(items);
-        let nodes = self.nodes.read();
-        for node in first..nodes.keys.len() as u32 {
-            self.arch.dispatch(Link {
-                graph: self,
-                nodes: &nodes,
-                node,
-            });
-        }
-    }
-
     fn append(&self, items: &[(u64, &[f32])]) -> u32 {
         let p = &self.params;
         let mut nodes = self.nodes.write();
@@ -230,12 +214,6 @@ impl Hnsw {
         let u = ((bits >> 11) as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
         let level = (-u.ln() * self.level_mult).floor();
         level.min(f64::from(MAX_LEVEL)) as u8
-    }
-
-    /// The node of `key`, if the graph holds it (deleted or not).
-    pub fn node_of(&self, key: u64) -> Option<u32> {
-        let nodes = self.nodes.read();
-        nodes.keys.binary_search(&key).ok().map(|n| n as u32)
     }
 
     /// Marks the node of `key` deleted; searches skip it from now on. False when the key is
@@ -305,20 +283,6 @@ impl Hnsw {
             k,
             filter,
         })
-    }
-
-    /// Every live key with its stored (prepared) vector, in key order.
-    pub fn live_items(&self) -> Vec<(u64, Vec<f32>)> {
-        let nodes = self.nodes.read();
-        (0..nodes.keys.len() as u32)
-            .filter(|&n| !nodes.is_deleted(n))
-            .map(|n| {
-                (
-                    nodes.keys[n as usize],
-                    nodes.vector(n, self.params.dim).to_vec(),
-                )
-            })
-            .collect()
     }
 
     /// The live nodes from node number `from` on, with their vectors, in key order.

@@ -649,7 +649,7 @@ fn rebuild(loaded: &RwLock<Loaded>, lock: &Mutex<()>) {
     let old = loaded.read().graph.clone();
     let started = std::time::Instant::now();
     let snapshot_len = old.len();
-    let live = old.live_items();
+    let live = old.items_from(0);
     let new = Hnsw::new(*old.params());
     let items: Vec<(u64, &[f32])> = live.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     new.insert(&items);
