@@ -199,6 +199,14 @@ fn embed(base: &str, texts: &[&str]) -> Vec<Vec<f64>> {
     serde_json::from_value(reply["output"]["embeddings"].clone()).expect("vectors")
 }
 
+/// Corrupts a file in place: one bit of its middle byte.
+fn flip_middle_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(path, bytes).expect("write");
+}
+
 fn clip_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/clipo/fixtures")
 }
@@ -339,11 +347,7 @@ fn corrupted_weights_are_refused_by_import_and_by_serve() {
         let path = entry.expect("entry").path();
         std::fs::copy(&path, dst.join(path.file_name().expect("name"))).expect("copy");
     }
-    let weights = dst.join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).expect("read weights");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&weights, &bytes).expect("write");
+    flip_middle_byte(&dst.join("model.safetensors"));
 
     // import refuses the corrupt folder and names the file.
     let other_models = data.path().join("other-models");
@@ -630,11 +634,7 @@ fn a_checkpoint_imported_unverified_as_clipo_serves_the_page_request_shape() {
     server.stop();
 
     // One flipped byte after install: serve's start-up check refuses clipo, naming the file.
-    let weights = models.join("clipo/model.safetensors");
-    let mut bytes = std::fs::read(&weights).expect("read");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&weights, bytes).expect("write");
+    flip_middle_byte(&models.join("clipo/model.safetensors"));
     let server = Server::spawn(serve());
     let error = server.wait_failed("clipo");
     assert!(
