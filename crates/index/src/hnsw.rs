@@ -6,7 +6,10 @@
 //! - level-0 neighbour lists as one flat array of fixed-capacity `u32` slots (`1 + 2M` per
 //!   node: a count, then the slots), upper levels as one small slice per node that has them
 //!   (`1 + M` per level);
-//! - the paper's neighbour-selection heuristic, for new nodes and for overflowing lists;
+//! - the paper's neighbour-selection heuristic for a new node's own lists (up to `2M` at level 0,
+//!   `M` above); a full list that gains a reverse link keeps its nearest entries (the rule
+//!   hnsw_rs uses: it measured 0.005 to 0.01 higher recall@10 at the same ef on clustered
+//!   384-d data than pruning with the heuristic again, at the same build time);
 //! - a per-thread, epoch-stamped visited set ([`crate::visited`]);
 //! - no closures around distance calls inside the dispatched code (they would be compiled
 //!   without the SIMD target features and call the kernels out of line);
@@ -579,12 +582,12 @@ impl WithSimd for Link<'_> {
                 &mut scratch,
             );
             let sorted = found.into_sorted_vec();
-            let chosen = select(simd, g, nodes, &sorted, m);
+            let capacity = if l == 0 { 2 * m } else { m };
+            let chosen = select(simd, g, nodes, &sorted, capacity);
             {
                 let _guard = g.lock(node);
                 write_list(nodes.list(node, l, m), chosen.iter().map(|s| s.1));
             }
-            let capacity = if l == 0 { 2 * m } else { m };
             for s in &chosen {
                 add_link(
                     simd,
@@ -610,7 +613,7 @@ impl WithSimd for Link<'_> {
     }
 }
 
-/// Adds `new` to `target`'s list at `level`, pruning with the heuristic when it is full.
+/// Adds `new` to `target`'s list at `level`; a full list keeps its `capacity` nearest.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn add_link<S: Simd>(
@@ -635,15 +638,20 @@ fn add_link<S: Simd>(
         list[0].store(scratch.len() as u32 + 1, Release);
         return;
     }
+    // Full: the farthest entry gives way if the new node is nearer.
     let base = nodes.vector(target, dim);
-    let mut all: Vec<Scored> = Vec::with_capacity(scratch.len() + 1);
-    for &n in scratch.iter() {
-        all.push(Scored(metric.distance(simd, base, nodes.vector(n, dim)), n));
+    let mut farthest = Scored(f32::NEG_INFINITY, u32::MAX);
+    let mut slot = 0;
+    for (i, &n) in scratch.iter().enumerate() {
+        let d = Scored(metric.distance(simd, base, nodes.vector(n, dim)), n);
+        if d > farthest {
+            farthest = d;
+            slot = i;
+        }
     }
-    all.push(new);
-    all.sort_unstable();
-    let kept = select(simd, g, nodes, &all, capacity);
-    write_list(list, kept.iter().map(|s| s.1));
+    if new < farthest {
+        list[1 + slot].store(new.1, Release);
+    }
 }
 
 struct Search<'a> {

@@ -10,7 +10,13 @@ fn build(data: &[f32], dim: usize, metric: Metric) -> Hnsw {
         .enumerate()
         .map(|(i, v)| (i as u64, v))
         .collect();
-    graph.insert(&items);
+    // One thread, so the comparison below is deterministic (a parallel build varies by about
+    // 0.002 from run to run).
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(|| graph.insert(&items));
     graph
 }
 
@@ -25,26 +31,24 @@ fn measure(graph: &Hnsw, queries: &[f32], dim: usize, ef: usize) -> f64 {
 #[test]
 fn recall_at_10_is_at_least_095_on_20000_clustered_vectors() {
     for (dim, metric) in [(128, Metric::L2), (384, Metric::Cosine)] {
-        let (data, queries) = dataset::standard(20_000, 200, dim, 42);
+        let (data, queries) = dataset::standard(20_000, 1000, dim, 42);
         let graph = build(&data, dim, metric);
         assert_eq!(graph.len(), 20_000);
         let recall = measure(&graph, &queries, dim, 64);
         let theirs = hnsw_rs_recall(&data, &queries, dim, metric, 64);
         eprintln!("dim {dim} {metric:?}: recall@10 {recall:.4} at ef 64; hnsw_rs {theirs:.4}");
         assert!(recall >= 0.95, "dim {dim}: recall@10 {recall}");
-        // Issue 4 asks for ours >= hnsw_rs's at the same M / ef_construction / ef. Measured:
-        // equal at 128-d (0.986 against 0.985 to 0.9905: hnsw_rs's parallel build is
-        // nondeterministic), below at 384-d cosine (0.971 to 0.979 against 0.983 to 0.986),
-        // while our recall equals hnswlib's on the same sets. Until the 384-d gap is closed
-        // (the issue stays open), this guards against falling further behind.
+        // Not below hnsw_rs at the same M / ef_construction / ef. hnsw_rs is built serially:
+        // its parallel build is nondeterministic (0.960 to 0.987 at 128-d on these queries).
         assert!(
-            recall >= theirs - 0.03,
-            "dim {dim}: ours {recall} is more than 0.03 below hnsw_rs {theirs}"
+            recall >= theirs,
+            "dim {dim}: ours {recall} is below hnsw_rs {theirs}"
         );
     }
 }
 
-/// hnsw_rs on the same vectors: M = 16 (32 at level 0), ef_construction = 200.
+/// hnsw_rs on the same vectors: M = 16 (32 at level 0), ef_construction = 200, inserted one
+/// by one (deterministic).
 fn hnsw_rs_recall(data: &[f32], queries: &[f32], dim: usize, metric: Metric, ef: usize) -> f64 {
     use hnsw_rs::prelude::{DistCosine, DistL2, Hnsw as TheirHnsw};
     let rows: Vec<(&[f32], usize)> = data
@@ -56,7 +60,9 @@ fn hnsw_rs_recall(data: &[f32], queries: &[f32], dim: usize, metric: Metric, ef:
     let found: Vec<Vec<Neighbour>> = match metric {
         Metric::L2 => {
             let h = TheirHnsw::<f32, DistL2>::new(16, rows.len(), 16, 200, DistL2 {});
-            h.parallel_insert_slice(&rows);
+            for r in &rows {
+                h.insert_slice(*r);
+            }
             queries
                 .chunks_exact(dim)
                 .map(|q| convert(h.search(q, 10, ef)))
@@ -64,7 +70,9 @@ fn hnsw_rs_recall(data: &[f32], queries: &[f32], dim: usize, metric: Metric, ef:
         }
         Metric::Cosine | Metric::Dot => {
             let h = TheirHnsw::<f32, DistCosine>::new(16, rows.len(), 16, 200, DistCosine {});
-            h.parallel_insert_slice(&rows);
+            for r in &rows {
+                h.insert_slice(*r);
+            }
             queries
                 .chunks_exact(dim)
                 .map(|q| convert(h.search(q, 10, ef)))
