@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use aimp_embed::{InstallOptions, Registry, SentenceEncoder, TextEncoder, ensure_installed};
+use aimp_embed::{Encoder, InstallOptions, Registry, SentenceEncoder, ensure_installed};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH_SIZES: &[usize] = &[1, 32];

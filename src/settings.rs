@@ -70,6 +70,28 @@ pub struct Settings {
     #[arg(long, env = "AIMP_BODY_LIMIT", default_value_t = 4 * 1024 * 1024, global = true)]
     pub body_limit: usize,
 
+    /// Largest upload in bytes (`size_bytes` of an upload init).
+    #[arg(long, env = "AIMP_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024, global = true)]
+    pub max_upload_bytes: u64,
+
+    /// Seconds an upload URL stays valid; abandoned uploads are removed after it.
+    #[arg(long, env = "AIMP_UPLOAD_TTL", default_value_t = 15 * 60, global = true)]
+    pub upload_ttl: u64,
+
+    /// The gateway's URL as clients reach it (e.g. behind a proxy), used in upload URLs;
+    /// unset: `http://` + the Host header of the request.
+    #[arg(long, env = "AIMP_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Pictures whose header declares more pixels are refused before decoding.
+    #[arg(
+        long,
+        env = "AIMP_MAX_IMAGE_PIXELS",
+        default_value_t = 40_000_000,
+        global = true
+    )]
+    pub max_image_pixels: u64,
+
     /// Requests per minute per API key; 0 turns rate limiting off.
     #[arg(long, env = "AIMP_RATE_LIMIT", default_value_t = 600, global = true)]
     pub rate_limit: u32,
@@ -141,6 +163,10 @@ impl std::fmt::Debug for Settings {
             .field("api_key", &redact(&self.api_key))
             .field("models", &self.models)
             .field("body_limit", &self.body_limit)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("upload_ttl", &self.upload_ttl)
+            .field("public_url", &self.public_url)
+            .field("max_image_pixels", &self.max_image_pixels)
             .field("rate_limit", &self.rate_limit)
             .field("encode_queue", &self.encode_queue)
             .field("max_batch", &self.max_batch)

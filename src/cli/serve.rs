@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use aimp_embed::{EmbedError, Registry, ensure_installed, load_encoder};
+use aimp_embed::{DecodeOptions, EmbedError, Registry, ensure_installed, load_encoder};
 use aimp_server::keys::{self, DEFAULT_WORKSPACE, EnvKey};
 use aimp_server::{AppState, ModelSet, ModelState, ServerConfig};
 
@@ -40,13 +40,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     for slug in &to_load {
         models.set(slug, ModelState::Loading);
     }
-    let config = ServerConfig {
-        body_limit: settings.body_limit,
-        rate_limit_per_minute: settings.rate_limit,
-        admin_token: settings.admin_token.clone(),
+    let mut config = ServerConfig::new(
+        settings.body_limit,
+        settings.rate_limit,
+        settings.admin_token.clone(),
+    );
+    config.max_upload_bytes = settings.max_upload_bytes;
+    config.upload_ttl = Duration::from_secs(settings.upload_ttl);
+    config.public_url = settings.public_url.clone();
+    config.decode = DecodeOptions {
+        max_pixels: settings.max_image_pixels,
+        apply_orientation: true,
     };
     let state = AppState::new(config, store, registry.clone(), models.clone())
-        .map_err(|e| anyhow::anyhow!("model contracts: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
+    let index = state.index.clone();
+    let sweeper = tokio::spawn(aimp_server::sweep_uploads_forever(
+        state.clone(),
+        Duration::from_secs(60),
+    ));
     let app = aimp_server::router(state);
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
@@ -83,6 +95,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
     }
     loader.abort();
+    sweeper.abort();
+    // Saved graphs make the next start fast; one that is not saved is rebuilt from redb.
+    match tokio::task::spawn_blocking(move || index.save_graphs()).await {
+        Ok(Ok(n)) => tracing::info!(graphs = n, "saved the vector graphs"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not save the vector graphs; they will be rebuilt from the store")
+        }
+        Err(e) => tracing::warn!(error = %e, "graph saving task failed"),
+    }
     // The router (and with it the last handle on the store) is gone: redb closes here.
     tracing::info!("stopped");
     Ok(())

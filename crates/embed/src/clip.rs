@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::l2::normalize_rows;
-use crate::{ClipTokenizer, EmbedError, Manifest, TextEncoder};
+use crate::{ClipTokenizer, EmbedError, Encoder, Manifest};
 
 /// The parts of a Hugging Face CLIP `config.json` that shape the model.
 #[derive(Debug, Deserialize)]
@@ -267,7 +267,7 @@ impl ClipEncoder {
     }
 }
 
-impl TextEncoder for ClipEncoder {
+impl Encoder for ClipEncoder {
     fn slug(&self) -> &str {
         &self.slug
     }
@@ -278,6 +278,17 @@ impl TextEncoder for ClipEncoder {
 
     fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         ClipEncoder::embed_texts(self, texts)
+    }
+
+    fn image_size(&self) -> Option<u32> {
+        u32::try_from(self.image_size).ok()
+    }
+
+    fn embed_pixels(&mut self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let s = self.image_size;
+        let tensor = Tensor::from_vec(pixels, (n, 3, s, s), &candle_core::Device::Cpu)
+            .map_err(self.model_err())?;
+        ClipEncoder::embed_pixels(self, &tensor)
     }
 }
 

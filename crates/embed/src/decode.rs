@@ -9,7 +9,8 @@
 //!   plain 16-bit grey is Pillow's mode `I;16`, whose conversion to RGB clamps at 255.
 //! - Transparency is composited onto white ([`crate::preprocess::to_rgb`]).
 
-use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage, RgbaImage};
 
 use crate::EmbedError;
 
@@ -17,44 +18,131 @@ use crate::EmbedError;
 /// small file can declare an enormous canvas).
 pub const MAX_PIXELS: u64 = 89_478_485;
 
+/// How an uploaded picture is decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Pictures whose header declares more pixels are refused before any decoding.
+    pub max_pixels: u64,
+    /// Turn the picture upright as its EXIF orientation says (what photo viewers show).
+    pub apply_orientation: bool,
+}
+
+impl DecodeOptions {
+    /// Exactly what the reference sees: `Image.open(f).convert("RGB")`, Pillow's pixel limit,
+    /// EXIF orientation ignored.
+    pub const REFERENCE: DecodeOptions = DecodeOptions {
+        max_pixels: MAX_PIXELS,
+        apply_orientation: false,
+    };
+}
+
+impl Default for DecodeOptions {
+    /// The gateway's default: 40 megapixels, upright as shot.
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: 40_000_000,
+            apply_orientation: true,
+        }
+    }
+}
+
+/// What the header of an image says, read without decoding its pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `image/jpeg`, `image/png`, `image/webp` or `image/gif`: what the bytes are.
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The type the magic number of `bytes` declares, if it is one of the four accepted.
+pub fn sniff_content_type(bytes: &[u8]) -> Option<&'static str> {
+    match image::guess_format(bytes).ok()? {
+        ImageFormat::Jpeg => Some("image/jpeg"),
+        ImageFormat::Png => Some("image/png"),
+        ImageFormat::WebP => Some("image/webp"),
+        ImageFormat::Gif => Some("image/gif"),
+        _ => None,
+    }
+}
+
+/// Type and stored dimensions from the header only (EXIF orientation not applied).
+pub fn image_info(bytes: &[u8]) -> Result<ImageInfo, EmbedError> {
+    let content_type = sniff_content_type(bytes)
+        .ok_or_else(|| invalid("not a JPEG, PNG, WebP or GIF image".into()))?;
+    let (width, height) = match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg) => jpeg::dimensions(bytes)?,
+        Ok(format) => image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+            .into_dimensions()
+            .map_err(|e| invalid(e.to_string()))?,
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    if width == 0 || height == 0 {
+        return Err(invalid("the image is empty (0 pixels)".into()));
+    }
+    Ok(ImageInfo {
+        content_type,
+        width,
+        height,
+    })
+}
+
 /// Decodes an uploaded image into RGB as the reference does.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
+    decode_rgb_with(bytes, &DecodeOptions::REFERENCE)
+}
+
+/// Decodes an uploaded image into RGB: the first frame of an animation, transparency on white,
+/// upright when `options` asks for it, and never more pixels than `options` allows.
+pub fn decode_rgb_with(bytes: &[u8], options: &DecodeOptions) -> Result<RgbImage, EmbedError> {
     let format = image::guess_format(bytes)
         .map_err(|_| invalid("not a JPEG, PNG, WebP or GIF image".into()))?;
-    match format {
-        ImageFormat::Jpeg => jpeg::decode(bytes),
+    let (rgb, orientation) = match format {
+        ImageFormat::Jpeg => jpeg::decode(bytes, options.max_pixels)?,
         ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif => {
             let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
             let mut limits = image::Limits::default();
-            limits.max_alloc = Some(MAX_PIXELS * 8);
+            limits.max_alloc = Some(options.max_pixels.saturating_mul(8));
             reader.limits(limits);
             let (w, h) = reader
                 .into_dimensions()
                 .map_err(|e| invalid(e.to_string()))?;
-            check_size(w, h)?;
+            check_size(w, h, options.max_pixels)?;
             let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
             reader.no_limits();
-            let img = reader.decode().map_err(|e| invalid(e.to_string()))?;
-            Ok(crate::preprocess::to_rgb(&eight_bit(img)))
+            let mut decoder = reader.into_decoder().map_err(|e| invalid(e.to_string()))?;
+            // A broken EXIF block only loses the rotation, never the picture.
+            let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+            // For GIF, animated WebP and APNG this is the first frame.
+            let img = DynamicImage::from_decoder(decoder).map_err(|e| invalid(e.to_string()))?;
+            (crate::preprocess::to_rgb(&eight_bit(img)), orientation)
         }
-        other => Err(invalid(format!(
-            "{other:?} images are not supported (JPEG, PNG, WebP or GIF)"
-        ))),
+        other => {
+            return Err(invalid(format!(
+                "{other:?} images are not supported (JPEG, PNG, WebP or GIF)"
+            )));
+        }
+    };
+    if !options.apply_orientation || orientation == Orientation::NoTransforms {
+        return Ok(rgb);
     }
+    let mut img = DynamicImage::ImageRgb8(rgb);
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
 }
 
 fn invalid(reason: String) -> EmbedError {
     EmbedError::Image { reason }
 }
 
-fn check_size(width: u32, height: u32) -> Result<(), EmbedError> {
+fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<(), EmbedError> {
     let pixels = u64::from(width) * u64::from(height);
     if width == 0 || height == 0 {
         return Err(invalid("the image is empty (0 pixels)".into()));
     }
-    if pixels > MAX_PIXELS {
+    if pixels > max_pixels {
         return Err(invalid(format!(
-            "{width}x{height} is {pixels} pixels, more than the {MAX_PIXELS} allowed"
+            "{width}x{height} is {pixels} pixels, more than the {max_pixels} allowed"
         )));
     }
     Ok(())
@@ -91,6 +179,7 @@ fn eight_bit(img: DynamicImage) -> DynamicImage {
 
 mod jpeg {
     use image::RgbImage;
+    use image::metadata::Orientation;
     use mozjpeg::decompress::DecompressBuilder;
     use mozjpeg::{ColorSpace, Marker};
 
@@ -99,8 +188,29 @@ mod jpeg {
 
     /// libjpeg reports fatal errors by unwinding out of the decoder; they are caught here and
     /// become an ordinary error.
-    pub(super) fn decode(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
-        match std::panic::catch_unwind(|| decode_inner(bytes)) {
+    pub(super) fn decode(
+        bytes: &[u8],
+        max_pixels: u64,
+    ) -> Result<(RgbImage, Orientation), EmbedError> {
+        caught(|| decode_inner(bytes, max_pixels))
+    }
+
+    /// Width and height from the frame header.
+    pub(super) fn dimensions(bytes: &[u8]) -> Result<(u32, u32), EmbedError> {
+        caught(|| {
+            let d = DecompressBuilder::new()
+                .from_mem(bytes)
+                .map_err(|e| invalid(format!("corrupt JPEG: {e}")))?;
+            let (w, h) = d.size();
+            Ok((
+                u32::try_from(w).unwrap_or(u32::MAX),
+                u32::try_from(h).unwrap_or(u32::MAX),
+            ))
+        })
+    }
+
+    fn caught<T>(f: impl FnOnce() -> Result<T, EmbedError>) -> Result<T, EmbedError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(result) => result,
             Err(payload) => {
                 let reason = payload
@@ -113,17 +223,27 @@ mod jpeg {
         }
     }
 
-    fn decode_inner(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
+    fn decode_inner(bytes: &[u8], max_pixels: u64) -> Result<(RgbImage, Orientation), EmbedError> {
         let io = |e: std::io::Error| invalid(format!("corrupt JPEG: {e}"));
         let d = DecompressBuilder::new()
-            .with_markers(&[Marker::APP(14)])
+            .with_markers(&[Marker::APP(1), Marker::APP(14)])
             .from_mem(bytes)
             .map_err(io)?;
         let (w, h) = d.size();
         check_size(
             u32::try_from(w).unwrap_or(u32::MAX),
             u32::try_from(h).unwrap_or(u32::MAX),
+            max_pixels,
         )?;
+        let orientation = d
+            .markers()
+            .find_map(|m| {
+                (m.marker == Marker::APP(1))
+                    .then(|| m.data.strip_prefix(b"Exif\0\0"))
+                    .flatten()
+                    .and_then(Orientation::from_exif_chunk)
+            })
+            .unwrap_or(Orientation::NoTransforms);
         let too_big = || invalid(format!("{w}x{h} does not fit in memory"));
         match d.color_space() {
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
@@ -138,13 +258,17 @@ mod jpeg {
                     .iter()
                     .flat_map(|&px| cmyk_to_rgb(if adobe { px.map(|v| 255 - v) } else { px }))
                     .collect();
-                RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(too_big)
+                RgbImage::from_raw(w as u32, h as u32, rgb)
+                    .map(|img| (img, orientation))
+                    .ok_or_else(too_big)
             }
             _ => {
                 let mut started = d.rgb().map_err(io)?;
                 let rgb = started.read_scanlines::<u8>().map_err(io)?;
                 started.finish().map_err(io)?;
-                RgbImage::from_raw(w as u32, h as u32, rgb).ok_or_else(too_big)
+                RgbImage::from_raw(w as u32, h as u32, rgb)
+                    .map(|img| (img, orientation))
+                    .ok_or_else(too_big)
             }
         }
     }

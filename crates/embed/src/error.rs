@@ -12,6 +12,11 @@ pub enum EmbedError {
     CheckpointInvalid { path: String, reason: String },
     #[error("the image cannot be used: {reason}")]
     Image { reason: String },
+    /// One picture of a request could not be used; nothing of the request was embedded.
+    #[error("image {index} cannot be used: {reason}")]
+    ImageItem { index: usize, reason: String },
+    #[error("model {slug} has no image tower")]
+    NoImageTower { slug: String },
     #[error("no model named {slug}")]
     UnknownModel { slug: String },
     #[error("model {slug} is not installed; install it with `{install_command}`")]

@@ -25,7 +25,10 @@ mod worker;
 
 pub use clip::ClipEncoder;
 pub use clip_tokenizer::ClipTokenizer;
-pub use decode::{MAX_PIXELS, decode_rgb};
+pub use decode::{
+    DecodeOptions, ImageInfo, MAX_PIXELS, decode_rgb, decode_rgb_with, image_info,
+    sniff_content_type,
+};
 pub use device::DeviceChoice;
 pub use error::EmbedError;
 pub use install::{InstallOptions, InstallReceipt, Installer, ensure_installed};
@@ -33,4 +36,4 @@ pub use loader::load_encoder;
 pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Sources};
 pub use registry::{ModelStatus, Registry};
 pub use sentence::SentenceEncoder;
-pub use worker::{EncoderHandle, TextEncoder, WorkerOptions};
+pub use worker::{Encoder, EncoderHandle, WorkerOptions};

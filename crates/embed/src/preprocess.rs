@@ -76,14 +76,20 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// An RGB image as the `(3, height, width)` float tensor the vision tower takes.
 pub fn normalize(img: &RgbImage, device: &Device) -> candle_core::Result<Tensor> {
     let (w, h) = img.dimensions();
+    let mut out = vec![0f32; 3 * (w * h) as usize];
+    normalize_into(img, &mut out);
+    Tensor::from_vec(out, (3, h as usize, w as usize), device)
+}
+
+/// [`normalize`] into a `(3, height, width)` buffer the caller owns.
+pub fn normalize_into(img: &RgbImage, out: &mut [f32]) {
+    let (w, h) = img.dimensions();
     let plane = (w * h) as usize;
-    let mut out = vec![0f32; 3 * plane];
     for (i, px) in img.pixels().enumerate() {
         for c in 0..3 {
             out[c * plane + i] = (f32::from(px[c]) / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
         }
     }
-    Tensor::from_vec(out, (3, h as usize, w as usize), device)
 }
 
 /// The whole pipeline after decoding: resize, crop, normalise; `(3, size, size)`.

@@ -13,7 +13,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::l2::normalize_rows;
-use crate::{EmbedError, Manifest, TextEncoder};
+use crate::{EmbedError, Encoder, Manifest};
 
 /// A loaded BERT sentence encoder.
 pub struct SentenceEncoder {
@@ -106,7 +106,7 @@ impl SentenceEncoder {
     }
 }
 
-impl TextEncoder for SentenceEncoder {
+impl Encoder for SentenceEncoder {
     fn slug(&self) -> &str {
         &self.slug
     }

@@ -2,22 +2,40 @@
 //!
 //! Shaped after text-embeddings-inference: the model sits behind a small synchronous trait, a
 //! dedicated thread drains the queue and batches what is waiting, and a full queue is an
-//! explicit [`EmbedError::Overloaded`] rather than a hang.
+//! explicit [`EmbedError::Overloaded`] rather than a hang. Images are decoded and
+//! preprocessed on the rayon pool (each one under `catch_unwind`, so a picture that crashes a
+//! decoder is a 400 for that picture) while the model thread runs earlier batches.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 
+use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::EmbedError;
+use crate::decode::{DecodeOptions, decode_rgb_with};
+use crate::preprocess::{normalize_into, resize_and_crop};
 
-/// A model that turns texts into L2-normalised vectors. Synchronous: it runs on the worker.
-pub trait TextEncoder: Send + 'static {
+/// A model that turns texts (and, with an image tower, pictures) into L2-normalised vectors.
+/// Synchronous: it runs on the worker thread.
+pub trait Encoder: Send + 'static {
     fn slug(&self) -> &str;
     fn dimensions(&self) -> usize;
     fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// The side of the square pixel input, for a model with an image tower.
+    fn image_size(&self) -> Option<u32> {
+        None
+    }
+
+    /// Embeddings of `n` preprocessed pictures, `(n, 3, size, size)` in row-major order.
+    fn embed_pixels(&mut self, _pixels: Vec<f32>, _n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Err(EmbedError::NoImageTower {
+            slug: self.slug().to_string(),
+        })
+    }
 }
 
 /// Bounds of one worker.
@@ -25,7 +43,7 @@ pub trait TextEncoder: Send + 'static {
 pub struct WorkerOptions {
     /// Requests that may wait; one more is refused as overloaded.
     pub queue_capacity: usize,
-    /// Most texts run through the model in one forward pass.
+    /// Most texts or pictures run through the model in one forward pass.
     pub max_batch: usize,
 }
 
@@ -40,8 +58,24 @@ impl Default for WorkerOptions {
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 
+/// What one request asks the model for.
+enum Work {
+    Texts(Vec<String>),
+    /// One preprocessed picture per entry, `3 * size * size` floats each.
+    Pixels(Vec<Vec<f32>>),
+}
+
+impl Work {
+    fn len(&self) -> usize {
+        match self {
+            Work::Texts(t) => t.len(),
+            Work::Pixels(p) => p.len(),
+        }
+    }
+}
+
 struct Job {
-    texts: Vec<String>,
+    work: Work,
     reply: Reply,
 }
 
@@ -50,6 +84,7 @@ struct Job {
 pub struct EncoderHandle {
     slug: Arc<str>,
     dimensions: usize,
+    image_size: Option<u32>,
     capacity: usize,
     tx: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
@@ -57,20 +92,21 @@ pub struct EncoderHandle {
 
 impl EncoderHandle {
     /// Moves `encoder` onto a new thread and returns the handle that feeds it.
-    pub fn spawn(encoder: impl TextEncoder, options: WorkerOptions) -> EncoderHandle {
+    pub fn spawn(encoder: impl Encoder, options: WorkerOptions) -> EncoderHandle {
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let slug: Arc<str> = encoder.slug().into();
         let handle = EncoderHandle {
             slug: slug.clone(),
             dimensions: encoder.dimensions(),
+            image_size: encoder.image_size(),
             capacity: options.queue_capacity.max(1),
             tx,
             depth: depth.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("encoder-{slug}"))
-            .spawn(move || run(encoder, rx, depth, options.max_batch.max(1)));
+            .spawn(move || run(encoder, rx, options.max_batch.max(1)));
         if let Err(e) = spawned {
             // The receiver was dropped with the closure: every call answers WorkerStopped.
             tracing::error!(model = %slug, error = %e, "cannot start encoder thread");
@@ -82,6 +118,11 @@ impl EncoderHandle {
         self.dimensions
     }
 
+    /// Whether the model embeds pictures as well as texts.
+    pub fn takes_images(&self) -> bool {
+        self.image_size.is_some()
+    }
+
     /// Requests waiting or running right now.
     pub fn queue_depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)
@@ -89,12 +130,70 @@ impl EncoderHandle {
 
     /// Embeds `texts` on the worker; never blocks the async thread.
     pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _slot = self.reserve()?;
+        self.submit(Work::Texts(texts)).await
+    }
+
+    /// Decodes, preprocesses and embeds pictures (file bytes), one vector per picture. The
+    /// first picture that cannot be used fails the whole call with
+    /// [`EmbedError::ImageItem`], naming its position; nothing reaches the model then.
+    pub async fn embed_images(
+        &self,
+        images: Vec<Arc<[u8]>>,
+        options: DecodeOptions,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(size) = self.image_size else {
+            return Err(EmbedError::NoImageTower {
+                slug: self.slug.to_string(),
+            });
+        };
+        let _slot = self.reserve()?;
+        let (tx, rx) = oneshot::channel();
+        rayon::spawn(move || {
+            let prepared: Vec<Result<Vec<f32>, EmbedError>> = images
+                .par_iter()
+                .map(|bytes| prepare(bytes, size, &options))
+                .collect();
+            let _ = tx.send(prepared);
+        });
+        let prepared = rx.await.map_err(|_| EmbedError::Panicked {
+            reason: "the image preprocessing task ended without an answer".into(),
+        })?;
+        let mut pixels = Vec::with_capacity(prepared.len());
+        for (index, item) in prepared.into_iter().enumerate() {
+            match item {
+                Ok(p) => pixels.push(p),
+                Err(e) => {
+                    return Err(EmbedError::ImageItem {
+                        index,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        self.submit(Work::Pixels(pixels)).await
+    }
+
+    /// Takes a place in the queue for the whole request (preprocessing included), or answers
+    /// overloaded at once.
+    fn reserve(&self) -> Result<Slot, EmbedError> {
+        let before = self.depth.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(self.depth.clone());
+        // `capacity` requests may wait while the model runs others.
+        if before > self.capacity {
+            return Err(EmbedError::Overloaded {
+                slug: self.slug.to_string(),
+                capacity: self.capacity,
+            });
+        }
+        Ok(slot)
+    }
+
+    async fn submit(&self, work: Work) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, answer) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Job { texts, reply }) {
+        match self.tx.try_send(Job { work, reply }) {
             Ok(()) => {}
             Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
                 return Err(match e {
                     TrySendError::Full(_) => EmbedError::Overloaded {
                         slug: self.slug.to_string(),
@@ -114,50 +213,110 @@ impl EncoderHandle {
     }
 }
 
+/// A place in a worker's queue, given back when the request ends (answered, failed or
+/// dropped by a client that went away).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Decode, resize, crop and normalise one picture, turning a decoder panic into an error.
+fn prepare(bytes: &[u8], size: u32, options: &DecodeOptions) -> Result<Vec<f32>, EmbedError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let rgb = decode_rgb_with(bytes, options)?;
+        let mut out = vec![0f32; 3 * size as usize * size as usize];
+        normalize_into(&resize_and_crop(&rgb, size), &mut out);
+        Ok(out)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(EmbedError::Image {
+            reason: format!("the decoder crashed: {}", panic_message(panic.as_ref())),
+        })
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// The worker loop: take one job, then whatever else is already waiting (up to `max_batch`
-/// texts), run them through the model together, and answer each job with its own rows.
-fn run(
-    mut encoder: impl TextEncoder,
-    rx: Receiver<Job>,
-    depth: Arc<AtomicUsize>,
-    max_batch: usize,
-) {
+/// items), run the texts together and the pictures together, and answer each job with its
+/// own rows.
+fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
-        let mut texts: usize = jobs[0].texts.len();
-        while texts < max_batch {
+        let mut items: usize = jobs[0].work.len();
+        while items < max_batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    texts += job.texts.len();
+                    items += job.work.len();
                     jobs.push(job);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let all: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
-        let result = embed_chunked(&mut encoder, &all, max_batch);
-        depth.fetch_sub(jobs.len(), Ordering::Relaxed);
-        match result {
-            Ok(vectors) => {
-                // Hand each job its rows, in order.
-                let mut rest = vectors;
-                for job in jobs {
-                    let tail = rest.split_off(job.texts.len().min(rest.len()));
-                    let _ = job.reply.send(Ok(rest));
-                    rest = tail;
-                }
+        let (texts, pixels): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| matches!(j.work, Work::Texts(_)));
+        for group in [texts, pixels] {
+            if !group.is_empty() {
+                answer(&mut encoder, group, max_batch);
             }
-            Err(e) => {
-                let message = e.to_string();
-                let mut jobs = jobs.into_iter();
-                if let Some(job) = jobs.next() {
-                    let _ = job.reply.send(Err(e));
-                }
-                for job in jobs {
-                    let _ = job.reply.send(Err(EmbedError::Panicked {
-                        reason: message.clone(),
-                    }));
-                }
+        }
+    }
+}
+
+/// Runs one kind of work for several jobs together and hands each its rows, in order.
+fn answer(encoder: &mut impl Encoder, mut jobs: Vec<Job>, max_batch: usize) {
+    let lens: Vec<usize> = jobs.iter().map(|j| j.work.len()).collect();
+    let result = match &jobs[0].work {
+        Work::Texts(_) => {
+            let all: Vec<String> = jobs
+                .iter_mut()
+                .flat_map(|j| match &mut j.work {
+                    Work::Texts(t) => std::mem::take(t),
+                    Work::Pixels(_) => Vec::new(),
+                })
+                .collect();
+            embed_chunked(encoder, &all, max_batch)
+        }
+        Work::Pixels(_) => {
+            let all: Vec<Vec<f32>> = jobs
+                .iter_mut()
+                .flat_map(|j| match &mut j.work {
+                    Work::Pixels(p) => std::mem::take(p),
+                    Work::Texts(_) => Vec::new(),
+                })
+                .collect();
+            embed_pixels_chunked(encoder, all, max_batch)
+        }
+    };
+    match result {
+        Ok(vectors) => {
+            let mut rest = vectors;
+            for (job, len) in jobs.into_iter().zip(lens) {
+                let tail = rest.split_off(len.min(rest.len()));
+                let _ = job.reply.send(Ok(rest));
+                rest = tail;
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let mut jobs = jobs.into_iter();
+            if let Some(job) = jobs.next() {
+                let _ = job.reply.send(Err(e));
+            }
+            for job in jobs {
+                let _ = job.reply.send(Err(EmbedError::Panicked {
+                    reason: message.clone(),
+                }));
             }
         }
     }
@@ -165,23 +324,37 @@ fn run(
 
 /// Runs `texts` through the model `max_batch` at a time, turning a panic into an error.
 fn embed_chunked(
-    encoder: &mut impl TextEncoder,
+    encoder: &mut impl Encoder,
     texts: &[String],
     max_batch: usize,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(max_batch) {
-        let vectors = std::panic::catch_unwind(AssertUnwindSafe(|| encoder.embed_texts(chunk)))
-            .map_err(|panic| EmbedError::Panicked {
-            reason: panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into()),
-        })??;
-        out.extend(vectors);
+        out.extend(guarded(|| encoder.embed_texts(chunk))?);
     }
     Ok(out)
+}
+
+/// Runs pictures through the model `max_batch` at a time, turning a panic into an error.
+fn embed_pixels_chunked(
+    encoder: &mut impl Encoder,
+    pictures: Vec<Vec<f32>>,
+    max_batch: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut out = Vec::with_capacity(pictures.len());
+    for chunk in pictures.chunks(max_batch) {
+        let flat: Vec<f32> = chunk.concat();
+        out.extend(guarded(|| encoder.embed_pixels(flat, chunk.len()))?);
+    }
+    Ok(out)
+}
+
+fn guarded(
+    f: impl FnOnce() -> Result<Vec<Vec<f32>>, EmbedError>,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|panic| EmbedError::Panicked {
+        reason: panic_message(panic.as_ref()),
+    })?
 }
 
 #[cfg(test)]
@@ -196,7 +369,7 @@ mod tests {
         batches: Arc<Mutex<Vec<usize>>>,
     }
 
-    impl TextEncoder for Fake {
+    impl Encoder for Fake {
         fn slug(&self) -> &str {
             "fake"
         }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use aimp_embed::{
-    DeviceChoice, EncoderHandle, InstallOptions, Registry, SentenceEncoder, TextEncoder,
-    WorkerOptions, ensure_installed, load_encoder,
+    DeviceChoice, Encoder, EncoderHandle, InstallOptions, Registry, SentenceEncoder, WorkerOptions,
+    ensure_installed, load_encoder,
 };
 use serde::Deserialize;
 

@@ -10,6 +10,7 @@ mod error;
 mod graph_file;
 pub mod hnsw;
 mod keys;
+mod media;
 mod store;
 mod vectors;
 mod visited;
@@ -22,6 +23,7 @@ pub use error::StoreError;
 pub use graph_file::GraphFile;
 pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};
+pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
 pub use store::Store;
 pub use vectors::{
     DeleteOutcome, GraphInfo, GraphOrigin, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome,

@@ -59,6 +59,7 @@ impl Store {
         let txn = self.begin_write()?;
         crate::keys::init_tables(&txn)?;
         crate::collection::init_tables(&txn)?;
+        crate::media::init_tables(&txn)?;
         txn.commit()?;
         Ok(())
     }

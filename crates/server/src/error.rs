@@ -181,6 +181,10 @@ impl From<EmbedError> for ApiError {
             EmbedError::Image { .. } => {
                 ApiError::bad_request("invalid_image", e.to_string(), "input")
             }
+            EmbedError::ImageItem { index, .. } => {
+                let param = format!("input.images[{index}]");
+                ApiError::bad_request("invalid_image", e.to_string(), &param)
+            }
             EmbedError::UnknownModel { slug } => ApiError::NotFound {
                 code: "model_not_found",
                 message: format!("no model named {slug:?}; GET /api/marketplace/models lists them"),
@@ -209,6 +213,7 @@ impl From<EmbedError> for ApiError {
                 retry_after_secs: 5,
             },
             EmbedError::Panicked { .. }
+            | EmbedError::NoImageTower { .. }
             | EmbedError::Model { .. }
             | EmbedError::Tokenizer { .. }
             | EmbedError::ManifestInvalid { .. }

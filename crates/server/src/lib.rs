@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod extract;
 pub mod keys;
+mod media;
 mod metrics;
 mod models;
 mod ratelimit;
@@ -18,13 +19,14 @@ mod validate;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use models::{ModelSet, ModelState};
+pub use routes::media::{sweep as sweep_uploads, sweep_forever as sweep_uploads_forever};
 pub use state::{AppState, ServerConfig};
 pub use validate::{Contracts, valid_scope};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 
 /// The whole gateway.
 pub fn router(state: AppState) -> Router {
@@ -35,10 +37,19 @@ pub fn router(state: AppState) -> Router {
             "/api/marketplace/models/{slug}",
             get(routes::models::get_one),
         )
+        .route("/api/media/upload/init", post(routes::media::init))
+        .route("/api/media/upload/complete", post(routes::media::complete))
+        .route("/api/knowledge-bases", get(routes::knowledge::list))
+        .route(
+            "/api/knowledge-bases/{model}/{collection}/{scope}",
+            delete(routes::knowledge::delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
         ));
+    // The upload URL carries its own signature and expiry instead of a key.
+    let signed = Router::new().route("/api/media/upload/{upload_id}", put(routes::media::put));
     let admin = Router::new()
         .route(
             "/api/api-keys/",
@@ -58,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::health::metrics));
     Router::new()
         .merge(integration)
+        .merge(signed)
         .merge(admin)
         .merge(operations)
         .fallback(routes::not_found)

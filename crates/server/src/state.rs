@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use aimp_embed::Registry;
-use aimp_index::Store;
+use std::time::Duration;
 
+use aimp_embed::{DecodeOptions, Registry};
+use aimp_index::{Store, VectorIndex};
+
+use crate::media::MediaFiles;
 use crate::metrics::Metrics;
 use crate::models::ModelSet;
 use crate::ratelimit::RateLimiter;
@@ -19,6 +22,30 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// The operator's bearer token for key management; `None` disables it.
     pub admin_token: Option<String>,
+    /// Largest upload in bytes.
+    pub max_upload_bytes: u64,
+    /// How long an upload URL stays valid.
+    pub upload_ttl: Duration,
+    /// The gateway's URL as clients reach it, for upload URLs; `None`: `http://` + the
+    /// request's `Host`.
+    pub public_url: Option<String>,
+    /// How pictures are decoded (pixel limit, EXIF orientation).
+    pub decode: DecodeOptions,
+}
+
+impl ServerConfig {
+    /// The defaults API.md states (20 MiB uploads, 15-minute URLs, 40-megapixel pictures).
+    pub fn new(body_limit: usize, rate_limit_per_minute: u32, admin_token: Option<String>) -> Self {
+        ServerConfig {
+            body_limit,
+            rate_limit_per_minute,
+            admin_token,
+            max_upload_bytes: 20 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(15 * 60),
+            public_url: None,
+            decode: DecodeOptions::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -30,6 +57,10 @@ impl std::fmt::Debug for ServerConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("upload_ttl", &self.upload_ttl)
+            .field("public_url", &self.public_url)
+            .field("decode", &self.decode)
             .finish()
     }
 }
@@ -39,6 +70,10 @@ impl std::fmt::Debug for ServerConfig {
 pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub store: Store,
+    /// The vector collections (redb + graphs).
+    pub index: Arc<VectorIndex>,
+    /// Uploaded bytes and the upload URL secret.
+    pub media: Arc<MediaFiles>,
     pub registry: Arc<Registry>,
     pub contracts: Arc<Contracts>,
     pub models: Arc<ModelSet>,
@@ -54,7 +89,16 @@ impl AppState {
         models: Arc<ModelSet>,
     ) -> Result<AppState, String> {
         let contracts = Contracts::compile(registry.clone())?;
+        let data_dir = store
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let media = MediaFiles::open(&data_dir)
+            .map_err(|e| format!("media folders in {}: {e}", data_dir.display()))?;
         Ok(AppState {
+            index: Arc::new(VectorIndex::new(store.clone())),
+            media: Arc::new(media),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             config: Arc::new(config),
             store,

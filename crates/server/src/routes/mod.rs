@@ -2,6 +2,8 @@
 
 pub mod health;
 pub mod keys;
+pub mod knowledge;
+pub mod media;
 pub mod models;
 pub mod runs;
 

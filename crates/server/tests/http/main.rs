@@ -1,10 +1,13 @@
 //! In-process HTTP tests of the gateway through `router(state)`: every status of API.md.
 
+mod media;
+mod vectors;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aimp_embed::{
-    DeviceChoice, EmbedError, EncoderHandle, InstallOptions, Registry, TextEncoder, WorkerOptions,
+    DeviceChoice, EmbedError, Encoder, EncoderHandle, InstallOptions, Registry, WorkerOptions,
     ensure_installed, load_encoder,
 };
 use aimp_index::Store;
@@ -41,15 +44,55 @@ fn demo_model() -> EncoderHandle {
 }
 
 struct Gateway {
+    state: AppState,
     app: axum::Router,
     key: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// The fixture CLIP (tiny-b: random weights, 512-dimensional projection) installed as
+/// clipo with `--unverified` into its own models folder, loaded once for the test binary.
+fn fixture_clipo() -> EncoderHandle {
+    static HANDLE: OnceLock<EncoderHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let models = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("clip-models");
+            let fixtures =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/clipo/fixtures");
+            let staged = tempfile::tempdir().expect("tempdir");
+            for file in ["config.json", "model.safetensors"] {
+                std::fs::copy(fixtures.join("tiny-b").join(file), staged.path().join(file))
+                    .expect("copy");
+            }
+            std::fs::copy(
+                fixtures.join("tokenizer.json"),
+                staged.path().join("tokenizer.json"),
+            )
+            .expect("copy tokenizer");
+            let reg = Registry::load(None, &models).expect("registry");
+            let manifest = reg.get("clipo").expect("manifest");
+            let options = InstallOptions::default();
+            aimp_embed::Installer::new(manifest, &models, &options)
+                .import_unverified(staged.path())
+                .expect("import fixture clipo");
+            load_encoder(
+                manifest,
+                &models,
+                DeviceChoice::Cpu,
+                WorkerOptions::default(),
+            )
+            .expect("load fixture clipo")
+        })
+        .clone()
 }
 
 struct Options {
     body_limit: usize,
     rate_limit: u32,
     demo: Option<ModelState>,
+    clipo: bool,
+    max_image_pixels: Option<u64>,
+    upload_ttl: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -58,12 +101,20 @@ impl Default for Options {
             body_limit: 64 * 1024,
             rate_limit: 0,
             demo: None,
+            clipo: false,
+            max_image_pixels: None,
+            upload_ttl: None,
         }
     }
 }
 
 fn gateway(opts: Options) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
+    gateway_in(dir, opts)
+}
+
+/// A gateway on an existing data folder (a restart, when the folder was used before).
+fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     let store = Store::open(dir.path()).expect("store");
     let created = keys::create_key(&store, "tests", "default").expect("key");
     let registry = Arc::new(Registry::load(None, &models_dir()).expect("registry"));
@@ -72,16 +123,22 @@ fn gateway(opts: Options) -> Gateway {
         "demo-model",
         opts.demo.unwrap_or_else(|| ModelState::Ready(demo_model())),
     );
-    let config = ServerConfig {
-        body_limit: opts.body_limit,
-        rate_limit_per_minute: opts.rate_limit,
-        admin_token: Some(ADMIN.to_string()),
-    };
+    if opts.clipo {
+        models.set("clipo", ModelState::Ready(fixture_clipo()));
+    }
+    let mut config = ServerConfig::new(opts.body_limit, opts.rate_limit, Some(ADMIN.to_string()));
+    if let Some(max) = opts.max_image_pixels {
+        config.decode.max_pixels = max;
+    }
+    if let Some(ttl) = opts.upload_ttl {
+        config.upload_ttl = ttl;
+    }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
+        state: state.clone(),
         app: router(state),
         key: created.key,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -104,6 +161,27 @@ impl Reply {
 }
 
 impl Gateway {
+    /// Stops this gateway as `serve` does (graphs saved when `save_graphs`) and starts a new
+    /// one on the same data folder, with a fresh key of the same workspace.
+    fn restart(self, opts: Options, save_graphs: bool) -> Gateway {
+        if save_graphs {
+            self.state.index.save_graphs().expect("save graphs");
+        }
+        let Gateway {
+            dir, state, app, ..
+        } = self;
+        drop(app);
+        drop(state);
+        gateway_in(dir, opts)
+    }
+
+    /// A key of another workspace.
+    fn key_of_workspace(&self, workspace: &str) -> String {
+        keys::create_key(&self.state.store, workspace, workspace)
+            .expect("key")
+            .key
+    }
+
     async fn send(&self, req: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(req).await.expect("infallible");
         let status = response.status();
@@ -637,7 +715,7 @@ struct Held {
     entered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl TextEncoder for Held {
+impl Encoder for Held {
     fn slug(&self) -> &str {
         "demo-model"
     }

@@ -1,0 +1,252 @@
+//! Uploaded bytes on disk, and the signatures of upload URLs.
+//!
+//! - `uploads/<upload_id>.part`: bytes of an upload in flight, streamed by its PUT;
+//! - `media/<2 hex>/<sha256>`: completed content, named by its hash, so equal bytes are
+//!   stored once whatever their `media_ref`s;
+//! - `upload-signing.key`: the server secret that signs upload URLs (HMAC-SHA256 over the
+//!   upload id, size, content type, workspace and expiry), created on first start.
+//!
+//! redb says which content a `media_ref` names; a file without a record is never served.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+/// The secret's file name in the data directory.
+const SECRET_FILE: &str = "upload-signing.key";
+
+/// The media folders of one data directory and the URL signing secret.
+pub struct MediaFiles {
+    uploads: PathBuf,
+    content: PathBuf,
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for MediaFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaFiles")
+            .field("uploads", &self.uploads)
+            .field("content", &self.content)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What an upload URL's signature covers.
+#[derive(Debug)]
+pub struct Signed<'a> {
+    pub upload_id: &'a str,
+    pub size_bytes: u64,
+    pub content_type: &'a str,
+    pub workspace: &'a str,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+impl MediaFiles {
+    /// Creates the folders and the secret under `data_dir` if they are missing.
+    pub fn open(data_dir: &Path) -> io::Result<MediaFiles> {
+        let uploads = data_dir.join("uploads");
+        let content = data_dir.join("media");
+        fs::create_dir_all(&uploads)?;
+        fs::create_dir_all(&content)?;
+        let secret = load_or_create_secret(&data_dir.join(SECRET_FILE))?;
+        Ok(MediaFiles {
+            uploads,
+            content,
+            secret,
+        })
+    }
+
+    fn mac(&self, s: &Signed<'_>) -> Hmac<Sha256> {
+        // A 32-byte key is always accepted.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        // Fields separated by NUL, which none of them may contain.
+        for field in [
+            s.upload_id,
+            &s.size_bytes.to_string(),
+            s.content_type,
+            s.workspace,
+            &s.expires.to_string(),
+        ] {
+            mac.update(field.as_bytes());
+            mac.update(&[0]);
+        }
+        mac
+    }
+
+    /// The signature of an upload URL, hex.
+    pub fn sign(&self, s: &Signed<'_>) -> String {
+        hex::encode(self.mac(s).finalize().into_bytes())
+    }
+
+    /// Whether `signature` (hex) was made by [`MediaFiles::sign`] for exactly these fields;
+    /// compared in constant time.
+    pub fn verify(&self, s: &Signed<'_>, signature: &str) -> bool {
+        match hex::decode(signature) {
+            Ok(bytes) => self.mac(s).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Where the bytes of an upload in flight go.
+    pub fn part_path(&self, upload_id: &str) -> PathBuf {
+        self.uploads.join(format!("{upload_id}.part"))
+    }
+
+    /// Where completed content with this hash lives.
+    pub fn content_path(&self, sha256: &str) -> PathBuf {
+        self.content
+            .join(&sha256[..2.min(sha256.len())])
+            .join(sha256)
+    }
+
+    /// Makes the received bytes of `upload_id` durable as content `sha256`: fsync, then an
+    /// atomic rename into place (or, when equal bytes are already stored, drop the copy).
+    /// Idempotent: a second call after a success finds the content and does nothing.
+    pub fn commit_content(&self, upload_id: &str, sha256: &str) -> io::Result<()> {
+        let part = self.part_path(upload_id);
+        let target = self.content_path(sha256);
+        if target.exists() {
+            remove_if_exists(&part)?;
+            return Ok(());
+        }
+        File::open(&part)?.sync_all()?;
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("content path has no folder"))?;
+        fs::create_dir_all(dir)?;
+        fs::rename(&part, &target)?;
+        sync_dir(dir)?;
+        sync_dir(&self.content)?;
+        Ok(())
+    }
+
+    /// The bytes of stored content.
+    pub fn read_content(&self, sha256: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.content_path(sha256))
+    }
+
+    /// Part files (upload ids) that are in the uploads folder now.
+    pub fn part_files(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.uploads)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".part")) {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the part file of an upload, if there is one.
+    pub fn remove_part(&self, upload_id: &str) -> io::Result<()> {
+        remove_if_exists(&self.part_path(upload_id))
+    }
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// fsync of a folder, so a rename into it survives a crash (a no-op where folders cannot be
+/// opened, as on Windows).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn load_or_create_secret(path: &Path) -> io::Result<[u8; 32]> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|e| {
+                io::Error::other(format!("{} is not 64 hex digits: {e}", path.display()))
+            })?;
+            bytes
+                .try_into()
+                .map_err(|_| io::Error::other(format!("{} is not 64 hex digits", path.display())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            rand::rng().fill_bytes(&mut secret);
+            let tmp = path.with_extension("tmp");
+            let mut options = OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            file.write_all(hex::encode(secret).as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(secret)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(expires: i64) -> Signed<'static> {
+        Signed {
+            upload_id: "studio_upload_1",
+            size_bytes: 10,
+            content_type: "image/png",
+            workspace: "default",
+            expires,
+        }
+    }
+
+    #[test]
+    fn signatures_cover_every_field_and_the_secret_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = MediaFiles::open(dir.path()).expect("open");
+        let sig = files.sign(&signed(100));
+        assert!(files.verify(&signed(100), &sig));
+        assert!(!files.verify(&signed(101), &sig));
+        let other_ws = Signed {
+            workspace: "other",
+            ..signed(100)
+        };
+        assert!(!files.verify(&other_ws, &sig));
+        let other_size = Signed {
+            size_bytes: 11,
+            ..signed(100)
+        };
+        assert!(!files.verify(&other_size, &sig));
+        assert!(!files.verify(&signed(100), "zz"));
+        // Reopened: the same secret, so URLs signed before a restart still work.
+        let again = MediaFiles::open(dir.path()).expect("reopen");
+        assert!(again.verify(&signed(100), &sig));
+    }
+
+    #[test]
+    fn content_is_stored_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = MediaFiles::open(dir.path()).expect("open");
+        let sha = "ab".repeat(32);
+        for id in ["u1", "u2"] {
+            fs::write(files.part_path(id), b"same bytes").expect("write");
+            files.commit_content(id, &sha).expect("commit");
+            assert!(!files.part_path(id).exists());
+        }
+        files.commit_content("u2", &sha).expect("idempotent");
+        assert_eq!(files.read_content(&sha).expect("read"), b"same bytes");
+        assert!(files.part_files().expect("parts").is_empty());
+    }
+}

@@ -1,0 +1,623 @@
+//! The upload flow: `init` → `PUT upload_url` → `complete` → `media_ref`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use aimp_index::{MediaRecord, Transition, UploadRecord, UploadState};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, blocking};
+use crate::extract::JsonObject;
+use crate::keys::timestamp;
+use crate::media::Signed;
+use crate::state::AppState;
+use crate::validate::json_type;
+
+/// The content types an upload may declare.
+pub const CONTENT_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp", "image/gif"];
+const INIT_FIELDS: &[&str] = &["filename", "content_type", "media_type", "size_bytes"];
+
+fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// `POST /api/media/upload/init`
+pub async fn init(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    let max = state.config.max_upload_bytes;
+    for field in body.keys() {
+        if !INIT_FIELDS.contains(&field.as_str()) {
+            return Err(ApiError::bad_request(
+                "unknown_field",
+                format!(
+                    "unknown field `{field}`; init takes: {}",
+                    INIT_FIELDS.join(", ")
+                ),
+                field,
+            ));
+        }
+    }
+    let filename = check_filename(string_field(&body, "filename")?)?;
+    let content_type = string_field(&body, "content_type")?;
+    if !CONTENT_TYPES.contains(&content_type) {
+        return Err(ApiError::bad_request(
+            "unsupported_content_type",
+            format!(
+                "content_type {content_type:?} is not accepted; use one of {}",
+                CONTENT_TYPES.join(", ")
+            ),
+            "content_type",
+        ));
+    }
+    let media_type = string_field(&body, "media_type")?;
+    if media_type != "image" {
+        return Err(ApiError::bad_request(
+            "unsupported_media_type",
+            format!("media_type {media_type:?} is not accepted; only \"image\" is"),
+            "media_type",
+        ));
+    }
+    let size_bytes = match body.get("size_bytes") {
+        None => return Err(missing("size_bytes")),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_field",
+                format!(
+                    "`size_bytes` must be a whole number of bytes, not {}",
+                    describe(v)
+                ),
+                "size_bytes",
+            )
+        })?,
+    };
+    if size_bytes == 0 || size_bytes > max {
+        return Err(ApiError::bad_request(
+            "invalid_size",
+            format!("size_bytes must be between 1 and {max} (the upload limit), not {size_bytes}"),
+            "size_bytes",
+        ));
+    }
+
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(state.config.upload_ttl)
+        .unwrap_or_else(|_| chrono::Duration::minutes(15));
+    let expires_at = trim_to_seconds(now + ttl);
+    let record = UploadRecord {
+        id: random_id("studio_upload_"),
+        workspace: caller.workspace.clone(),
+        filename: filename.to_string(),
+        content_type: content_type.to_string(),
+        size_bytes,
+        created_at: now,
+        expires_at,
+        state: UploadState::Pending,
+    };
+    let signature = state.media.sign(&signed(&record));
+    let url = format!(
+        "{}/api/media/upload/{}?expires={}&signature={signature}",
+        base_url(&state, &headers)?,
+        record.id,
+        expires_at.timestamp(),
+    );
+    let store = state.store.clone();
+    let saved = record.clone();
+    blocking(move || store.insert_upload(&saved)).await?;
+    Ok(Json(json!({
+        "upload_id": record.id,
+        "upload_url": url,
+        "method": "PUT",
+        "headers": {"Content-Type": record.content_type},
+        "expires_at": timestamp(expires_at),
+        "size_bytes": size_bytes,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PutQuery {
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// `PUT /api/media/upload/{upload_id}?expires=…&signature=…`: the signature is the
+/// credential. The body streams to a part file, counted and hashed as it comes; any mismatch
+/// removes the file and fails the upload.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(upload_id): Path<String>,
+    Query(query): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let bad_signature = || {
+        ApiError::Forbidden {
+        code: "invalid_signature",
+        message: "the upload URL's signature does not match; use the upload_url returned by init exactly as given".into(),
+    }
+    };
+    let (Some(expires), Some(signature)) = (query.expires, query.signature) else {
+        return Err(bad_signature());
+    };
+    let store = state.store.clone();
+    let id = upload_id.clone();
+    let Some(record) = blocking(move || store.get_upload(&id)).await? else {
+        return Err(upload_not_found(&upload_id));
+    };
+    if record.expires_at.timestamp() != expires || !state.media.verify(&signed(&record), &signature)
+    {
+        return Err(bad_signature());
+    }
+    if record.expires_at <= Utc::now() {
+        return Err(upload_expired(&upload_id));
+    }
+    if let Some(declared) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        // curl sends form-urlencoded by default; only a different image type is a conflict.
+        let declared = declared.split(';').next().unwrap_or("").trim();
+        if declared.starts_with("image/") && declared != record.content_type {
+            return Err(ApiError::bad_request(
+                "content_type_mismatch",
+                format!(
+                    "the PUT says Content-Type {declared}, but init declared {}",
+                    record.content_type
+                ),
+                "Content-Type",
+            ));
+        }
+    }
+    let store = state.store.clone();
+    let id = upload_id.clone();
+    let claimed = blocking(move || {
+        store.transition_upload(&id, |s| *s == UploadState::Pending, UploadState::Receiving)
+    })
+    .await?;
+    match claimed {
+        Transition::Done(_) => {}
+        Transition::NotFound => return Err(upload_not_found(&upload_id)),
+        Transition::Refused(_) => {
+            return Err(ApiError::Conflict {
+                code: "upload_url_used",
+                message: format!(
+                    "upload {upload_id} already received its bytes (or a failed attempt); an upload URL is single-use, start a new upload"
+                ),
+                param: None,
+            });
+        }
+    }
+    let outcome = receive(&state, &record, body).await;
+    let next = match &outcome {
+        Ok(sha256) => UploadState::Received {
+            sha256: sha256.clone(),
+        },
+        Err(e) => UploadState::Failed {
+            reason: format!("{e:?}"),
+        },
+    };
+    if outcome.is_err() {
+        let _ = state.media.remove_part(&upload_id);
+    }
+    let store = state.store.clone();
+    let id = upload_id.clone();
+    blocking(move || store.transition_upload(&id, |s| *s == UploadState::Receiving, next)).await?;
+    outcome.map(|_| StatusCode::NO_CONTENT)
+}
+
+/// Streams the body into the part file; answers the sha256 of exactly `size_bytes` bytes of
+/// the declared type.
+async fn receive(
+    state: &AppState,
+    record: &UploadRecord,
+    mut body: Body,
+) -> Result<String, ApiError> {
+    let path = state.media.part_path(&record.id);
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| ApiError::internal("upload part file", e))?;
+    let mut hasher = Sha256::new();
+    let mut received: u64 = 0;
+    let mut head: Vec<u8> = Vec::with_capacity(16);
+    let too_long = || {
+        ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the body is longer than the {} bytes declared in size_bytes; nothing was kept",
+                record.size_bytes
+            ),
+            "size_bytes",
+        )
+    };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest {
+            code: "invalid_body",
+            message: format!("the upload body could not be read: {e}"),
+            param: None,
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        received += chunk.len() as u64;
+        if received > record.size_bytes {
+            return Err(too_long());
+        }
+        if head.len() < 16 {
+            let take = (16 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+            if head.len() == 16 {
+                check_magic(&head, &record.content_type)?;
+            }
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal("upload part file", e))?;
+    }
+    if received != record.size_bytes {
+        return Err(ApiError::bad_request(
+            "size_mismatch",
+            format!(
+                "the body has {received} bytes but size_bytes declared {}; nothing was kept",
+                record.size_bytes
+            ),
+            "size_bytes",
+        ));
+    }
+    if head.len() < 16 {
+        check_magic(&head, &record.content_type)?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal("upload part file", e))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn check_magic(head: &[u8], declared: &str) -> Result<(), ApiError> {
+    match aimp_embed::sniff_content_type(head) {
+        Some(actual) if actual == declared => Ok(()),
+        actual => Err(ApiError::bad_request(
+            "content_type_mismatch",
+            format!(
+                "the bytes are {}, but content_type declared {declared}; nothing was kept",
+                actual.unwrap_or("not a JPEG, PNG, WebP or GIF image")
+            ),
+            "content_type",
+        )),
+    }
+}
+
+/// `POST /api/media/upload/complete`
+pub async fn complete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    for field in body.keys() {
+        if field != "upload_id" {
+            return Err(ApiError::bad_request(
+                "unknown_field",
+                format!("unknown field `{field}`; complete takes: upload_id"),
+                field,
+            ));
+        }
+    }
+    let upload_id = string_field(&body, "upload_id")?.to_string();
+    let store = state.store.clone();
+    let id = upload_id.clone();
+    let record = blocking(move || store.get_upload(&id)).await?;
+    // Another workspace's upload is as unknown as a missing one.
+    let Some(record) = record.filter(|r| r.workspace == caller.workspace) else {
+        return Err(upload_not_found(&upload_id));
+    };
+    let sha256 = match &record.state {
+        UploadState::Completed { media_ref } => {
+            return media_json(&state, media_ref).await;
+        }
+        _ if record.expires_at <= Utc::now() => return Err(upload_expired(&upload_id)),
+        UploadState::Pending | UploadState::Receiving => {
+            return Err(ApiError::Conflict {
+                code: "upload_incomplete",
+                message: format!(
+                    "upload {upload_id} has not received its bytes yet; PUT them to the upload_url first"
+                ),
+                param: Some("upload_id".into()),
+            });
+        }
+        UploadState::Failed { .. } => {
+            return Err(ApiError::Conflict {
+                code: "upload_failed",
+                message: format!(
+                    "upload {upload_id} failed (its bytes did not match what init declared) and kept nothing; start a new upload"
+                ),
+                param: Some("upload_id".into()),
+            });
+        }
+        UploadState::Received { sha256 } => sha256.clone(),
+    };
+
+    // Read the header from the part (or from stored content, when a previous complete got as
+    // far as moving it), then make the bytes durable, then record them.
+    let media = state.media.clone();
+    let (id, sha) = (upload_id.clone(), sha256.clone());
+    let info = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let bytes = std::fs::read(media.part_path(&id))
+            .or_else(|_| media.read_content(&sha))
+            .map_err(|e| ApiError::internal("upload bytes", e))?;
+        let info = aimp_embed::image_info(&bytes);
+        if info.is_ok() {
+            media
+                .commit_content(&id, &sha)
+                .map_err(|e| ApiError::internal("media content", e))?;
+        }
+        Ok(info)
+    })
+    .await
+    .map_err(|e| ApiError::internal("complete task", e))??;
+    let info = match info {
+        Ok(info) => info,
+        Err(e) => {
+            let _ = state.media.remove_part(&upload_id);
+            let store = state.store.clone();
+            let id = upload_id.clone();
+            let reason = e.to_string();
+            blocking(move || {
+                store.transition_upload(
+                    &id,
+                    |s| matches!(s, UploadState::Received { .. }),
+                    UploadState::Failed { reason },
+                )
+            })
+            .await?;
+            return Err(ApiError::bad_request(
+                "invalid_image",
+                format!("{e}; nothing was kept"),
+                "upload_id",
+            ));
+        }
+    };
+    let proposed = MediaRecord {
+        media_ref: random_id("media_"),
+        workspace: record.workspace.clone(),
+        filename: record.filename.clone(),
+        content_type: record.content_type.clone(),
+        size_bytes: record.size_bytes,
+        sha256,
+        width: info.width,
+        height: info.height,
+        created_at: Utc::now(),
+    };
+    let store = state.store.clone();
+    let id = upload_id.clone();
+    match blocking(move || store.complete_upload(&id, &proposed)).await? {
+        Transition::Done(media) => Ok(Json(media_view(&media))),
+        Transition::NotFound => Err(upload_not_found(&upload_id)),
+        Transition::Refused(r) => Err(ApiError::Conflict {
+            code: "upload_incomplete",
+            message: format!(
+                "upload {upload_id} changed state while completing ({:?})",
+                r.state
+            ),
+            param: Some("upload_id".into()),
+        }),
+    }
+}
+
+async fn media_json(state: &AppState, media_ref: &str) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let r = media_ref.to_string();
+    match blocking(move || store.get_media(&r)).await? {
+        Some(media) => Ok(Json(media_view(&media))),
+        None => Err(ApiError::internal(
+            "media record",
+            std::io::Error::other(format!("completed upload names missing media {media_ref}")),
+        )),
+    }
+}
+
+fn media_view(m: &MediaRecord) -> Value {
+    json!({
+        "media_ref": m.media_ref,
+        "filename": m.filename,
+        "content_type": m.content_type,
+        "size_bytes": m.size_bytes,
+        "sha256": m.sha256,
+        "width": m.width,
+        "height": m.height,
+        "created_at": timestamp(m.created_at),
+    })
+}
+
+/// Removes uploads whose time is over, with their part files, and part files that no upload
+/// names (left by a crash). Completed uploads are kept a day past their expiry, so a repeated
+/// `complete` still answers. Returns how many uploads were removed.
+pub fn sweep(state: &AppState) -> Result<usize, ApiError> {
+    let now = Utc::now();
+    let stale = state
+        .store
+        .stale_uploads(now, chrono::Duration::hours(24))
+        .map_err(ApiError::from)?;
+    for upload in &stale {
+        state
+            .media
+            .remove_part(&upload.id)
+            .map_err(|e| ApiError::internal("upload part file", e))?;
+        state
+            .store
+            .remove_upload(&upload.id)
+            .map_err(ApiError::from)?;
+    }
+    for id in state
+        .media
+        .part_files()
+        .map_err(|e| ApiError::internal("uploads folder", e))?
+    {
+        if state
+            .store
+            .get_upload(&id)
+            .map_err(ApiError::from)?
+            .is_none()
+        {
+            state
+                .media
+                .remove_part(&id)
+                .map_err(|e| ApiError::internal("upload part file", e))?;
+        }
+    }
+    Ok(stale.len())
+}
+
+/// Runs [`sweep`] every `every` until the process ends.
+pub async fn sweep_forever(state: AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        match tokio::task::spawn_blocking(move || sweep(&s)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "removed expired uploads"),
+            Ok(Err(e)) => tracing::warn!(error = ?e, "upload sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "upload sweep task failed"),
+        }
+    }
+}
+
+fn signed(r: &UploadRecord) -> Signed<'_> {
+    Signed {
+        upload_id: &r.id,
+        size_bytes: r.size_bytes,
+        content_type: &r.content_type,
+        workspace: &r.workspace,
+        expires: r.expires_at.timestamp(),
+    }
+}
+
+fn trim_to_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// `public_url`, or `http://` + the `Host` the client used.
+fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if let Some(url) = &state.config.public_url {
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_host",
+                "the request has no usable Host header, so no upload URL can be made (set --public-url)",
+                "Host",
+            )
+        })?;
+    Ok(format!("http://{host}"))
+}
+
+fn string_field<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    match body.get(field) {
+        None => Err(missing(field)),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "`{field}` must be a non-empty string, not {}",
+                describe(other)
+            ),
+            field,
+        )),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.is_empty() => "an empty string".into(),
+        Value::Number(n) => format!("{n}"),
+        other => json_type(other).to_string(),
+    }
+}
+
+fn check_filename(name: &str) -> Result<&str, ApiError> {
+    let reason = if name.len() > 255 {
+        Some("is longer than 255 bytes")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if name == "." || name == ".." {
+        Some("is not a file name")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ApiError::bad_request(
+            "invalid_filename",
+            format!("filename {name:?} {reason}"),
+            "filename",
+        )),
+        None => Ok(name),
+    }
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::bad_request("missing_field", format!("`{field}` is required"), field)
+}
+
+fn upload_not_found(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "upload_not_found",
+        message: format!("no upload {id:?} in this workspace"),
+        param: Some("upload_id".into()),
+    }
+}
+
+fn upload_expired(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "upload_expired",
+        message: format!("upload {id} has expired; start a new upload"),
+        param: Some("upload_id".into()),
+    }
+}
+
+/// Resolves a `media_ref` of the caller's workspace to its record and bytes; another
+/// workspace's reference is as unknown as a missing one.
+pub async fn load_media(
+    state: &AppState,
+    workspace: &str,
+    media_ref: &str,
+    param: &str,
+) -> Result<(MediaRecord, Arc<[u8]>), ApiError> {
+    let store = state.store.clone();
+    let r = media_ref.to_string();
+    let record = blocking(move || store.get_media(&r)).await?;
+    let Some(record) = record.filter(|m| m.workspace == workspace) else {
+        return Err(ApiError::NotFound {
+            code: "media_not_found",
+            message: format!("{param}: no media {media_ref:?} in this workspace; upload it first"),
+            param: Some(param.to_string()),
+        });
+    };
+    let files = state.media.clone();
+    let sha = record.sha256.clone();
+    let bytes = tokio::task::spawn_blocking(move || files.read_content(&sha))
+        .await
+        .map_err(|e| ApiError::internal("media read task", e))?
+        .map_err(|e| ApiError::internal("media content", e))?;
+    Ok((record, Arc::from(bytes)))
+}

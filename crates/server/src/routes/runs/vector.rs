@@ -1,0 +1,218 @@
+//! `index`, `search` and `delete`: the vector modes, on the collection of
+//! (workspace, model, the mode's collection, scope).
+
+use aimp_embed::EncoderHandle;
+use aimp_index::{CollectionKey, CollectionParams, Metric, NewItem, SearchOptions};
+use serde_json::{Map, Value, json};
+
+use super::inputs;
+use crate::auth::Caller;
+use crate::error::{ApiError, blocking};
+use crate::state::AppState;
+use crate::validate::ValidRun;
+
+/// The collection a vector-mode run reads or writes.
+fn collection_key(caller: &Caller, run: &ValidRun) -> Result<CollectionKey, ApiError> {
+    let contract = run.manifest.modes.get(&run.mode);
+    let (Some(collection), Some(scope)) = (
+        contract.and_then(|c| c.collection.as_deref()),
+        run.scope.as_deref(),
+    ) else {
+        return Err(ApiError::internal(
+            "contract",
+            std::io::Error::other(format!(
+                "{}/{} has no collection or the run no scope",
+                run.manifest.slug, run.mode
+            )),
+        ));
+    };
+    Ok(CollectionKey::new(
+        &caller.workspace,
+        &run.manifest.slug,
+        collection,
+        scope,
+    ))
+}
+
+/// A new collection's parameters: the model's dimension and distance, default graph settings.
+fn collection_params(run: &ValidRun) -> Result<CollectionParams, ApiError> {
+    let metric: Metric = run.manifest.distance.parse().map_err(|reason: String| {
+        ApiError::internal("manifest distance", std::io::Error::other(reason))
+    })?;
+    Ok(CollectionParams::new(run.manifest.dimensions, metric))
+}
+
+/// `index`: embed everything first, then one durable upsert: all or nothing.
+pub async fn index(
+    state: &AppState,
+    caller: &Caller,
+    encoder: &EncoderHandle,
+    run: &ValidRun,
+) -> Result<(Value, usize), ApiError> {
+    let key = collection_key(caller, run)?;
+    let params = collection_params(run)?;
+    let pictures = inputs::media(run, "images");
+    let items: Vec<NewItem> = if !pictures.is_empty() {
+        let ids = inputs::strings(run, "image_ids");
+        same_length(ids.len(), pictures.len(), "image_ids", "images")?;
+        let (records, vectors) = inputs::embed_media(state, caller, encoder, &pictures).await?;
+        ids.into_iter()
+            .zip(pictures)
+            .zip(records.into_iter().zip(vectors))
+            .map(|((id, input), (media, vector))| NewItem {
+                id,
+                vector,
+                filename: Some(input.filename.unwrap_or_else(|| media.filename.clone())),
+                media_ref: Some(media.media_ref.clone()),
+                metadata: Some(json!({
+                    "sha256": media.sha256,
+                    "width": media.width,
+                    "height": media.height,
+                    "content_type": media.content_type,
+                })),
+            })
+            .collect()
+    } else {
+        let texts = inputs::strings(run, "texts");
+        let ids = inputs::strings(run, "text_ids");
+        same_length(ids.len(), texts.len(), "text_ids", "texts")?;
+        let vectors = encoder.embed_texts(texts.clone()).await?;
+        ids.into_iter()
+            .zip(texts)
+            .zip(vectors)
+            .map(|((id, text), vector)| NewItem {
+                id,
+                vector,
+                filename: None,
+                media_ref: None,
+                metadata: Some(json!({ "text": text })),
+            })
+            .collect()
+    };
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    let index = state.index.clone();
+    let (k, n) = (key.clone(), ids.len());
+    let outcome = blocking(move || index.upsert(&k, params, items)).await?;
+    Ok((
+        json!({
+            "indexed": outcome.written,
+            "ids": ids,
+            "replaced": outcome.replaced,
+            "collection": key.collection,
+            "scope": key.scope,
+            "count": outcome.count,
+        }),
+        n,
+    ))
+}
+
+fn same_length(
+    ids: usize,
+    items: usize,
+    ids_field: &str,
+    items_field: &str,
+) -> Result<(), ApiError> {
+    if ids == items {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "length_mismatch",
+        format!(
+            "input.{ids_field} has {ids} ids but input.{items_field} has {items} items; give one id per item"
+        ),
+        &format!("input.{ids_field}"),
+    ))
+}
+
+/// `search`: by text, or by an uploaded picture.
+pub async fn search(
+    state: &AppState,
+    caller: &Caller,
+    encoder: &EncoderHandle,
+    run: &ValidRun,
+) -> Result<(Value, usize), ApiError> {
+    let key = collection_key(caller, run)?;
+    let pictures = inputs::media(run, "image");
+    let query = if pictures.is_empty() {
+        encoder
+            .embed_texts(inputs::strings(run, "text"))
+            .await?
+            .pop()
+    } else {
+        inputs::embed_media(state, caller, encoder, &pictures)
+            .await?
+            .1
+            .pop()
+    }
+    .ok_or_else(|| ApiError::internal("search", std::io::Error::other("no query vector")))?;
+    let options = search_options(&run.params);
+    let index = state.index.clone();
+    let k = key.clone();
+    let outcome = blocking(move || index.search(&k, &query, options)).await?;
+    let results: Vec<Value> = outcome
+        .hits
+        .iter()
+        .map(|hit| {
+            let mut r = json!({
+                "id": hit.item.id,
+                "score": hit.score,
+                "filename": hit.item.filename,
+                "media_ref": hit.item.media_ref,
+            });
+            if let Some(text) = hit.item.metadata.as_ref().and_then(|m| m.get("text")) {
+                r["text"] = text.clone();
+            }
+            r
+        })
+        .collect();
+    Ok((
+        json!({
+            "results": results,
+            "collection": key.collection,
+            "scope": key.scope,
+            "exhaustive": outcome.exhaustive,
+        }),
+        1,
+    ))
+}
+
+/// `top_k`, `ef` and `exact` from the (schema-checked, defaults filled) params.
+fn search_options(params: &Map<String, Value>) -> SearchOptions {
+    let number = |name: &str| params.get(name).and_then(Value::as_u64).map(|n| n as usize);
+    SearchOptions {
+        top_k: number("top_k").unwrap_or(10),
+        ef: number("ef"),
+        exact: params
+            .get("exact")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }
+}
+
+/// `delete`: by ids; ids that are not there are listed, not an error.
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    run: &ValidRun,
+) -> Result<(Value, usize), ApiError> {
+    let key = collection_key(caller, run)?;
+    let ids = inputs::strings(run, "ids");
+    let index = state.index.clone();
+    let (k, asked) = (key.clone(), ids.clone());
+    let outcome = blocking(move || index.delete(&k, asked)).await?;
+    let deleted: Vec<&String> = ids
+        .iter()
+        .filter(|id| !outcome.not_found.contains(id))
+        .collect();
+    Ok((
+        json!({
+            "deleted": outcome.deleted,
+            "ids": deleted,
+            "not_found": outcome.not_found,
+            "collection": key.collection,
+            "scope": key.scope,
+            "count": outcome.count,
+        }),
+        ids.len(),
+    ))
+}
