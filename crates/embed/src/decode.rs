@@ -335,6 +335,84 @@ mod tests {
         assert!(err.to_string().contains("400000000 pixels"), "{err}");
     }
 
+    /// photo.jpg with an EXIF block saying "rotate 90° clockwise to view" (orientation 6).
+    fn rotated_jpeg() -> Vec<u8> {
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/photo.jpg"
+        ))
+        .expect("read");
+        // Big-endian TIFF header, one IFD entry: Orientation (0x0112), SHORT, 1, value 6.
+        let mut tiff = b"MM\0*\0\0\0\x08\0\x01".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+        let payload = [&b"Exif\0\0"[..], &tiff].concat();
+        let mut out = jpeg[..2].to_vec(); // SOI
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_when_asked() {
+        let bytes = rotated_jpeg();
+        let stored = decode_rgb(&bytes).expect("reference decode ignores EXIF");
+        let upright = decode_rgb_with(&bytes, &DecodeOptions::default()).expect("upright");
+        assert_eq!(
+            (upright.width(), upright.height()),
+            (stored.height(), stored.width())
+        );
+        assert_eq!(upright, image::imageops::rotate90(&stored));
+        let info = image_info(&bytes).expect("info");
+        assert_eq!((info.width, info.height), stored.dimensions());
+        assert_eq!(info.content_type, "image/jpeg");
+    }
+
+    #[test]
+    fn an_animation_gives_its_first_frame() {
+        use image::codecs::gif::GifEncoder;
+        use image::{Delay, Frame, Rgba};
+        let mut bytes = Vec::new();
+        {
+            let mut enc = GifEncoder::new(&mut bytes);
+            for colour in [[200, 0, 0, 255], [0, 0, 200, 255]] {
+                let buf = RgbaImage::from_pixel(8, 6, Rgba(colour));
+                enc.encode_frame(Frame::from_parts(buf, 0, 0, Delay::from_numer_denom_ms(100, 1)))
+                    .expect("frame");
+            }
+        }
+        let rgb = decode_rgb_with(&bytes, &DecodeOptions::default()).expect("decode");
+        assert_eq!(rgb.dimensions(), (8, 6));
+        let px = rgb.get_pixel(3, 3).0;
+        assert!(px[0] > 150 && px[2] < 50, "first frame is red, got {px:?}");
+    }
+
+    #[test]
+    fn the_pixel_limit_is_configurable() {
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/landscape_rgb.png"
+        ))
+        .expect("read");
+        let info = image_info(&png).expect("info");
+        let pixels = u64::from(info.width) * u64::from(info.height);
+        let tight = DecodeOptions {
+            max_pixels: pixels - 1,
+            ..DecodeOptions::default()
+        };
+        let err = decode_rgb_with(&png, &tight).expect_err("over the limit");
+        assert!(err.to_string().contains("allowed"), "{err}");
+        let exact = DecodeOptions {
+            max_pixels: pixels,
+            ..DecodeOptions::default()
+        };
+        assert!(decode_rgb_with(&png, &exact).is_ok());
+        assert_eq!(sniff_content_type(&png), Some("image/png"));
+        assert_eq!(sniff_content_type(b"GIF89a......"), Some("image/gif"));
+        assert_eq!(sniff_content_type(b"%PDF-1.7"), None);
+    }
+
     fn crc32(data: &[u8]) -> u32 {
         let mut crc = 0xffff_ffffu32;
         for &b in data {

@@ -461,6 +461,63 @@ mod tests {
         assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
     }
 
+    /// An "image model" that answers the number of floats it got per picture.
+    struct Pixels;
+
+    impl Encoder for Pixels {
+        fn slug(&self) -> &str {
+            "pixels"
+        }
+        fn dimensions(&self) -> usize {
+            1
+        }
+        fn embed_texts(&mut self, _texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(Vec::new())
+        }
+        fn image_size(&self) -> Option<u32> {
+            Some(4)
+        }
+        fn embed_pixels(&mut self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(pixels
+                .chunks(pixels.len() / n)
+                .map(|c| vec![c.len() as f32])
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn pictures_are_preprocessed_and_a_bad_one_is_named_by_position() {
+        let png: Arc<[u8]> = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/palette.png"
+        ))
+        .expect("read")
+        .into();
+        let garbage: Arc<[u8]> = Arc::from(&b"not an image"[..]);
+        let h = EncoderHandle::spawn(Pixels, WorkerOptions::default());
+        assert!(h.takes_images());
+        let out = h
+            .embed_images(vec![png.clone(), png.clone()], DecodeOptions::default())
+            .await
+            .expect("embed");
+        assert_eq!(out, vec![vec![48.0], vec![48.0]]); // 3 x 4 x 4 floats each
+        let err = h
+            .embed_images(vec![png.clone(), garbage, png], DecodeOptions::default())
+            .await
+            .expect_err("the second is not a picture");
+        assert!(matches!(err, EmbedError::ImageItem { index: 1, .. }), "{err}");
+        assert_eq!(h.queue_depth(), 0);
+        // A text-only model says so.
+        let (enc, _) = fake();
+        let text_only = EncoderHandle::spawn(enc, WorkerOptions::default());
+        assert!(!text_only.takes_images());
+        let err = text_only
+            .embed_images(Vec::new(), DecodeOptions::default())
+            .await
+            .expect_err("no image tower");
+        assert!(matches!(err, EmbedError::NoImageTower { .. }), "{err}");
+    }
+
     #[tokio::test]
     async fn long_requests_are_split_into_batches() {
         let (enc, (_, _, batches)) = fake();

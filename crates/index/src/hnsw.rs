@@ -583,7 +583,8 @@ impl WithSimd for Link<'_> {
             );
             let sorted = found.into_sorted_vec();
             let capacity = if l == 0 { 2 * m } else { m };
-            let chosen = select(simd, g, nodes, &sorted, capacity);
+            let want = if exp(1) { capacity } else { m };
+            let chosen = select(simd, g, nodes, &sorted, want);
             {
                 let _guard = g.lock(node);
                 write_list(nodes.list(node, l, m), chosen.iter().map(|s| s.1));
@@ -638,20 +639,36 @@ fn add_link<S: Simd>(
         list[0].store(scratch.len() as u32 + 1, Release);
         return;
     }
-    // Full: the farthest entry gives way if the new node is nearer.
     let base = nodes.vector(target, dim);
-    let mut farthest = Scored(f32::NEG_INFINITY, u32::MAX);
-    let mut slot = 0;
-    for (i, &n) in scratch.iter().enumerate() {
-        let d = Scored(metric.distance(simd, base, nodes.vector(n, dim)), n);
-        if d > farthest {
-            farthest = d;
-            slot = i;
+    let mut all: Vec<Scored> = Vec::with_capacity(scratch.len() + 1);
+    for &n in scratch.iter() {
+        all.push(Scored(metric.distance(simd, base, nodes.vector(n, dim)), n));
+    }
+    all.push(new);
+    all.sort_unstable();
+    let mut kept = select(simd, g, nodes, &all, capacity);
+    if exp(4) {
+        for s in &all {
+            if kept.len() >= capacity {
+                break;
+            }
+            if !kept.iter().any(|k| k.1 == s.1) {
+                kept.push(*s);
+            }
         }
     }
-    if new < farthest {
-        list[1 + slot].store(new.1, Release);
-    }
+    write_list(list, kept.iter().map(|s| s.1));
+}
+
+fn exp(bit: u32) -> bool {
+    static V: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("HNSW_EXP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }) & bit
+        != 0
 }
 
 struct Search<'a> {
