@@ -378,8 +378,13 @@ mod tests {
             let mut enc = GifEncoder::new(&mut bytes);
             for colour in [[200, 0, 0, 255], [0, 0, 200, 255]] {
                 let buf = RgbaImage::from_pixel(8, 6, Rgba(colour));
-                enc.encode_frame(Frame::from_parts(buf, 0, 0, Delay::from_numer_denom_ms(100, 1)))
-                    .expect("frame");
+                enc.encode_frame(Frame::from_parts(
+                    buf,
+                    0,
+                    0,
+                    Delay::from_numer_denom_ms(100, 1),
+                ))
+                .expect("frame");
             }
         }
         let rgb = decode_rgb_with(&bytes, &DecodeOptions::default()).expect("decode");

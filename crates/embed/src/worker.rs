@@ -477,7 +477,11 @@ mod tests {
         fn image_size(&self) -> Option<u32> {
             Some(4)
         }
-        fn embed_pixels(&mut self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        fn embed_pixels(
+            &mut self,
+            pixels: Vec<f32>,
+            n: usize,
+        ) -> Result<Vec<Vec<f32>>, EmbedError> {
             Ok(pixels
                 .chunks(pixels.len() / n)
                 .map(|c| vec![c.len() as f32])
@@ -505,7 +509,10 @@ mod tests {
             .embed_images(vec![png.clone(), garbage, png], DecodeOptions::default())
             .await
             .expect_err("the second is not a picture");
-        assert!(matches!(err, EmbedError::ImageItem { index: 1, .. }), "{err}");
+        assert!(
+            matches!(err, EmbedError::ImageItem { index: 1, .. }),
+            "{err}"
+        );
         assert_eq!(h.queue_depth(), 0);
         // A text-only model says so.
         let (enc, _) = fake();

@@ -238,6 +238,37 @@ impl VectorIndex {
         )))
     }
 
+    /// Live items of a collection in id order, `limit` at most, after id `after` (exclusive):
+    /// a page of the listing. A collection that does not exist has none.
+    pub fn list_items(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ItemRecord>, StoreError> {
+        let Some(coll) = self.collection_id(key)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.store.db.begin_read()?;
+        let ids = txn.open_table(collection::ITEM_IDS)?;
+        let items = txn.open_table(ITEMS)?;
+        let mut out = Vec::new();
+        for entry in ids.range((coll, after.unwrap_or(""))..)? {
+            let (k, number) = entry?;
+            let (c, id) = k.value();
+            if c != coll || out.len() >= limit {
+                break;
+            }
+            if Some(id) == after {
+                continue;
+            }
+            if let Some(item) = items.get((coll, number.value()))? {
+                out.push(collection::decode("item", item.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every collection's record.
     pub fn collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
         let txn = self.store.db.begin_read()?;

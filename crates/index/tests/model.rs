@@ -150,6 +150,23 @@ fn run(seed: u64, steps: usize) {
             oracle.get(key).map(|m| m.len() as u64),
             "{ctx}: count"
         );
+        // Listing in pages of 7 gives exactly the live ids, in order.
+        let mut listed = Vec::new();
+        loop {
+            let page = index
+                .list_items(key, listed.last().map(String::as_str), 7)
+                .expect(&ctx);
+            let done = page.len() < 7;
+            listed.extend(page.into_iter().map(|i| i.id));
+            if done {
+                break;
+            }
+        }
+        let live: Vec<String> = oracle
+            .get(key)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(listed, live, "{ctx}: listing");
     }
 }
 

@@ -44,6 +44,10 @@ pub fn router(state: AppState) -> Router {
             "/api/knowledge-bases/{model}/{collection}/{scope}",
             delete(routes::knowledge::delete),
         )
+        .route(
+            "/api/knowledge-bases/{model}/{collection}/{scope}/items",
+            get(routes::knowledge::items),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,

@@ -1,7 +1,7 @@
 //! Knowledge Bases: the model/collection/scope triples of the caller's workspace that hold
 //! data, and dropping one.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
@@ -76,4 +76,69 @@ pub async fn delete(
             param: None,
         }),
     }
+}
+
+/// The page size of an item listing when the request gives none, and its maximum.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ItemsQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/knowledge-bases/{model}/{collection}/{scope}/items?after=ID&limit=N`: the live
+/// items in id order, a page at a time (what `aimp index` reads to skip content it already
+/// indexed).
+pub async fn items(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((model, collection, scope)): Path<(String, String, String)>,
+    Query(query): Query<ItemsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_PAGE}, not {limit}"),
+            "limit",
+        ));
+    }
+    let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
+    let index = state.index.clone();
+    let after = query.after.clone();
+    let (page, exists) = blocking(move || {
+        let exists = index.count(&key)?.is_some();
+        // One more than asked tells whether another page follows.
+        Ok((index.list_items(&key, after.as_deref(), limit + 1)?, exists))
+    })
+    .await?;
+    if !exists {
+        return Err(ApiError::NotFound {
+            code: "knowledge_base_not_found",
+            message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
+            param: None,
+        });
+    }
+    let has_more = page.len() > limit;
+    let data: Vec<Value> = page
+        .iter()
+        .take(limit)
+        .map(|item| {
+            let meta = item.metadata.as_ref();
+            json!({
+                "id": item.id,
+                "filename": item.filename,
+                "media_ref": item.media_ref,
+                "sha256": meta.and_then(|m| m.get("sha256")),
+                "updated_at": timestamp(item.updated_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+    })))
 }

@@ -421,6 +421,28 @@ async fn texts_index_search_delete_and_knowledge_bases_count_exactly() {
         .await;
     assert_error(&mismatch, 400, "length_mismatch", Some("input.text_ids"));
 
+    // The listing pages through the live items in id order.
+    let list = |q: &str| {
+        Request::get(format!(
+            "/api/knowledge-bases/demo-model/texts/notes/items{q}"
+        ))
+        .header("X-API-Key", &g.key)
+        .body(Body::empty())
+        .expect("request")
+    };
+    let first = g.send(list("?limit=1")).await;
+    assert_eq!(first.body["data"][0]["id"], "t1", "{:?}", first.body);
+    assert_eq!(first.body["has_more"], true);
+    let rest = g.send(list("?after=t1")).await;
+    assert_eq!(rest.body["data"][0]["id"], "t3");
+    assert_eq!(rest.body["has_more"], false);
+    assert_error(
+        &g.send(list("?limit=0")).await,
+        400,
+        "invalid_limit",
+        Some("limit"),
+    );
+
     let drop = |g: &Gateway| {
         Request::delete("/api/knowledge-bases/demo-model/texts/notes")
             .header("X-API-Key", &g.key)
