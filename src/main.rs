@@ -30,6 +30,10 @@ enum Command {
     /// List, install and import models.
     #[command(subcommand)]
     Models(cli::models::ModelsCommand),
+    /// Upload and index every picture under a folder through a running gateway (resumable).
+    Index(cli::index::IndexArgs),
+    /// Search a scope of a running gateway by text or by picture.
+    Search(cli::search::SearchArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -51,5 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve => cli::serve::run(cli.settings),
         Command::Keys(cmd) => cli::keys::run(&cli.settings, cmd),
         Command::Models(cmd) => cli::models::run(&cli.settings, cmd),
+        Command::Index(args) => cli::index::run(&cli::client(&cli.settings)?, &args),
+        Command::Search(args) => cli::search::run(&cli::client(&cli.settings)?, &args),
     }
 }

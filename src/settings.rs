@@ -55,6 +55,10 @@ pub struct Settings {
     #[arg(long, env = "AIMP_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
 
+    /// The gateway `aimp index` and `aimp search` talk to; unset: `http://` + `--addr`.
+    #[arg(long, env = "AIMP_GATEWAY_URL", global = true)]
+    pub gateway_url: Option<String>,
+
     /// Models `serve` installs (unless offline) and loads at start, comma-separated. Every
     /// other installed model loads too.
     #[arg(
@@ -161,6 +165,7 @@ impl std::fmt::Debug for Settings {
             .field("manifests_dir", &self.manifests_dir)
             .field("admin_token", &redact(&self.admin_token))
             .field("api_key", &redact(&self.api_key))
+            .field("gateway_url", &self.gateway_url)
             .field("models", &self.models)
             .field("body_limit", &self.body_limit)
             .field("max_upload_bytes", &self.max_upload_bytes)

@@ -1,7 +1,10 @@
 //! The subcommands.
 
+pub mod client;
+pub mod index;
 pub mod keys;
 pub mod models;
+pub mod search;
 pub mod serve;
 
 use anyhow::Context;
@@ -24,4 +27,19 @@ pub fn registry(settings: &Settings) -> anyhow::Result<aimp_embed::Registry> {
         Some(&settings.manifests_dir),
         &settings.models_dir,
     )?)
+}
+
+/// A client of the running gateway: `--gateway-url` (else the `--addr` it listens on) and
+/// the API key of `AIMP_API_KEY` / `--api-key`.
+pub fn client(settings: &Settings) -> anyhow::Result<client::Client> {
+    let base = settings
+        .gateway_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.addr));
+    let Some(key) = &settings.api_key else {
+        anyhow::bail!(
+            "no API key: set AIMP_API_KEY (or --api-key) to a key of the gateway at {base}"
+        );
+    };
+    Ok(client::Client::new(&base, key))
 }

@@ -1,5 +1,7 @@
 //! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
 
+mod media;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -460,8 +462,9 @@ fn a_user_manifest_adds_a_clip_model_that_serves_text_embeddings() {
             json!({"path": name, "sha256": hex::encode(Sha256::digest(&bytes)), "size": bytes.len()})
         })
         .collect();
-    let mut manifest: Value = serde_json::from_str(include_str!("../models/clipo/manifest.json"))
-        .expect("clipo manifest");
+    let mut manifest: Value =
+        serde_json::from_str(include_str!("../../models/clipo/manifest.json"))
+            .expect("clipo manifest");
     manifest["slug"] = json!("tiny-clip");
     manifest["name"] = json!("Tiny CLIP fixture");
     manifest["dimensions"] = json!(16);
