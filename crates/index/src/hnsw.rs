@@ -6,10 +6,13 @@
 //! - level-0 neighbour lists as one flat array of fixed-capacity `u32` slots (`1 + 2M` per
 //!   node: a count, then the slots), upper levels as one small slice per node that has them
 //!   (`1 + M` per level);
-//! - the paper's neighbour-selection heuristic for a new node's own lists (up to `2M` at level 0,
-//!   `M` above); a full list that gains a reverse link keeps its nearest entries (the rule
-//!   hnsw_rs uses: it measured 0.005 to 0.01 higher recall@10 at the same ef on clustered
-//!   384-d data than pruning with the heuristic again, at the same build time);
+//! - the paper's neighbour-selection heuristic (algorithm 4) for a new node's lists (up to
+//!   `2M` at level 0, as hnsw_rs, `M` above) and for a full list that gains a reverse link;
+//!   what the heuristic prunes still fills the slots it leaves free, nearest first (the
+//!   paper's `keepPrunedConnections`). Measured on clustered 100,000 × 384 cosine data, ef
+//!   64: recall@10 0.971 with `M` new links and no filling (hnswlib's rule), 0.981 with both,
+//!   at the same build time and query speed; keeping only the nearest on overflow (no
+//!   heuristic) fell to 0.909;
 //! - a per-thread, epoch-stamped visited set ([`crate::visited`]);
 //! - no closures around distance calls inside the dispatched code (they would be compiled
 //!   without the SIMD target features and call the kernels out of line);
@@ -583,8 +586,7 @@ impl WithSimd for Link<'_> {
             );
             let sorted = found.into_sorted_vec();
             let capacity = if l == 0 { 2 * m } else { m };
-            let want = if exp(1) { capacity } else { m };
-            let chosen = select(simd, g, nodes, &sorted, want);
+            let chosen = select(simd, g, nodes, &sorted, capacity);
             {
                 let _guard = g.lock(node);
                 write_list(nodes.list(node, l, m), chosen.iter().map(|s| s.1));
@@ -614,7 +616,8 @@ impl WithSimd for Link<'_> {
     }
 }
 
-/// Adds `new` to `target`'s list at `level`; a full list keeps its `capacity` nearest.
+/// Adds `new` to `target`'s list at `level`; a full list is chosen again by the heuristic,
+/// then filled with the nearest of what it pruned.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn add_link<S: Simd>(
@@ -647,28 +650,16 @@ fn add_link<S: Simd>(
     all.push(new);
     all.sort_unstable();
     let mut kept = select(simd, g, nodes, &all, capacity);
-    if exp(4) {
-        for s in &all {
-            if kept.len() >= capacity {
-                break;
-            }
-            if !kept.iter().any(|k| k.1 == s.1) {
-                kept.push(*s);
-            }
+    // Keep the list full: the nearest of the pruned fill the slots the heuristic left free.
+    for s in &all {
+        if kept.len() >= capacity {
+            break;
+        }
+        if !kept.iter().any(|k| k.1 == s.1) {
+            kept.push(*s);
         }
     }
     write_list(list, kept.iter().map(|s| s.1));
-}
-
-fn exp(bit: u32) -> bool {
-    static V: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("HNSW_EXP")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }) & bit
-        != 0
 }
 
 struct Search<'a> {
