@@ -123,6 +123,54 @@ impl ClipEncoder {
         tokenizer: &Path,
         device: &Device,
     ) -> Result<ClipEncoder, EmbedError> {
+        Self::random_with_vars(seed, tokenizer, device).map(|(encoder, _)| encoder)
+    }
+
+    /// Writes [`ClipEncoder::random_vit_b32`] as a checkpoint folder in the hub's layout
+    /// (`config.json` of openai/clip-vit-base-patch32, `model.safetensors`, `tokenizer.json`),
+    /// so the whole gateway can be measured at the real model's cost: `aimp models import
+    /// clipo --from DIR --unverified`.
+    pub fn write_random_vit_b32(seed: u64, tokenizer: &Path, out: &Path) -> Result<(), EmbedError> {
+        let (_, varmap) = Self::random_with_vars(seed, tokenizer, &Device::Cpu)?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| EmbedError::Io { path, source }
+        };
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        let weights = out.join("model.safetensors");
+        varmap.save(&weights).map_err(|source| EmbedError::Model {
+            slug: "random-vit-b32".into(),
+            source,
+        })?;
+        let config = serde_json::json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "projection_dim": 512,
+            "text_config": {
+                "hidden_act": "quick_gelu", "hidden_size": 512, "intermediate_size": 2048,
+                "layer_norm_eps": 1e-5, "max_position_embeddings": 77,
+                "num_attention_heads": 8, "num_hidden_layers": 12, "vocab_size": 49408,
+                "bos_token_id": 49406, "eos_token_id": 49407, "projection_dim": 512
+            },
+            "vision_config": {
+                "hidden_act": "quick_gelu", "hidden_size": 768, "intermediate_size": 3072,
+                "layer_norm_eps": 1e-5, "image_size": 224, "patch_size": 32,
+                "num_attention_heads": 12, "num_hidden_layers": 12, "num_channels": 3,
+                "projection_dim": 512
+            }
+        });
+        let config_path = out.join("config.json");
+        std::fs::write(&config_path, config.to_string()).map_err(io(&config_path))?;
+        let tokenizer_path = out.join("tokenizer.json");
+        std::fs::copy(tokenizer, &tokenizer_path).map_err(io(&tokenizer_path))?;
+        Ok(())
+    }
+
+    fn random_with_vars(
+        seed: u64,
+        tokenizer: &Path,
+        device: &Device,
+    ) -> Result<(ClipEncoder, candle_nn::VarMap), EmbedError> {
         use rand::{Rng, SeedableRng};
         let slug = "random-vit-b32".to_string();
         let model_err = |source| EmbedError::Model {
@@ -146,18 +194,20 @@ impl ClipEncoder {
         // candle cannot seed its CPU generator, so every weight is rewritten from a seeded one,
         // in name order.
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<&String> = vars.keys().collect();
-        names.sort();
-        for name in names {
-            let var = &vars[name];
-            let values: Vec<f32> = (0..var.elem_count())
-                .map(|_| rng.random_range(-0.05f32..0.05))
-                .collect();
-            let tensor = Tensor::from_vec(values, var.shape(), device).map_err(model_err)?;
-            var.set(&tensor).map_err(model_err)?;
+        {
+            let vars = varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+            let mut names: Vec<&String> = vars.keys().collect();
+            names.sort();
+            for name in names {
+                let var = &vars[name];
+                let values: Vec<f32> = (0..var.elem_count())
+                    .map(|_| rng.random_range(-0.05f32..0.05))
+                    .collect();
+                let tensor = Tensor::from_vec(values, var.shape(), device).map_err(model_err)?;
+                var.set(&tensor).map_err(model_err)?;
+            }
         }
-        Ok(encoder)
+        Ok((encoder, varmap))
     }
 
     fn assemble(

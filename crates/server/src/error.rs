@@ -93,6 +93,11 @@ impl ApiError {
         }
     }
 
+    /// The message as sent to the client.
+    pub fn message(&self) -> String {
+        self.parts().1
+    }
+
     /// (code, message, param) as sent to the client.
     fn parts(&self) -> (&'static str, String, Option<&str>) {
         match self {

@@ -208,7 +208,7 @@ pub async fn put(
             sha256: sha256.clone(),
         },
         Err(e) => UploadState::Failed {
-            reason: format!("{e:?}"),
+            reason: e.message(),
         },
     };
     if outcome.is_err() {
@@ -339,11 +339,11 @@ pub async fn complete(
                 param: Some("upload_id".into()),
             });
         }
-        UploadState::Failed { .. } => {
+        UploadState::Failed { reason } => {
             return Err(ApiError::Conflict {
                 code: "upload_failed",
                 message: format!(
-                    "upload {upload_id} failed (its bytes did not match what init declared) and kept nothing; start a new upload"
+                    "upload {upload_id} failed and kept nothing ({reason}); start a new upload"
                 ),
                 param: Some("upload_id".into()),
             });

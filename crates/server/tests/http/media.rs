@@ -261,12 +261,13 @@ async fn a_body_that_does_not_match_init_is_400_and_nothing_is_kept() {
     let (text, d) = put_case(&g, "image/gif", 5, b"hello".to_vec()).await;
     assert_error(&text, 400, "content_type_mismatch", Some("content_type"));
     for id in [a, b, c, d] {
-        // The failed upload cannot be completed, and its URL is spent.
-        assert_error(
-            &g.complete(&g.key, &id).await,
-            409,
-            "upload_failed",
-            Some("upload_id"),
+        // The failed upload cannot be completed, says why, and its URL is spent.
+        let reply = g.complete(&g.key, &id).await;
+        assert_error(&reply, 409, "upload_failed", Some("upload_id"));
+        assert!(
+            reply.message().contains("nothing was kept"),
+            "{}",
+            reply.message()
         );
     }
     assert!(
