@@ -2,3 +2,5 @@
 //! sets, the engines side by side (ours, hnsw_rs, exact), reports and recall–QPS plots.
 
 pub mod formats;
+pub mod synthetic;
+pub mod truth;
