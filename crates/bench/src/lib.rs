@@ -2,5 +2,7 @@
 //! sets, the engines side by side (ours, hnsw_rs, exact), reports and recall–QPS plots.
 
 pub mod formats;
+pub mod machine;
+pub mod run;
 pub mod synthetic;
 pub mod truth;

@@ -3,6 +3,7 @@
 //!
 //! This crate is the only one that knows redb and the graph.
 
+pub mod baseline;
 mod collection;
 pub mod dataset;
 pub mod distance;

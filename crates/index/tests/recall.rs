@@ -1,6 +1,7 @@
 //! Recall of our HNSW against brute force on seeded clustered data, at the default parameters,
 //! and against hnsw_rs (the engine we compare with) at the same M, ef_construction and ef.
 
+use aimp_index::baseline::HnswRs;
 use aimp_index::{Hnsw, HnswParams, Metric, Neighbour, dataset};
 
 fn build(data: &[f32], dim: usize, metric: Metric) -> Hnsw {
@@ -50,43 +51,20 @@ fn recall_at_10_is_at_least_095_on_20000_clustered_vectors() {
 /// hnsw_rs on the same vectors: M = 16 (32 at level 0), ef_construction = 200, inserted one
 /// by one (deterministic).
 fn hnsw_rs_recall(data: &[f32], queries: &[f32], dim: usize, metric: Metric, ef: usize) -> f64 {
-    use hnsw_rs::prelude::{DistCosine, DistL2, Hnsw as TheirHnsw};
-    let rows: Vec<(&[f32], usize)> = data
-        .chunks_exact(dim)
-        .enumerate()
-        .map(|(i, v)| (v, i))
-        .collect();
     let truth: Vec<Vec<Neighbour>> = dataset::brute_force(data, queries, dim, 10, metric);
-    let found: Vec<Vec<Neighbour>> = match metric {
-        Metric::L2 => {
-            let h = TheirHnsw::<f32, DistL2>::new(16, rows.len(), 16, 200, DistL2 {});
-            for r in &rows {
-                h.insert_slice(*r);
-            }
-            queries
-                .chunks_exact(dim)
-                .map(|q| convert(h.search(q, 10, ef)))
+    let theirs = HnswRs::build_serial(data, dim, metric, 16, 200);
+    let found: Vec<Vec<Neighbour>> = queries
+        .chunks_exact(dim)
+        .map(|q| {
+            theirs
+                .search(q, 10, ef)
+                .into_iter()
+                .map(|row| Neighbour {
+                    key: u64::from(row),
+                    distance: 0.0,
+                })
                 .collect()
-        }
-        Metric::Cosine | Metric::Dot => {
-            let h = TheirHnsw::<f32, DistCosine>::new(16, rows.len(), 16, 200, DistCosine {});
-            for r in &rows {
-                h.insert_slice(*r);
-            }
-            queries
-                .chunks_exact(dim)
-                .map(|q| convert(h.search(q, 10, ef)))
-                .collect()
-        }
-    };
-    dataset::recall(&found, &truth)
-}
-
-fn convert(hits: Vec<hnsw_rs::prelude::Neighbour>) -> Vec<Neighbour> {
-    hits.into_iter()
-        .map(|n| Neighbour {
-            key: n.d_id as u64,
-            distance: n.distance,
         })
-        .collect()
+        .collect();
+    dataset::recall(&found, &truth)
 }
