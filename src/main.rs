@@ -34,11 +34,14 @@ enum Command {
     Index(cli::index::IndexArgs),
     /// Search a scope of a running gateway by text or by picture.
     Search(cli::search::SearchArgs),
+    /// ANN benchmarks: recall, speed and memory of our index, hnsw_rs and exact search.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -57,5 +60,6 @@ fn main() -> anyhow::Result<()> {
         Command::Models(cmd) => cli::models::run(&cli.settings, cmd),
         Command::Index(args) => cli::index::run(&cli::client(&cli.settings)?, &args),
         Command::Search(args) => cli::search::run(&cli::client(&cli.settings)?, &args),
+        Command::Bench(cmd) => cli::bench::run(cmd),
     }
 }

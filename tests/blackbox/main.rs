@@ -1,5 +1,6 @@
 //! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
 
+mod bench;
 mod media;
 
 use std::io::{BufRead, BufReader};

@@ -3,6 +3,7 @@
 
 pub mod formats;
 pub mod machine;
+pub mod plot;
 pub mod run;
 pub mod synthetic;
 pub mod truth;

@@ -1,0 +1,316 @@
+//! `aimp bench ann` and `aimp bench gen`: ANN benchmarks on standard sets, synthetic sets and
+//! the user's own vectors, with our index and hnsw_rs side by side.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use aimp_bench::formats::{self, Matrix};
+use aimp_bench::run::{self, Config, Engine, Progress};
+use aimp_bench::{plot, synthetic, truth};
+use aimp_index::Metric;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Measure recall, speed and memory of ours, hnsw_rs and exact search on a vector set.
+    Ann(AnnArgs),
+    /// Write a seeded synthetic set: base.fvecs, query.fvecs, gt.ivecs (and .npy).
+    Gen(GenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AnnArgs {
+    /// Base vectors (.fvecs, .bvecs or .npy).
+    #[arg(long, required_unless_present = "hdf5", conflicts_with = "hdf5")]
+    pub base: Option<PathBuf>,
+    /// Query vectors (.fvecs, .bvecs or .npy).
+    #[arg(long, required_unless_present = "hdf5", conflicts_with = "hdf5")]
+    pub query: Option<PathBuf>,
+    /// Ground truth ids (.ivecs or .npy); computed exactly (and cached beside the base) when
+    /// absent.
+    #[arg(long, conflicts_with = "hdf5")]
+    pub gt: Option<PathBuf>,
+    /// An ann-benchmarks HDF5 file (train, test, neighbors) instead of the three files.
+    #[arg(long)]
+    pub hdf5: Option<PathBuf>,
+    /// l2, cosine or dot; default: the HDF5 file's `distance`, else l2.
+    #[arg(long)]
+    pub metric: Option<Metric>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// HNSW links per node (2M at level 0).
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// Search breadths to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    pub ef: Vec<usize>,
+    /// Threads for building and for the all-thread queries/s (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Engines to run, comma-separated: ours, hnsw_rs, exact.
+    #[arg(long, value_delimiter = ',', default_value = "ours,hnsw_rs,exact")]
+    pub engines: Vec<Engine>,
+    /// Where the results go: a JSON array, one record per engine and setting.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Draw the recall–QPS plot here (SVG), and beside it as PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    /// clustered (Gaussian clusters, decaying spectrum) or uniform.
+    #[arg(long, default_value = "clustered")]
+    pub kind: synthetic::Kind,
+    #[arg(long)]
+    pub n: usize,
+    #[arg(long)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Nearest neighbours kept per query in gt.ivecs.
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+    /// The metric of the ground truth.
+    #[arg(long, default_value = "l2")]
+    pub metric: Metric,
+    /// fvecs (base.fvecs, query.fvecs, gt.ivecs) or npy (the same as .npy as well).
+    #[arg(long, default_value = "fvecs")]
+    pub format: String,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Ann(args) => ann(&args),
+        BenchCommand::Gen(args) => gen_set(&args),
+    }
+}
+
+fn gen_set(args: &GenArgs) -> anyhow::Result<()> {
+    if args.n == 0 || args.dim == 0 || args.queries == 0 {
+        bail!("--n, --dim and --queries must be at least 1");
+    }
+    let npy = match args.format.as_str() {
+        "fvecs" => false,
+        "npy" => true,
+        other => bail!("--format {other:?}: fvecs or npy"),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let (base, queries) = synthetic::generate(args.kind, args.n, args.queries, args.dim, args.seed);
+    let gt = truth::exact(&base, &queries, args.k, args.metric);
+    let out = |name: &str| args.out.join(name);
+    formats::write_fvecs(&out("base.fvecs"), &base)?;
+    formats::write_fvecs(&out("query.fvecs"), &queries)?;
+    formats::write_ivecs(&out("gt.ivecs"), &gt)?;
+    if npy {
+        formats::write_npy_f32(&out("base.npy"), &base)?;
+        formats::write_npy_f32(&out("query.npy"), &queries)?;
+        formats::write_npy_i32(&out("gt.npy"), &gt)?;
+    }
+    println!(
+        "wrote {} base and {} query vectors of dimension {} and their {} nearest ({}) to {}",
+        args.n,
+        args.queries,
+        args.dim,
+        gt.dim,
+        args.metric.as_str(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The vectors, queries and truth of a run, from whichever files were given.
+struct Set {
+    name: String,
+    base: Matrix<f32>,
+    queries: Matrix<f32>,
+    gt: Matrix<i32>,
+    metric: Metric,
+}
+
+fn load(args: &AnnArgs) -> anyhow::Result<Set> {
+    if let Some(path) = &args.hdf5 {
+        let set = formats::read_hdf5(path)?;
+        let metric = args.metric.or(set.metric).unwrap_or(Metric::L2);
+        let gt = match set.neighbors {
+            Some(n) if n.dim >= args.k && args.metric.is_none_or(|m| Some(m) == set.metric) => n,
+            _ => {
+                let cache = truth::cache_path(path, path, metric, args.k)?;
+                truth::cached(&cache, &set.train, &set.test, args.k, metric)?.0
+            }
+        };
+        return Ok(Set {
+            name: file_name(path),
+            base: set.train,
+            queries: set.test,
+            gt,
+            metric,
+        });
+    }
+    let (Some(base_file), Some(query_file)) = (&args.base, &args.query) else {
+        bail!("give --base and --query, or --hdf5");
+    };
+    let metric = args.metric.unwrap_or(Metric::L2);
+    let base = formats::read_vectors(base_file)?;
+    let queries = formats::read_vectors(query_file)?;
+    if base.dim != queries.dim {
+        bail!(
+            "{} has dimension {}, {} has {}",
+            base_file.display(),
+            base.dim,
+            query_file.display(),
+            queries.dim
+        );
+    }
+    let gt = match &args.gt {
+        Some(gt_file) => {
+            let gt = formats::read_ids(gt_file)?;
+            if gt.rows != queries.rows || gt.dim < args.k {
+                bail!(
+                    "{} holds {} rows of {} ids; {} queries need at least {} each",
+                    gt_file.display(),
+                    gt.rows,
+                    gt.dim,
+                    queries.rows,
+                    args.k
+                );
+            }
+            gt
+        }
+        None => {
+            let cache = truth::cache_path(base_file, query_file, metric, args.k)?;
+            let (gt, hit) = truth::cached(&cache, &base, &queries, args.k, metric)?;
+            eprintln!(
+                "ground truth {} {}",
+                if hit {
+                    "read from"
+                } else {
+                    "computed and cached in"
+                },
+                cache.display()
+            );
+            gt
+        }
+    };
+    Ok(Set {
+        name: file_name(base_file),
+        base,
+        queries,
+        gt,
+        metric,
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn ann(args: &AnnArgs) -> anyhow::Result<()> {
+    if args.k == 0 || args.m < 2 || args.ef_construction == 0 || args.ef.contains(&0) {
+        bail!("--k, --ef-construction and every --ef must be at least 1, --m at least 2");
+    }
+    let set = load(args)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = Config {
+        dataset: set.name.clone(),
+        metric: set.metric,
+        k: args.k,
+        m: args.m,
+        ef_construction: args.ef_construction,
+        efs: args.ef.clone(),
+        threads,
+        engines: args.engines.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+            eprintln!("stopping: the results so far are kept (Ctrl-C again to quit at once)");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let bar = ProgressBar::new(set.queries.rows as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:32} {bar:30} {pos}/{len} queries {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = |p: Progress<'_>| match p {
+        Progress::Building { engine } => {
+            bar.set_position(0);
+            bar.set_message(format!("building {engine}"));
+        }
+        Progress::Searching {
+            engine,
+            ef,
+            done,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(match ef {
+                Some(ef) => format!("{engine} ef {ef}"),
+                None => engine.to_string(),
+            });
+        }
+    };
+    let records = run::run(&set.base, &set.queries, &set.gt, &config, &stop, &progress)
+        .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&records)?;
+    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    if let Some(svg) = &args.plot {
+        let title = format!(
+            "{} ({} x {}, {}, k={})",
+            set.name,
+            set.base.rows,
+            set.base.dim,
+            set.metric.as_str(),
+            args.k
+        );
+        plot::draw(svg, &records, &title).map_err(anyhow::Error::msg)?;
+        plot::draw(&svg.with_extension("png"), &records, &title).map_err(anyhow::Error::msg)?;
+    }
+    println!(
+        "{:8} {:>5} {:>7} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8}",
+        "engine", "ef", "recall", "qps(1)", "qps(all)", "p50 ms", "p99 ms", "build s", "B/vec"
+    );
+    for r in &records {
+        println!(
+            "{:8} {:>5} {:>7.4} {:>10.0} {:>11.0} {:>8.3} {:>8.3} {:>8.2} {:>8.0}",
+            r.engine,
+            r.ef.map_or_else(|| "-".to_string(), |e| e.to_string()),
+            r.recall,
+            r.qps_single,
+            r.qps_threads,
+            r.p50_ms,
+            r.p99_ms,
+            r.build_s,
+            r.bytes_per_vector.unwrap_or(f64::NAN)
+        );
+    }
+    if stop.load(Ordering::Relaxed) {
+        println!("(stopped early: {} records kept)", records.len());
+    }
+    println!("results: {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `aimp bench gen` then `aimp bench ann` on a small set: the results file's schema, exact
+//! search at recall 1, valid SVG and PNG plots, and a clear error for a malformed file.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::BIN;
+
+fn aimp(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run aimp")
+}
+
+#[test]
+fn gen_then_ann_writes_results_and_plots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = dir.path().join("set");
+    let set_arg = set.to_string_lossy().into_owned();
+    let out = aimp(&[
+        "bench",
+        "gen",
+        "--kind",
+        "clustered",
+        "--n",
+        "2000",
+        "--dim",
+        "16",
+        "--queries",
+        "50",
+        "--seed",
+        "3",
+        "--out",
+        &set_arg,
+        "--format",
+        "npy",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "base.fvecs",
+        "query.fvecs",
+        "gt.ivecs",
+        "base.npy",
+        "query.npy",
+        "gt.npy",
+    ] {
+        assert!(set.join(f).exists(), "{f}");
+    }
+    let results = dir.path().join("results.json");
+    let plot = dir.path().join("plot.svg");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    // The .npy copies, and no --gt: the truth is computed and cached beside the base.
+    let out = aimp(&[
+        "bench",
+        "ann",
+        "--base",
+        &path(&set.join("base.npy")),
+        "--query",
+        &path(&set.join("query.npy")),
+        "--k",
+        "10",
+        "--m",
+        "8",
+        "--ef-construction",
+        "64",
+        "--ef",
+        "16,64",
+        "--threads",
+        "2",
+        "--engines",
+        "ours,hnsw_rs,exact",
+        "--out",
+        &path(&results),
+        "--plot",
+        &path(&plot),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("computed and cached"), "{stderr}");
+
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&results).expect("results")).expect("json");
+    assert_eq!(records.len(), 5);
+    for r in &records {
+        for field in [
+            "engine",
+            "ef",
+            "recall",
+            "qps_single",
+            "qps_threads",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "build_s",
+            "bytes_per_vector",
+            "machine",
+            "versions",
+            "m",
+            "ef_construction",
+            "k",
+            "metric",
+            "n",
+            "dim",
+        ] {
+            assert!(r.get(field).is_some(), "{field} missing in {r}");
+        }
+        assert!(r["qps_single"].as_f64().expect("qps") > 0.0);
+        assert_eq!(r["n"], 2000);
+        assert!(r["machine"]["cores"].as_u64().expect("cores") >= 1);
+        assert_eq!(r["versions"]["hnsw_rs"], "0.3.5");
+    }
+    let exact = records
+        .iter()
+        .find(|r| r["engine"] == "exact")
+        .expect("exact");
+    assert_eq!(exact["recall"], 1.0);
+    assert!(exact["ef"].is_null());
+    let ours: Vec<&Value> = records.iter().filter(|r| r["engine"] == "ours").collect();
+    assert_eq!(ours.len(), 2);
+    assert!(
+        ours[1]["recall"].as_f64().expect("recall") >= 0.9,
+        "{}",
+        ours[1]
+    );
+
+    let svg = std::fs::read_to_string(&plot).expect("svg");
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "not an SVG"
+    );
+    assert!(svg.contains("hnsw_rs") && svg.contains("recall@k"));
+    let png = image::open(plot.with_extension("png")).expect("a decodable PNG");
+    assert!(png.width() > 100 && png.height() > 100);
+
+    // The second run reads the cached truth; the ivecs truth file works as --gt.
+    let out = aimp(&[
+        "bench",
+        "ann",
+        "--base",
+        &path(&set.join("base.fvecs")),
+        "--query",
+        &path(&set.join("query.fvecs")),
+        "--gt",
+        &path(&set.join("gt.ivecs")),
+        "--ef",
+        "32",
+        "--engines",
+        "ours",
+        "--out",
+        &path(&results),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_malformed_file_is_a_clear_error_naming_the_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.fvecs");
+    // One record of dimension 4 cut after two values.
+    let mut bytes = 4i32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(&bad, bytes).expect("write");
+    let bad_arg = bad.to_string_lossy().into_owned();
+    let out = aimp(&[
+        "bench",
+        "ann",
+        "--base",
+        &bad_arg,
+        "--query",
+        &bad_arg,
+        "--out",
+        &dir.path().join("r.json").to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("byte offset 4") && stderr.contains("cut short"),
+        "{stderr}"
+    );
+}
