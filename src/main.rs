@@ -60,6 +60,6 @@ fn main() -> anyhow::Result<()> {
         Command::Models(cmd) => cli::models::run(&cli.settings, cmd),
         Command::Index(args) => cli::index::run(&cli::client(&cli.settings)?, &args),
         Command::Search(args) => cli::search::run(&cli::client(&cli.settings)?, &args),
-        Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Bench(cmd) => cli::bench::run(&cli.settings, cmd),
     }
 }

@@ -11,8 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use aimp_bench::formats::{self, Matrix};
 use aimp_bench::run::{self, Config, Engine, Progress};
-use aimp_bench::{plot, synthetic, truth};
-use aimp_index::Metric;
+use aimp_bench::{collection, plot, synthetic, truth};
+use aimp_index::{CollectionKey, Metric, VectorIndex};
+
+use crate::settings::Settings;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -20,6 +22,37 @@ pub enum BenchCommand {
     Ann(AnnArgs),
     /// Write a seeded synthetic set: base.fvecs, query.fvecs, gt.ivecs (and .npy).
     Gen(GenArgs),
+    /// Recall and latency of a live collection against its exact search (stop `serve`
+    /// first: the store is opened directly).
+    Collection(CollectionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CollectionArgs {
+    #[arg(long)]
+    pub model: String,
+    #[arg(long)]
+    pub scope: String,
+    /// Default: the collection the model's `index` mode writes.
+    #[arg(long)]
+    pub collection: Option<String>,
+    #[arg(long, default_value = aimp_server::keys::DEFAULT_WORKSPACE)]
+    pub workspace: String,
+    /// Queries sampled from the collection's own vectors.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Use these query vectors (.fvecs or .npy) instead of a sample.
+    #[arg(long)]
+    pub query: Option<PathBuf>,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    pub ef: Vec<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Also write the records here (JSON).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -91,11 +124,84 @@ pub struct GenArgs {
     pub out: PathBuf,
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+pub fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ann(args) => ann(&args),
         BenchCommand::Gen(args) => gen_set(&args),
+        BenchCommand::Collection(args) => collection(settings, &args),
     }
+}
+
+/// Ctrl-C sets the flag (the run stops and keeps what it has); a second one quits at once.
+fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: the results so far are kept (Ctrl-C again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn collection(settings: &Settings, args: &CollectionArgs) -> anyhow::Result<()> {
+    if args.k == 0 || args.queries == 0 || args.ef.contains(&0) {
+        bail!("--k, --queries and every --ef must be at least 1");
+    }
+    let name = match &args.collection {
+        Some(c) => c.clone(),
+        None => {
+            let registry = super::registry(settings)?;
+            let manifest = registry.get(&args.model)?;
+            manifest
+                .modes
+                .get("index")
+                .and_then(|m| m.collection.clone())
+                .with_context(|| {
+                    format!("model {} has no index mode; give --collection", args.model)
+                })?
+        }
+    };
+    let key = CollectionKey::new(&args.workspace, &args.model, &name, &args.scope);
+    let index = VectorIndex::new(super::open_store(settings)?);
+    let queries: Vec<Vec<f32>> = match &args.query {
+        Some(file) => {
+            let m = formats::read_vectors(file)?;
+            (0..m.rows).map(|i| m.row(i).to_vec()).collect()
+        }
+        None => collection::sample_queries(&index, &key, args.queries, args.seed)
+            .map_err(anyhow::Error::msg)?,
+    };
+    let stop = stop_on_ctrl_c()?;
+    eprintln!("measuring {key} with {} queries", queries.len());
+    let records = collection::measure(&index, &key, &queries, args.k, &args.ef, &stop)
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{:>5} {:>7} {:>10} {:>8} {:>8} {:>8}  exhaustive",
+        "ef", "recall", "qps(1)", "p50 ms", "p95 ms", "p99 ms"
+    );
+    for r in &records {
+        println!(
+            "{:>5} {:>7.4} {:>10.0} {:>8.3} {:>8.3} {:>8.3}  {}",
+            r.ef, r.recall, r.qps_single, r.p50_ms, r.p95_ms, r.p99_ms, r.exhaustive
+        );
+    }
+    if let Some(first) = records.first()
+        && first.exhaustive
+    {
+        println!(
+            "(the collection holds {} items, under the exact-search threshold: the server compares every vector)",
+            first.count
+        );
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&records)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("results: {}", out.display());
+    }
+    Ok(())
 }
 
 fn gen_set(args: &GenArgs) -> anyhow::Result<()> {
@@ -238,17 +344,7 @@ fn ann(args: &AnnArgs) -> anyhow::Result<()> {
         threads,
         engines: args.engines.clone(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::Relaxed) {
-                std::process::exit(130);
-            }
-            eprintln!("stopping: the results so far are kept (Ctrl-C again to quit at once)");
-        })
-        .context("cannot install the Ctrl-C handler")?;
-    }
+    let stop = stop_on_ctrl_c()?;
     let bar = ProgressBar::new(set.queries.rows as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg:32} {bar:30} {pos}/{len} queries {per_sec}")
@@ -258,6 +354,9 @@ fn ann(args: &AnnArgs) -> anyhow::Result<()> {
         Progress::Building { engine } => {
             bar.set_position(0);
             bar.set_message(format!("building {engine}"));
+            if bar.is_hidden() {
+                eprintln!("building {engine}");
+            }
         }
         Progress::Searching {
             engine,

@@ -189,3 +189,81 @@ fn a_malformed_file_is_a_clear_error_naming_the_offset() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_run_and_keeps_the_results_so_far() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = dir.path().join("set");
+    let out = aimp(&[
+        "bench",
+        "gen",
+        "--n",
+        "30000",
+        "--dim",
+        "48",
+        "--queries",
+        "200",
+        "--k",
+        "10",
+        "--out",
+        &set.to_string_lossy(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = dir.path().join("results.json");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let mut child = Command::new(BIN)
+        .args([
+            "bench",
+            "ann",
+            "--base",
+            &path(&set.join("base.fvecs")),
+            "--query",
+            &path(&set.join("query.fvecs")),
+            "--gt",
+            &path(&set.join("gt.ivecs")),
+            "--engines",
+            "exact,ours,hnsw_rs",
+            "--ef",
+            "16,32,64,128,256,512",
+            "--threads",
+            "1",
+            "--out",
+            &path(&results),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Exact search is measured first; interrupt while ours is being built.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    loop {
+        let line = lines
+            .next()
+            .expect("building ours never came")
+            .expect("line");
+        if line.contains("building ours") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("stopped early"), "{stdout}");
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&results).expect("results")).expect("json");
+    assert!(!records.is_empty());
+    assert_eq!(records[0]["engine"], "exact");
+    // The sweep did not run to its end: 1 exact + 6 ours + 6 hnsw_rs when complete.
+    assert!(records.len() < 13, "{} records", records.len());
+}

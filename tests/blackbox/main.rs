@@ -654,3 +654,57 @@ fn a_checkpoint_imported_unverified_as_clipo_serves_the_page_request_shape() {
     assert_eq!(reply["error"]["code"], "model_unavailable");
     server.stop();
 }
+
+/// `aimp bench collection` on a collection the server filled: the same search code, measured
+/// against exact search, with the server stopped.
+#[test]
+fn bench_collection_measures_a_live_collection() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = aimp(data.path(), &shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY);
+    let server = Server::start(cmd);
+    let texts: Vec<String> = (0..40)
+        .map(|i| format!("note number {i} about topic {}", i % 7))
+        .collect();
+    let ids: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
+    let body = json!({"model": "demo-model", "mode": "index", "scope": "notes",
+        "input": {"texts": texts, "text_ids": ids}, "params": {}});
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    server.stop();
+    let out_file = data.path().join("collection.json");
+    let out = aimp(data.path(), &shared_models())
+        .args([
+            "bench",
+            "collection",
+            "--model",
+            "demo-model",
+            "--scope",
+            "notes",
+            "--queries",
+        ])
+        .args(["10", "--ef", "16,64", "--out"])
+        .arg(&out_file)
+        .output()
+        .expect("bench collection");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("out")).expect("json");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["collection"], "texts");
+    assert_eq!(records[0]["count"], 40);
+    assert_eq!(records[0]["queries"], 10);
+    // 40 items are under the exact-search threshold: the server compares every vector.
+    assert_eq!(records[0]["exhaustive"], true);
+    assert_eq!(records[1]["recall"], 1.0);
+    assert!(stdout.contains("exact-search threshold"), "{stdout}");
+}
