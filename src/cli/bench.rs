@@ -215,8 +215,16 @@ fn gen_set(args: &GenArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    spinner.set_message(format!("drawing {} + {} vectors", args.n, args.queries));
     let (base, queries) = synthetic::generate(args.kind, args.n, args.queries, args.dim, args.seed);
+    spinner.set_message(format!(
+        "exact {} nearest of {} queries",
+        args.k, args.queries
+    ));
     let gt = truth::exact(&base, &queries, args.k, args.metric);
+    spinner.finish_and_clear();
     let out = |name: &str| args.out.join(name);
     formats::write_fvecs(&out("base.fvecs"), &base)?;
     formats::write_fvecs(&out("query.fvecs"), &queries)?;
@@ -298,7 +306,11 @@ fn load(args: &AnnArgs) -> anyhow::Result<Set> {
         }
         None => {
             let cache = truth::cache_path(base_file, query_file, metric, args.k)?;
+            let spinner = ProgressBar::new_spinner();
+            spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+            spinner.set_message("ground truth (exact search, all cores)");
             let (gt, hit) = truth::cached(&cache, &base, &queries, args.k, metric)?;
+            spinner.finish_and_clear();
             eprintln!(
                 "ground truth {} {}",
                 if hit {
