@@ -212,6 +212,19 @@ impl VectorIndex {
         Ok(self.load(key)?.map(|l| l.read().record.count))
     }
 
+    /// A collection's stored record (parameters, live count, timestamps), read from redb
+    /// without loading its graph; `None` when it does not exist.
+    pub fn record(&self, key: &CollectionKey) -> Result<Option<CollectionRecord>, StoreError> {
+        let Some(id) = self.collection_id(key)? else {
+            return Ok(None);
+        };
+        let txn = self.store.db.begin_read()?;
+        match txn.open_table(collection::COLLECTIONS)?.get(id)? {
+            Some(v) => Ok(Some(collection::decode("collection", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// One item by id: its stored record and vector, as committed.
     pub fn get(
         &self,

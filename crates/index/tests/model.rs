@@ -150,6 +150,8 @@ fn run(seed: u64, steps: usize) {
             oracle.get(key).map(|m| m.len() as u64),
             "{ctx}: count"
         );
+        let stored = index.record(key).expect(&ctx).map(|r| r.count);
+        assert_eq!(stored, count, "{ctx}: stored count");
         // Listing in pages of 7 gives exactly the live ids, in order.
         let mut listed = Vec::new();
         loop {

@@ -55,9 +55,10 @@ pub async fn delete(
     let index = state.index.clone();
     let k = key.clone();
     let count = blocking(move || {
-        let count = index.count(&k)?;
+        // The stored count: dropping a collection never needs its graph in memory.
+        let count = index.record(&k)?.map_or(0, |r| r.count);
         let existed = index.drop_collection(&k)?;
-        Ok(existed.then_some(count.unwrap_or(0)))
+        Ok(existed.then_some(count))
     })
     .await?;
     match count {
@@ -109,7 +110,7 @@ pub async fn items(
     let index = state.index.clone();
     let after = query.after.clone();
     let (page, exists) = blocking(move || {
-        let exists = index.count(&key)?.is_some();
+        let exists = index.record(&key)?.is_some();
         // One more than asked tells whether another page follows.
         Ok((index.list_items(&key, after.as_deref(), limit + 1)?, exists))
     })
