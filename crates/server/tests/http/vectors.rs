@@ -503,10 +503,27 @@ async fn a_restart_between_indexing_and_searching_changes_nothing() {
         let g = g.restart(with_clip(), save_graphs);
         for ((r, _), expected) in refs.iter().zip(&before) {
             let after = g.search_image(&g.key, "test", r).await;
-            assert_eq!(
-                &after.body["output"]["results"], expected,
-                "save_graphs {save_graphs}"
-            );
+            let after = after.body["output"]["results"]
+                .as_array()
+                .expect("results")
+                .clone();
+            let expected = expected.as_array().expect("results");
+            // The same items in the same order; scores equal up to float noise, since the query
+            // is encoded again and the shared encoder may batch it with other tests' pictures.
+            assert_eq!(after.len(), expected.len(), "save_graphs {save_graphs}");
+            for (a, e) in after.iter().zip(expected) {
+                for field in ["id", "filename", "media_ref"] {
+                    assert_eq!(a[field], e[field], "save_graphs {save_graphs}");
+                }
+                let (sa, se) = (
+                    a["score"].as_f64().expect("score"),
+                    e["score"].as_f64().expect("score"),
+                );
+                assert!(
+                    (sa - se).abs() < 1e-5,
+                    "save_graphs {save_graphs}: {sa} vs {se}"
+                );
+            }
         }
         assert_eq!(g.knowledge_bases(&g.key).await[0]["count"], 3);
         assert!(files_in(&g, "uploads").is_empty());
