@@ -4,10 +4,12 @@
 //! Only this crate knows candle. The server talks to a model through [`EncoderHandle`], which
 //! queues work for a dedicated thread and answers "overloaded" when that queue is full.
 
+mod bert;
 mod checkpoint;
 mod checksum;
 mod clip;
 mod clip_tokenizer;
+mod cpu;
 mod decode;
 mod device;
 mod error;

@@ -2,7 +2,8 @@
 //! normalisation, as sentence-transformers does for all-MiniLM-L6-v2.
 //!
 //! Reference: <https://www.sbert.net/> and
-//! `sentence_transformers/models/Pooling.py`; the encoder is
+//! `sentence_transformers/models/Pooling.py`. On the CPU the encoder is our own forward pass
+//! ([`crate::bert`]); on a GPU, or for a configuration that pass does not cover, it is
 //! `candle_transformers::models::bert` (BERT, <https://arxiv.org/abs/1810.04805>).
 
 use std::path::Path;
@@ -11,14 +12,23 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use crate::bert::{Bert, TokenRow};
 use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::l2::normalize_rows;
 use crate::{EmbedError, Encoder, Manifest};
 
+/// Which forward pass runs the encoder.
+enum Backend {
+    /// Ours, on plain buffers, texts packed without padding.
+    Cpu(Box<Bert>),
+    /// candle's, on padded batches (GPU devices).
+    Candle(BertModel),
+}
+
 /// A loaded BERT sentence encoder.
 pub struct SentenceEncoder {
     slug: String,
-    model: BertModel,
+    model: Backend,
     tokenizer: Tokenizer,
     device: Device,
     dimensions: usize,
@@ -53,7 +63,11 @@ impl SentenceEncoder {
             ));
         }
         let vb = read_weights(&slug, dir, device)?;
-        let model = BertModel::load(vb, &config).map_err(model_err)?;
+        let model = if device.is_cpu() && Bert::supports(&config) {
+            Backend::Cpu(Box::new(Bert::load(vb, &config).map_err(model_err)?))
+        } else {
+            Backend::Candle(BertModel::load(vb, &config).map_err(model_err)?)
+        };
 
         let tok_err = |reason: String| EmbedError::Tokenizer {
             slug: slug.clone(),
@@ -68,12 +82,17 @@ impl SentenceEncoder {
                 ..TruncationParams::default()
             }))
             .map_err(|e| tok_err(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id,
-            pad_token: "[PAD]".into(),
-            ..PaddingParams::default()
-        }));
+        // Our forward pass packs texts end to end; candle's needs them padded.
+        if let Backend::Candle(_) = model {
+            tokenizer.with_padding(Some(PaddingParams {
+                strategy: PaddingStrategy::BatchLongest,
+                pad_id,
+                pad_token: "[PAD]".into(),
+                ..PaddingParams::default()
+            }));
+        } else {
+            tokenizer.with_padding(None);
+        }
         Ok(SentenceEncoder {
             slug,
             model,
@@ -83,11 +102,24 @@ impl SentenceEncoder {
         })
     }
 
-    fn forward(&self, texts: &[String]) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn forward(&mut self, texts: &[String]) -> candle_core::Result<Vec<Vec<f32>>> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(candle_core::Error::msg)?;
+        let model = match &mut self.model {
+            Backend::Cpu(bert) => {
+                let rows: Vec<TokenRow<'_>> = encodings
+                    .iter()
+                    .map(|e| TokenRow {
+                        ids: e.get_ids(),
+                        type_ids: e.get_type_ids(),
+                    })
+                    .collect();
+                return bert.embed(&rows);
+            }
+            Backend::Candle(model) => model,
+        };
         let rows = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> candle_core::Result<Tensor> {
             let rows = encodings
                 .iter()
@@ -98,7 +130,7 @@ impl SentenceEncoder {
         let ids = rows(&|e| e.get_ids())?;
         let type_ids = rows(&|e| e.get_type_ids())?;
         let mask = rows(&|e| e.get_attention_mask())?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let hidden = model.forward(&ids, &type_ids, Some(&mask))?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
         let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
