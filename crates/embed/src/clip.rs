@@ -2,8 +2,9 @@
 //!
 //! Paper: Radford et al., "Learning Transferable Visual Models From Natural Language
 //! Supervision" (<https://arxiv.org/abs/2103.00020>). Reference implementation:
-//! `transformers.CLIPModel` (`get_text_features`, `get_image_features`). The towers are
-//! `candle_transformers::models::clip`; this module reads the Hugging Face `config.json`, pools
+//! `transformers.CLIPModel` (`get_text_features`, `get_image_features`). On the CPU the towers
+//! are our own forward pass ([`crate::clip_towers`]); on a GPU they are
+//! `candle_transformers::models::clip`. This module reads the Hugging Face `config.json`, pools
 //! the text feature at the first end token (as transformers does, also in padded batches), and
 //! applies the projections and normalisation.
 
@@ -18,6 +19,7 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use serde::Deserialize;
 
 use crate::checkpoint::{config_error, read_config, read_weights};
+use crate::clip_towers::{TextRow, TextTower, VisionTower};
 use crate::l2::normalize_rows;
 use crate::{ClipTokenizer, EmbedError, Encoder, Manifest};
 
@@ -61,13 +63,26 @@ fn layer_norm_eps() -> f64 {
     1e-5
 }
 
+/// Which forward pass runs the towers.
+enum Towers {
+    /// Ours, on plain buffers (CPU).
+    Cpu {
+        text: Box<TextTower>,
+        vision: Box<VisionTower>,
+    },
+    /// candle's (GPU devices).
+    Candle {
+        text: Box<ClipTextTransformer>,
+        text_projection: Linear,
+        vision: Box<ClipVisionTransformer>,
+        visual_projection: Linear,
+    },
+}
+
 /// A loaded CLIP model: both towers, both projections, and its tokenizer.
 pub struct ClipEncoder {
     slug: String,
-    text: ClipTextTransformer,
-    text_projection: Linear,
-    vision: ClipVisionTransformer,
-    visual_projection: Linear,
+    towers: Towers,
     tokenizer: ClipTokenizer,
     device: Device,
     dimensions: usize,
@@ -182,15 +197,9 @@ impl ClipEncoder {
         let text_config = ClipTextConfig::vit_base_patch32();
         let vision_config = ClipVisionConfig::vit_base_patch32();
         let tokenizer = ClipTokenizer::from_file(&slug, tokenizer, 77)?;
-        let encoder = Self::assemble(
-            slug.clone(),
-            vb,
-            &text_config,
-            &vision_config,
-            512,
-            tokenizer,
-        )
-        .map_err(model_err)?;
+        // candle's towers create every variable; they are seeded below, then the encoder is
+        // assembled from them (our towers copy the weights when they load).
+        candle_towers(vb.clone(), &text_config, &vision_config, 512).map_err(model_err)?;
         // candle cannot seed its CPU generator, so every weight is rewritten from a seeded one,
         // in name order.
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -207,6 +216,15 @@ impl ClipEncoder {
                 var.set(&tensor).map_err(model_err)?;
             }
         }
+        let encoder = Self::assemble(
+            slug.clone(),
+            vb,
+            &text_config,
+            &vision_config,
+            512,
+            tokenizer,
+        )
+        .map_err(model_err)?;
         Ok((encoder, varmap))
     }
 
@@ -219,24 +237,17 @@ impl ClipEncoder {
         tokenizer: ClipTokenizer,
     ) -> candle_core::Result<ClipEncoder> {
         let device = vb.device().clone();
-        let text = ClipTextTransformer::new(vb.pp("text_model"), text_config)?;
-        let vision = ClipVisionTransformer::new(vb.pp("vision_model"), vision_config)?;
-        let text_projection = candle_nn::linear_no_bias(
-            text_config.embed_dim,
-            projection_dim,
-            vb.pp("text_projection"),
-        )?;
-        let visual_projection = candle_nn::linear_no_bias(
-            vision_config.embed_dim,
-            projection_dim,
-            vb.pp("visual_projection"),
-        )?;
+        let towers = if device.is_cpu() {
+            Towers::Cpu {
+                text: Box::new(TextTower::load(vb.clone(), text_config, projection_dim)?),
+                vision: Box::new(VisionTower::load(vb, vision_config, projection_dim)?),
+            }
+        } else {
+            candle_towers(vb, text_config, vision_config, projection_dim)?
+        };
         Ok(ClipEncoder {
             slug,
-            text,
-            text_projection,
-            vision,
-            visual_projection,
+            towers,
             max_tokens: tokenizer.max_len(),
             tokenizer,
             device,
@@ -275,6 +286,26 @@ impl ClipEncoder {
     }
 
     fn text_features(&self, ids: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let (text, text_projection) = match &self.towers {
+            Towers::Cpu { text, .. } => {
+                let rows: Vec<TextRow<'_>> = ids
+                    .iter()
+                    .map(|row| {
+                        let row = &row[..row.len().min(self.max_tokens)];
+                        TextRow {
+                            ids: row,
+                            feature_position: self.tokenizer.feature_position(row),
+                        }
+                    })
+                    .collect();
+                return text.embed(&rows);
+            }
+            Towers::Candle {
+                text,
+                text_projection,
+                ..
+            } => (text, text_projection),
+        };
         let len = ids
             .iter()
             .map(Vec::len)
@@ -292,7 +323,7 @@ impl ClipEncoder {
             ));
         }
         let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
-        let hidden = self.text.forward_with_mask(&input, usize::MAX)?;
+        let hidden = text.forward_with_mask(&input, usize::MAX)?;
         let pooled = ids
             .iter()
             .enumerate()
@@ -303,15 +334,31 @@ impl ClipEncoder {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let pooled = Tensor::cat(&pooled, 0)?;
-        normalize_rows(&self.text_projection.forward(&pooled)?)
+        normalize_rows(&text_projection.forward(&pooled)?)
     }
 
     /// Image embeddings from preprocessed pixels `(batch, 3, size, size)`.
     pub fn embed_pixels(&self, pixels: &Tensor) -> Result<Vec<Vec<f32>>, EmbedError> {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
-            let pooled = self.vision.forward(&pixels)?;
-            normalize_rows(&self.visual_projection.forward(&pooled)?)
+            match &self.towers {
+                Towers::Cpu { vision, .. } => {
+                    let n = pixels.dim(0)?;
+                    let flat = pixels
+                        .to_dtype(DType::F32)?
+                        .flatten_all()?
+                        .to_vec1::<f32>()?;
+                    vision.embed(&flat, n)
+                }
+                Towers::Candle {
+                    vision,
+                    visual_projection,
+                    ..
+                } => {
+                    let pixels = pixels.to_device(&self.device)?.to_dtype(DType::F32)?;
+                    let pooled = vision.forward(&pixels)?;
+                    normalize_rows(&visual_projection.forward(&pooled)?)
+                }
+            }
         };
         run().map_err(self.model_err())
     }
@@ -335,11 +382,41 @@ impl Encoder for ClipEncoder {
     }
 
     fn embed_pixels(&mut self, pixels: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if let Towers::Cpu { vision, .. } = &self.towers {
+            return vision.embed(&pixels, n).map_err(self.model_err());
+        }
         let s = self.image_size;
         let tensor = Tensor::from_vec(pixels, (n, 3, s, s), &candle_core::Device::Cpu)
             .map_err(self.model_err())?;
         ClipEncoder::embed_pixels(self, &tensor)
     }
+}
+
+/// candle's towers and projections (GPU devices; on the CPU, they create the variables of a
+/// seeded random model).
+fn candle_towers(
+    vb: VarBuilder,
+    text_config: &ClipTextConfig,
+    vision_config: &ClipVisionConfig,
+    projection_dim: usize,
+) -> candle_core::Result<Towers> {
+    Ok(Towers::Candle {
+        text: Box::new(ClipTextTransformer::new(vb.pp("text_model"), text_config)?),
+        vision: Box::new(ClipVisionTransformer::new(
+            vb.pp("vision_model"),
+            vision_config,
+        )?),
+        text_projection: candle_nn::linear_no_bias(
+            text_config.embed_dim,
+            projection_dim,
+            vb.pp("text_projection"),
+        )?,
+        visual_projection: candle_nn::linear_no_bias(
+            vision_config.embed_dim,
+            projection_dim,
+            vb.pp("visual_projection"),
+        )?,
+    })
 }
 
 /// candle's tower configs from the Hugging Face ones; refuses what candle's towers cannot run.

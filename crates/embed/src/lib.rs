@@ -9,6 +9,7 @@ mod checkpoint;
 mod checksum;
 mod clip;
 mod clip_tokenizer;
+mod clip_towers;
 mod cpu;
 mod decode;
 mod device;

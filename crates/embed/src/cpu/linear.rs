@@ -34,6 +34,22 @@ impl Linear {
         })
     }
 
+    /// A layer from a weight already flattened to `(outputs, inputs)` (a convolution whose
+    /// kernel covers its whole input patch), without bias.
+    pub fn from_weight(weight: Vec<f32>, inputs: usize, outputs: usize) -> Linear {
+        assert_eq!(
+            weight.len(),
+            inputs * outputs,
+            "weight is (outputs, inputs)"
+        );
+        Linear {
+            weight,
+            bias: vec![0.0; outputs],
+            inputs,
+            outputs,
+        }
+    }
+
     /// Several layers reading the same input, stacked into one (query, key and value become
     /// one product three times as wide).
     pub fn stack(parts: &[Linear]) -> Linear {
