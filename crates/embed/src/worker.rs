@@ -6,6 +6,7 @@
 //! preprocessed on the rayon pool (each one under `catch_unwind`, so a picture that crashes a
 //! decoder is a 400 for that picture) while the model thread runs earlier batches.
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -246,107 +247,150 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// The worker loop: take one job, then whatever else is already waiting (up to `max_batch`
-/// items), run the texts together and the pictures together, and answer each job with its
-/// own rows.
+/// After this many text batches in a row while pictures wait, one picture batch runs, so
+/// neither kind starves the other.
+const TEXT_BATCHES_BEFORE_PICTURES: usize = 4;
+
+/// A job on the worker thread with the rows it has earned so far.
+struct Running {
+    work: Work,
+    /// Items of `work` already run.
+    taken: usize,
+    rows: Vec<Vec<f32>>,
+    reply: Reply,
+}
+
+/// The worker loop. Work runs in batches of at most `max_batch` items, one batch at a time,
+/// and between batches the worker picks what runs next: texts (search queries, typically one
+/// short text) before pictures, so a query waits for at most the batch already running, not
+/// for a long picture job queued before it. Long jobs are split into batches that other
+/// work can overtake; a job is answered when its last batch is done. Texts need no sorting by
+/// length: the CPU forward pass packs them without padding.
 fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let mut items: usize = jobs[0].work.len();
-        while items < max_batch {
+    let mut texts: VecDeque<Running> = VecDeque::new();
+    let mut pixels: VecDeque<Running> = VecDeque::new();
+    let mut text_streak = 0;
+    loop {
+        if texts.is_empty() && pixels.is_empty() {
+            match rx.recv() {
+                Ok(job) => enqueue(job, &mut texts, &mut pixels),
+                Err(_) => return,
+            }
+        }
+        loop {
             match rx.try_recv() {
-                Ok(job) => {
-                    items += job.work.len();
-                    jobs.push(job);
-                }
+                Ok(job) => enqueue(job, &mut texts, &mut pixels),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let (texts, pixels): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| matches!(j.work, Work::Texts(_)));
-        for group in [texts, pixels] {
-            if !group.is_empty() {
-                answer(&mut encoder, group, max_batch);
-            }
+        let pictures_turn =
+            texts.is_empty() || (!pixels.is_empty() && text_streak >= TEXT_BATCHES_BEFORE_PICTURES);
+        if pictures_turn {
+            text_streak = 0;
+            run_batch(&mut encoder, &mut pixels, max_batch);
+        } else {
+            text_streak += 1;
+            run_batch(&mut encoder, &mut texts, max_batch);
         }
     }
 }
 
-/// Runs one kind of work for several jobs together and hands each its rows, in order.
-fn answer(encoder: &mut impl Encoder, mut jobs: Vec<Job>, max_batch: usize) {
-    let lens: Vec<usize> = jobs.iter().map(|j| j.work.len()).collect();
-    let result = match &jobs[0].work {
+fn enqueue(job: Job, texts: &mut VecDeque<Running>, pixels: &mut VecDeque<Running>) {
+    let queue = match job.work {
+        Work::Texts(_) => texts,
+        Work::Pixels(_) => pixels,
+    };
+    if job.work.len() == 0 {
+        let _ = job.reply.send(Ok(Vec::new()));
+        return;
+    }
+    queue.push_back(Running {
+        rows: Vec::with_capacity(job.work.len()),
+        work: job.work,
+        taken: 0,
+        reply: job.reply,
+    });
+}
+
+/// Runs one batch from the front of `queue` (up to `max_batch` items, from as many jobs as
+/// fit), hands each job its rows, and answers the jobs that are complete.
+fn run_batch(encoder: &mut impl Encoder, queue: &mut VecDeque<Running>, max_batch: usize) {
+    // (job position in the queue, how many of its items) for this batch.
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    let mut items = 0;
+    for (i, job) in queue.iter().enumerate() {
+        if items == max_batch {
+            break;
+        }
+        let n = (job.work.len() - job.taken).min(max_batch - items);
+        parts.push((i, n));
+        items += n;
+    }
+    let result = match &queue[0].work {
         Work::Texts(_) => {
-            let all: Vec<String> = jobs
-                .iter_mut()
-                .flat_map(|j| match &mut j.work {
-                    Work::Texts(t) => std::mem::take(t),
+            let batch: Vec<String> = parts
+                .iter()
+                .flat_map(|&(i, n)| match &queue[i].work {
+                    Work::Texts(t) => t[queue[i].taken..queue[i].taken + n].to_vec(),
                     Work::Pixels(_) => Vec::new(),
                 })
                 .collect();
-            embed_chunked(encoder, &all, max_batch)
+            guarded(|| encoder.embed_texts(&batch))
         }
         Work::Pixels(_) => {
-            let all: Vec<Vec<f32>> = jobs
-                .iter_mut()
-                .flat_map(|j| match &mut j.work {
-                    Work::Pixels(p) => std::mem::take(p),
+            let batch: Vec<f32> = parts
+                .iter()
+                .flat_map(|&(i, n)| match &queue[i].work {
+                    Work::Pixels(p) => p[queue[i].taken..queue[i].taken + n].concat(),
                     Work::Texts(_) => Vec::new(),
                 })
                 .collect();
-            embed_pixels_chunked(encoder, all, max_batch)
+            guarded(|| encoder.embed_pixels(batch, items))
         }
     };
     match result {
-        Ok(vectors) => {
-            let mut rest = vectors;
-            for (job, len) in jobs.into_iter().zip(lens) {
-                let tail = rest.split_off(len.min(rest.len()));
-                let _ = job.reply.send(Ok(rest));
-                rest = tail;
+        Ok(vectors) if vectors.len() == items => {
+            let mut vectors = vectors.into_iter();
+            for &(i, n) in &parts {
+                let job = &mut queue[i];
+                job.rows.extend(vectors.by_ref().take(n));
+                job.taken += n;
+                // Free the inputs of a finished picture batch early.
+                if let Work::Pixels(p) = &mut job.work {
+                    p[job.taken - n..job.taken]
+                        .iter_mut()
+                        .for_each(|v| *v = Vec::new());
+                }
+            }
+            while queue.front().is_some_and(|j| j.taken == j.work.len()) {
+                if let Some(job) = queue.pop_front() {
+                    let _ = job.reply.send(Ok(job.rows));
+                }
             }
         }
-        Err(e) => {
+        outcome => {
+            let e = match outcome {
+                Ok(vectors) => EmbedError::Panicked {
+                    reason: format!(
+                        "the model answered {} rows for {items} items",
+                        vectors.len()
+                    ),
+                },
+                Err(e) => e,
+            };
+            // Every job with items in the failed batch fails; the first gets the error itself.
             let message = e.to_string();
-            let mut jobs = jobs.into_iter();
-            if let Some(job) = jobs.next() {
-                let _ = job.reply.send(Err(e));
-            }
-            for job in jobs {
-                let _ = job.reply.send(Err(EmbedError::Panicked {
-                    reason: message.clone(),
-                }));
+            let mut first = Some(e);
+            for _ in 0..parts.len() {
+                if let Some(job) = queue.pop_front() {
+                    let err = first.take().unwrap_or_else(|| EmbedError::Panicked {
+                        reason: message.clone(),
+                    });
+                    let _ = job.reply.send(Err(err));
+                }
             }
         }
     }
-}
-
-/// Runs `texts` through the model `max_batch` at a time, turning a panic into an error.
-fn embed_chunked(
-    encoder: &mut impl Encoder,
-    texts: &[String],
-    max_batch: usize,
-) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(max_batch) {
-        out.extend(guarded(|| encoder.embed_texts(chunk))?);
-    }
-    Ok(out)
-}
-
-/// Runs pictures through the model `max_batch` at a time, turning a panic into an error.
-fn embed_pixels_chunked(
-    encoder: &mut impl Encoder,
-    pictures: Vec<Vec<f32>>,
-    max_batch: usize,
-) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let mut out = Vec::with_capacity(pictures.len());
-    for chunk in pictures.chunks(max_batch) {
-        let flat: Vec<f32> = chunk.concat();
-        out.extend(guarded(|| encoder.embed_pixels(flat, chunk.len()))?);
-    }
-    Ok(out)
 }
 
 fn guarded(
@@ -540,5 +584,147 @@ mod tests {
         assert_eq!(out.len(), 10);
         assert_eq!(out[9][0], 9.0);
         assert_eq!(*batches.lock().expect("batches"), vec![4, 4, 2]);
+    }
+
+    /// A two-tower model that logs each batch it runs ("T3" = three texts) and can be held
+    /// on a gate.
+    struct Logged {
+        gate: Arc<Mutex<()>>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Encoder for Logged {
+        fn slug(&self) -> &str {
+            "logged"
+        }
+        fn dimensions(&self) -> usize {
+            1
+        }
+        fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.log
+                .lock()
+                .expect("log")
+                .push(format!("T{}", texts.len()));
+            let _held = self.gate.lock().expect("gate");
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+        fn image_size(&self) -> Option<u32> {
+            Some(4)
+        }
+        fn embed_pixels(&mut self, _: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.log.lock().expect("log").push(format!("P{n}"));
+            let _held = self.gate.lock().expect("gate");
+            Ok((0..n).map(|i| vec![i as f32]).collect())
+        }
+    }
+
+    // The gate is held across awaits on purpose: it stalls the worker thread, not a task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn a_query_overtakes_a_long_picture_job_after_one_batch() {
+        let png: Arc<[u8]> = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/palette.png"
+        ))
+        .expect("read")
+        .into();
+        let gate = Arc::new(Mutex::new(()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let h = EncoderHandle::spawn(
+            Logged {
+                gate: gate.clone(),
+                log: log.clone(),
+            },
+            WorkerOptions {
+                queue_capacity: 8,
+                max_batch: 2,
+            },
+        );
+        let held = gate.lock().expect("gate");
+        let pictures = tokio::spawn({
+            let h = h.clone();
+            let images = vec![png; 6];
+            async move { h.embed_images(images, DecodeOptions::default()).await }
+        });
+        // The first picture batch is running (held on the gate) before the query arrives.
+        while log.lock().expect("log").is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let query = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["a dog".into()]).await }
+        });
+        while h.queue_depth() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Give the query time to reach the worker's queue before the gate opens.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        assert_eq!(query.await.expect("join").expect("query"), vec![vec![5.0]]);
+        let rows = pictures.await.expect("join").expect("pictures");
+        assert_eq!(
+            rows,
+            vec![
+                vec![0.0],
+                vec![1.0],
+                vec![0.0],
+                vec![1.0],
+                vec![0.0],
+                vec![1.0]
+            ]
+        );
+        assert_eq!(*log.lock().expect("log"), ["P2", "T1", "P2", "P2"]);
+    }
+
+    #[tokio::test]
+    async fn batches_mix_jobs_and_a_failed_batch_fails_only_its_jobs() {
+        let (enc, (gate, entered, batches)) = fake();
+        let h = EncoderHandle::spawn(
+            enc,
+            WorkerOptions {
+                queue_capacity: 8,
+                max_batch: 3,
+            },
+        );
+        let held = gate.lock().expect("gate");
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["a".into()]).await }
+        });
+        while entered.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Two jobs of two texts wait; the next batch takes both of the first and one of the
+        // second (3), then the last text runs alone.
+        let second = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["bb".into(), "ccc".into()]).await }
+        });
+        let third = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["dddd".into(), "eeeee".into()]).await }
+        });
+        while h.queue_depth() < 3 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        assert_eq!(
+            first.await.expect("join").expect("first"),
+            vec![vec![1.0, 1.0]]
+        );
+        assert_eq!(
+            second.await.expect("join").expect("second"),
+            vec![vec![2.0, 1.0], vec![3.0, 1.0]]
+        );
+        assert_eq!(
+            third.await.expect("join").expect("third"),
+            vec![vec![4.0, 1.0], vec![5.0, 1.0]]
+        );
+        assert_eq!(*batches.lock().expect("batches"), vec![1, 3, 1]);
+        // A batch that panics fails the jobs in it; the worker goes on.
+        let bad = h.embed_texts(vec!["panic".into()]).await;
+        assert!(matches!(bad, Err(EmbedError::Panicked { .. })));
+        assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
     }
 }
