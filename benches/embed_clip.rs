@@ -1,15 +1,18 @@
 //! CLIP ViT-B/32 at full size (seeded random weights: the real model's shapes and cost):
-//! images per second at batch 1, 8 and 32, texts per second at batch 1 and 32, and the
-//! preprocessing of one 640x480 image.
+//! images per second at batch 1, 8 and 32 from preprocessed pixels (`clip_image`) and from a
+//! JPEG file's bytes (`clip_jpeg`: decode and preprocess on the rayon pool, as the gateway
+//! does, then the tower), texts per second at batch 1 and 32, and the preprocessing of one
+//! 640x480 image.
 //!
 //! `cargo bench --bench embed_clip`. `benches/reference/embed_clip_hf.py` measures the same
 //! with PyTorch + transformers; docs/benchmarks.md holds both medians and their ratio.
 
 use std::path::Path;
 
-use aimp_embed::{ClipEncoder, preprocess};
+use aimp_embed::{ClipEncoder, Encoder, preprocess};
 use candle_core::{DType, Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rayon::prelude::*;
 
 const SEED: u64 = 42;
 const IMAGE_BATCHES: &[usize] = &[1, 8, 32];
@@ -36,6 +39,39 @@ fn images(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, pixels| {
             b.iter(|| enc.embed_pixels(pixels).expect("embed"));
+        });
+    }
+    group.finish();
+}
+
+fn jpeg_images(c: &mut Criterion) {
+    let mut enc = encoder();
+    let jpeg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/clipo/fixtures/images/photo.jpg"
+    ))
+    .expect("photo.jpg");
+    let size = enc.image_size();
+    let mut group = c.benchmark_group("clip_jpeg");
+    group.sample_size(10);
+    for &batch in IMAGE_BATCHES {
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+            b.iter(|| {
+                let pixels: Vec<f32> = (0..batch)
+                    .into_par_iter()
+                    .flat_map_iter(|_| {
+                        let rgb = aimp_embed::decode_rgb(&jpeg).expect("decode");
+                        let mut out = vec![0f32; 3 * size * size];
+                        preprocess::normalize_into(
+                            &preprocess::resize_and_crop(&rgb, size as u32),
+                            &mut out,
+                        );
+                        out
+                    })
+                    .collect();
+                Encoder::embed_pixels(&mut enc, pixels, batch).expect("embed")
+            });
         });
     }
     group.finish();
@@ -83,5 +119,12 @@ fn decode_and_preprocess(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, images, texts, preprocessing, decode_and_preprocess);
+criterion_group!(
+    benches,
+    images,
+    jpeg_images,
+    texts,
+    preprocessing,
+    decode_and_preprocess
+);
 criterion_main!(benches);

@@ -1,4 +1,5 @@
-//! Sentences per second of demo-model (all-MiniLM-L6-v2, real weights) at batch 1 and 32.
+//! Sentences per second of demo-model (all-MiniLM-L6-v2, real weights) at batch 1 and 32, and
+//! the time of one short search query.
 //!
 //! `cargo bench --bench embed_text`. The same sentences and batch sizes are measured with
 //! sentence-transformers by `benches/reference/embed_text_st.py`; docs/benchmarks.md holds
@@ -11,6 +12,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 const BATCH_SIZES: &[usize] = &[1, 32];
 const SENTENCES: &str = include_str!("data/sentences.txt");
+/// The query `benches/reference/embed_reference.py` times (8 tokens).
+const QUERY: &str = "how do I reset my password";
 
 fn encoder() -> SentenceEncoder {
     let models = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models");
@@ -36,6 +39,11 @@ fn embed_text(c: &mut Criterion) {
             b.iter(|| enc.embed_texts(texts).expect("embed"));
         });
     }
+    // One short search query, the latency every typed search waits for.
+    let query = vec![QUERY.to_string()];
+    group.bench_function("query", |b| {
+        b.iter(|| enc.embed_texts(&query).expect("embed"))
+    });
     group.finish();
 }
 
