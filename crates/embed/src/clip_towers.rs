@@ -227,7 +227,7 @@ impl VisionTower {
             .pp("embeddings.patch_embedding")
             .get(&[h, ch, p, p], "weight")?;
         Ok(VisionTower {
-            patch: Linear::from_weight(patch, ch * p * p, h),
+            patch: Linear::from_weight(&patch, ch * p * p, h),
             class: w.pp("embeddings").get(&[h], "class_embedding")?,
             position: w
                 .pp("embeddings.position_embedding")

@@ -69,11 +69,7 @@ impl Layer {
         eps: f64,
     ) -> candle_core::Result<Self> {
         let (h, i) = (shape.hidden, shape.intermediate);
-        let qkv = Linear::stack(&[
-            Linear::load(&w.pp(names.query), h, h, true)?,
-            Linear::load(&w.pp(names.key), h, h, true)?,
-            Linear::load(&w.pp(names.value), h, h, true)?,
-        ]);
+        let qkv = Linear::stacked(w, &[names.query, names.key, names.value], h, h, true)?;
         Ok(Layer {
             qkv,
             out: Linear::load(&w.pp(names.out), h, h, true)?,

@@ -1,22 +1,14 @@
-//! A `torch.nn.Linear` layer: `y = x Wᵀ (+ b)`, with the weight kept as the checkpoint has it,
-//! `(out, in)` row-major. Products of many rows go through `gemm` (which packs the weight,
-//! a cost spread over the rows); products of a few rows stream the weight's rows directly
-//! ([`super::skinny`]).
+//! A `torch.nn.Linear` layer: `y = x Wᵀ (+ b)`, the weight packed once at load for
+//! [`super::packed`]'s kernel.
 
-use super::matmul::{Output, View, ViewMut, matmul};
-use super::skinny;
-
-/// Up to this many rows, a product streams the weight rather than packing it for `gemm`.
-/// Measured on MiniLM (AVX2, 2 threads): 10-18 % faster at 14 rows, 3 % at 25, even at 40.
-const SKINNY_MAX_ROWS: usize = 32;
+use super::matmul::Output;
+use super::packed::{self, Packed};
 use super::weights::Weights;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Linear {
-    weight: Vec<f32>,
+    weight: Packed,
     bias: Vec<f32>,
-    inputs: usize,
-    outputs: usize,
 }
 
 impl Linear {
@@ -27,57 +19,51 @@ impl Linear {
         outputs: usize,
         with_bias: bool,
     ) -> candle_core::Result<Self> {
-        let weight = w.get(&[outputs, inputs], "weight")?;
-        let bias = if with_bias {
-            w.get(&[outputs], "bias")?
-        } else {
-            vec![0.0; outputs]
-        };
+        Self::stacked(w, &[""], inputs, outputs, with_bias)
+    }
+
+    /// Several layers under `w` (`names` below it; `""` is `w` itself) that read the same
+    /// input, stacked into one whose outputs are theirs side by side: query, key and value
+    /// become one product three times as wide.
+    pub fn stacked(
+        w: &Weights<'_>,
+        names: &[&str],
+        inputs: usize,
+        outputs_each: usize,
+        with_bias: bool,
+    ) -> candle_core::Result<Self> {
+        let mut weight = Vec::with_capacity(names.len() * outputs_each * inputs);
+        let mut bias = Vec::with_capacity(names.len() * outputs_each);
+        for name in names {
+            let part = if name.is_empty() {
+                w.clone()
+            } else {
+                w.pp(name)
+            };
+            weight.extend(part.get(&[outputs_each, inputs], "weight")?);
+            if with_bias {
+                bias.extend(part.get(&[outputs_each], "bias")?);
+            }
+        }
+        let outputs = names.len() * outputs_each;
+        bias.resize(outputs, 0.0);
         Ok(Linear {
-            weight,
+            weight: Packed::new(&weight, outputs, inputs),
             bias,
-            inputs,
-            outputs,
         })
     }
 
     /// A layer from a weight already flattened to `(outputs, inputs)` (a convolution whose
     /// kernel covers its whole input patch), without bias.
-    pub fn from_weight(weight: Vec<f32>, inputs: usize, outputs: usize) -> Linear {
-        assert_eq!(
-            weight.len(),
-            inputs * outputs,
-            "weight is (outputs, inputs)"
-        );
+    pub fn from_weight(weight: &[f32], inputs: usize, outputs: usize) -> Linear {
         Linear {
-            weight,
+            weight: Packed::new(weight, outputs, inputs),
             bias: vec![0.0; outputs],
-            inputs,
-            outputs,
-        }
-    }
-
-    /// Several layers reading the same input, stacked into one (query, key and value become
-    /// one product three times as wide).
-    pub fn stack(parts: &[Linear]) -> Linear {
-        let inputs = parts[0].inputs;
-        assert!(
-            parts.iter().all(|p| p.inputs == inputs),
-            "stacked layers share their input"
-        );
-        Linear {
-            weight: parts
-                .iter()
-                .flat_map(|p| p.weight.iter().copied())
-                .collect(),
-            bias: parts.iter().flat_map(|p| p.bias.iter().copied()).collect(),
-            inputs,
-            outputs: parts.iter().map(|p| p.outputs).sum(),
         }
     }
 
     pub fn outputs(&self) -> usize {
-        self.outputs
+        self.weight.outputs()
     }
 
     /// The bias, which callers fuse into the element-wise pass that follows the product.
@@ -87,22 +73,13 @@ impl Linear {
 
     /// `dst (=|+=) x Wᵀ` for `rows` rows of `x`, without the bias.
     pub fn product(&self, x: &[f32], rows: usize, dst: &mut [f32], output: Output, threads: usize) {
-        if rows <= SKINNY_MAX_ROWS {
-            return skinny::product(
-                &x[..rows * self.inputs],
-                rows,
-                &self.weight,
-                self.inputs,
-                &mut dst[..rows * self.outputs],
-                output == Output::Accumulate,
-                threads,
-            );
-        }
-        matmul(
-            ViewMut::rows(&mut dst[..rows * self.outputs], rows, self.outputs),
-            View::rows(&x[..rows * self.inputs], rows, self.inputs),
-            View::transposed(&self.weight, self.outputs, self.inputs),
-            output,
+        let (k, n) = (self.weight.inputs(), self.weight.outputs());
+        packed::product(
+            &x[..rows * k],
+            rows,
+            &self.weight,
+            &mut dst[..rows * n],
+            output == Output::Accumulate,
             threads,
         );
     }
@@ -110,30 +87,38 @@ impl Linear {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+
     use super::*;
 
     #[test]
-    fn stacked_layers_give_their_outputs_side_by_side_at_every_size() {
+    fn stacked_layers_give_their_outputs_side_by_side() {
+        let t = |v: &[f32], shape: &[usize]| {
+            Tensor::from_slice(v, shape, &Device::Cpu).expect("tensor")
+        };
         // W (out, in) as checkpoints store it: a is 2 x 3, b is 1 x 3.
-        let a = Linear::from_weight(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, 2);
-        let b = Linear::from_weight(vec![0.0, 1.0, 0.0], 3, 1);
-        let ab = Linear::stack(&[a, b]);
-        for rows in [2, SKINNY_MAX_ROWS + 1] {
-            let x: Vec<f32> = [1.0, 1.0, 2.0, 0.0, 1.0, 0.0]
-                .iter()
-                .copied()
-                .cycle()
-                .take(rows * 3)
-                .collect();
-            let mut y = vec![0f32; rows * 3];
-            ab.product(&x, rows, &mut y, Output::Overwrite, 2);
-            let want: Vec<f32> = [9.0, 21.0, 1.0, 2.0, 5.0, 1.0]
-                .iter()
-                .copied()
-                .cycle()
-                .take(rows * 3)
-                .collect();
-            assert_eq!(y, want, "{rows} rows");
-        }
+        let tensors = HashMap::from([
+            (
+                "a.weight".to_string(),
+                t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]),
+            ),
+            ("a.bias".to_string(), t(&[0.5, -0.5], &[2])),
+            (
+                "b.weight".to_string(),
+                t(&[0.0, 1.0, 0.0, 1.0, 0.0, 0.0], &[2, 3]),
+            ),
+            ("b.bias".to_string(), t(&[1.0, 2.0], &[2])),
+        ]);
+        let w = Weights::new(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu));
+        let ab = Linear::stacked(&w, &["a", "b"], 3, 2, true).expect("load");
+        assert_eq!(ab.bias(), [0.5, -0.5, 1.0, 2.0]);
+        let x = [1.0, 1.0, 2.0, 0.0, 1.0, 0.0];
+        let mut y = [0f32; 8];
+        ab.product(&x, 2, &mut y, Output::Overwrite, 2);
+        assert_eq!(y, [9.0, 21.0, 1.0, 1.0, 2.0, 5.0, 1.0, 0.0]);
+        assert!(Linear::stacked(&w, &["a", "missing"], 3, 2, true).is_err());
     }
 }

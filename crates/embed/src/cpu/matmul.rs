@@ -2,8 +2,9 @@
 //! strided views whose bounds are checked before the one `unsafe` call.
 //!
 //! `gemm` picks its micro-kernels at run time (AVX-512 with its `x86-v4` feature, which the
-//! workspace turns on; AVX2+FMA; NEON; scalar) and packs strided operands itself, so a
-//! transposed weight or one head's columns of a fused QKV buffer are read in place.
+//! workspace turns on; AVX2+FMA; NEON; scalar) and packs strided operands itself, so one
+//! head's queries, keys or values are read in place from the fused QKV buffer. The products
+//! with weights have their own kernel ([`super::packed`]); these are attention's.
 
 use gemm::Parallelism;
 
@@ -65,12 +66,6 @@ impl<'a> View<'a> {
     /// A contiguous row-major `rows x cols` matrix.
     pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
         View::new(data, rows, cols, cols, 1)
-    }
-
-    /// The transpose of a contiguous row-major `rows x cols` matrix, read in place: a
-    /// checkpoint's `(out, in)` weight used as the `(in, out)` right-hand side.
-    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        View::new(data, cols, rows, 1, cols)
     }
 }
 
@@ -178,7 +173,7 @@ mod tests {
             matmul(
                 ViewMut::rows(&mut out, m, n),
                 View::rows(&a, m, k),
-                View::transposed(&bt, n, k),
+                View::new(&bt, k, n, 1, k),
                 Output::Overwrite,
                 threads,
             );

@@ -17,7 +17,7 @@ pub(crate) mod layer;
 pub(crate) mod linear;
 pub(crate) mod math;
 pub(crate) mod matmul;
-pub(crate) mod skinny;
+pub(crate) mod packed;
 pub(crate) mod weights;
 
 /// Where each packed sequence starts and how long it is, in rows of a `(tokens, width)`
