@@ -22,7 +22,7 @@ enum Backend {
     /// Ours, on plain buffers, texts packed without padding.
     Cpu(Box<Bert>),
     /// candle's, on padded batches (GPU devices).
-    Candle(BertModel),
+    Candle(Box<BertModel>),
 }
 
 /// A loaded BERT sentence encoder.
@@ -66,7 +66,7 @@ impl SentenceEncoder {
         let model = if device.is_cpu() && Bert::supports(&config) {
             Backend::Cpu(Box::new(Bert::load(vb, &config).map_err(model_err)?))
         } else {
-            Backend::Candle(BertModel::load(vb, &config).map_err(model_err)?)
+            Backend::Candle(Box::new(BertModel::load(vb, &config).map_err(model_err)?))
         };
 
         let tok_err = |reason: String| EmbedError::Tokenizer {

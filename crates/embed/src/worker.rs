@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rayon::prelude::*;
 use tokio::sync::oneshot;
@@ -277,11 +277,9 @@ fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize) {
                 Err(_) => return,
             }
         }
-        loop {
-            match rx.try_recv() {
-                Ok(job) => enqueue(job, &mut texts, &mut pixels),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        // Disconnected: the handle is gone; what is already here still runs.
+        while let Ok(job) = rx.try_recv() {
+            enqueue(job, &mut texts, &mut pixels);
         }
         let pictures_turn =
             texts.is_empty() || (!pixels.is_empty() && text_streak >= TEXT_BATCHES_BEFORE_PICTURES);
@@ -676,6 +674,8 @@ mod tests {
         assert_eq!(*log.lock().expect("log"), ["P2", "T1", "P2", "P2"]);
     }
 
+    // The gate is held across awaits on purpose: it stalls the worker thread, not a task.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn batches_mix_jobs_and_a_failed_batch_fails_only_its_jobs() {
         let (enc, (gate, entered, batches)) = fake();
