@@ -111,13 +111,21 @@ def main() -> None:
     ap.add_argument("--model-dir", default=str(ROOT / "target/tmp/models/demo-model"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--only", default="minilm,query,image,text", help="comma-separated groups")
+    ap.add_argument("--only", default="minilm,query,image,text",
+                    help="comma-separated groups; 'peak' times one large fp32 matmul (torch)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
     from PIL import Image
     from transformers import CLIPImageProcessor
 
+    if "peak" in only:
+        # The machine's matmul peak as MKL/oneDNN reach it: CLIP's MLP product at batch 32.
+        a, b = torch.rand(1600, 768), torch.rand(768, 3072)
+        rate, n = median_rate(lambda: torch.mm(a, b), 2 * 1600 * 768 * 3072 / 1e9, args.seconds)
+        print(f"peak {args.threads}: median {rate:.1f} GFLOP/s over {n} runs (torch.mm 1600x768 . 768x3072)")
+        if only == {"peak"}:
+            return
     engine = Torch(args.model_dir) if args.engine == "torch" else Ort(args.onnx, args.engine == "ort-int8", args.threads, args.model_dir)
     processor = CLIPImageProcessor()
     jpeg = (ROOT / "models/clipo/fixtures/images/photo.jpg").read_bytes()

@@ -18,8 +18,9 @@ use rayon::prelude::*;
 
 /// Output columns per panel.
 pub(crate) const NR: usize = 16;
-/// Input rows that pass over a panel while it sits in L2.
-const ROW_BLOCK: usize = 96;
+/// Most input rows that pass over a panel while it sits in L2 (their block stays in L3).
+/// 256 rather than 96: 1.3-1.6x faster at 8 and 32 pictures (the weight is read less often).
+const ROW_BLOCK: usize = 256;
 
 /// A `(n, k)` weight (as checkpoints store it) packed into panels.
 #[derive(Clone, Debug)]
@@ -125,8 +126,11 @@ impl pulp::WithSimd for Task<'_> {
 #[inline(always)]
 fn run<S: Simd, const MR: usize>(simd: S, t: Task<'_>) {
     let k = t.weight.k;
-    for block in (0..t.rows).step_by(ROW_BLOCK) {
-        let end = (block + ROW_BLOCK).min(t.rows);
+    // Equal blocks of at most ROW_BLOCK rows: a short last block would read the whole weight
+    // for little work.
+    let step = t.rows.div_ceil(t.rows.div_ceil(ROW_BLOCK).max(1)).max(1);
+    for block in (0..t.rows).step_by(step) {
+        let end = (block + step).min(t.rows);
         for (pl, p) in t.panels.clone().enumerate() {
             let panel = t.weight.panel(p);
             let cols = NR.min(t.cols - pl * NR);
