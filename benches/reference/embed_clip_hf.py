@@ -7,26 +7,13 @@ thread count. Prints median images/s and texts/s.
 """
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from embed_reference import median_rate
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def median_rate(fn, items, seconds):
-    for _ in range(2):
-        fn()
-    rates = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(rates) < 5:
-        start = time.perf_counter()
-        fn()
-        rates.append(items / (time.perf_counter() - start))
-    return statistics.median(rates), len(rates)
 
 
 def preprocess(seconds):

@@ -70,10 +70,7 @@ fn pool_and_project(
         .flat_map(|r| x[r * hidden..(r + 1) * hidden].iter().copied())
         .collect();
     let n = pooled.len() / hidden;
-    if let Some(bias) = pending {
-        math::add_bias(&mut pooled, bias);
-    }
-    math::bias_layer_norm(&mut pooled, None, norm.norm());
+    math::bias_layer_norm(&mut pooled, pending, norm.norm());
     let dims = projection.outputs();
     let mut out = vec![0f32; n * dims];
     projection.product(&pooled, n, &mut out, Output::Overwrite, 1);

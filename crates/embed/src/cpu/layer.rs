@@ -94,23 +94,14 @@ impl Layer {
         buf: &mut Buffers,
         threads: usize,
     ) {
-        let t = packing.tokens();
-        let h = shape.hidden;
-        let qkv = scratch(&mut buf.qkv, t * 3 * h);
-        self.qkv.product(x, t, qkv, Output::Overwrite, threads);
-        par_rows(qkv, 3 * h, threads, |rows| {
-            math::add_bias(rows, self.qkv.bias())
-        });
-        let ctx = scratch(&mut buf.ctx, t * h);
-        self_attention(qkv, ctx, packing, h, shape.heads, shape.causal);
+        let (t, h) = (packing.tokens(), shape.hidden);
+        let ctx = self.attend(x, packing, shape, buf, threads);
         self.out.product(ctx, t, x, Output::Accumulate, threads);
         let norm1 = self.norm1.norm();
         par_rows(x, h, threads, |rows| {
             math::bias_layer_norm(rows, Some(self.out.bias()), norm1)
         });
-        let up = scratch(&mut buf.up, t * shape.intermediate);
-        self.up.product(x, t, up, Output::Overwrite, threads);
-        activate(up, self.up.bias(), shape, threads);
+        let up = self.expand(x, t, shape, &mut buf.up, threads);
         self.down.product(up, t, x, Output::Accumulate, threads);
         let norm2 = self.norm2.norm();
         par_rows(x, h, threads, |rows| {
@@ -130,23 +121,54 @@ impl Layer {
         buf: &mut Buffers,
         threads: usize,
     ) {
-        let t = packing.tokens();
-        let h = shape.hidden;
-        let normed = scratch(&mut buf.normed, t * h);
-        norm_rows(x, pending, normed, self.norm1.norm(), threads);
+        let (t, h) = (packing.tokens(), shape.hidden);
+        let mut normed = std::mem::take(&mut buf.normed);
+        let n = scratch(&mut normed, t * h);
+        norm_rows(x, pending, n, self.norm1.norm(), threads);
+        let ctx = self.attend(n, packing, shape, buf, threads);
+        self.out.product(ctx, t, x, Output::Accumulate, threads);
+        norm_rows(x, Some(self.out.bias()), n, self.norm2.norm(), threads);
+        let up = self.expand(n, t, shape, &mut buf.up, threads);
+        self.down.product(up, t, x, Output::Accumulate, threads);
+        buf.normed = normed;
+    }
+
+    /// Self-attention of `input` (`tokens x hidden`): the fused QKV product with its bias,
+    /// then every sequence's heads, into `buf.ctx`, which is returned (before the output
+    /// product, which the caller accumulates onto its residual).
+    fn attend<'b>(
+        &self,
+        input: &[f32],
+        packing: &Packing,
+        shape: &Shape,
+        buf: &'b mut Buffers,
+        threads: usize,
+    ) -> &'b mut [f32] {
+        let (t, h) = (packing.tokens(), shape.hidden);
         let qkv = scratch(&mut buf.qkv, t * 3 * h);
-        self.qkv.product(normed, t, qkv, Output::Overwrite, threads);
+        self.qkv.product(input, t, qkv, Output::Overwrite, threads);
         par_rows(qkv, 3 * h, threads, |rows| {
             math::add_bias(rows, self.qkv.bias())
         });
         let ctx = scratch(&mut buf.ctx, t * h);
         self_attention(qkv, ctx, packing, h, shape.heads, shape.causal);
-        self.out.product(ctx, t, x, Output::Accumulate, threads);
-        norm_rows(x, Some(self.out.bias()), normed, self.norm2.norm(), threads);
-        let up = scratch(&mut buf.up, t * shape.intermediate);
-        self.up.product(normed, t, up, Output::Overwrite, threads);
+        ctx
+    }
+
+    /// The MLP's first product and activation on `rows` rows of `input`, into `up`, which is
+    /// returned (before the second product, which the caller accumulates onto its residual).
+    fn expand<'b>(
+        &self,
+        input: &[f32],
+        rows: usize,
+        shape: &Shape,
+        up: &'b mut Vec<f32>,
+        threads: usize,
+    ) -> &'b mut [f32] {
+        let up = scratch(up, rows * shape.intermediate);
+        self.up.product(input, rows, up, Output::Overwrite, threads);
         activate(up, self.up.bias(), shape, threads);
-        self.down.product(up, t, x, Output::Accumulate, threads);
+        up
     }
 }
 
