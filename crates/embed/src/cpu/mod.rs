@@ -13,6 +13,7 @@
 //! folder holds what they share.
 
 pub(crate) mod attention;
+pub(crate) mod int8;
 pub(crate) mod layer;
 pub(crate) mod linear;
 pub(crate) mod math;

@@ -59,17 +59,44 @@ impl Packed {
     }
 }
 
-/// Where a tile's results go: `cols` columns of each of its rows, `stride` apart in `data`.
-struct Out<'a> {
-    data: &'a mut [f32],
+/// What one task of [`spread`] computes: rows `rows` of the product for the panels `panels`,
+/// written into `out` (row `r` of the task, panel `pl` of it, at `out[r * stride + pl * NR..]`,
+/// clipped to `cols` columns in all).
+pub(crate) struct Tile<'a> {
+    pub rows: std::ops::Range<usize>,
+    pub panels: std::ops::Range<usize>,
+    out: &'a mut [f32],
     stride: usize,
     cols: usize,
     accumulate: bool,
 }
 
-/// `R` rows of `x` (`k` wide, contiguous) times one panel, into `out`.
+impl Tile<'_> {
+    /// Stores (or adds) the 16 results of row `r` and panel `pl`, both counted from the tile's
+    /// first; columns past the output's width are dropped.
+    #[inline(always)]
+    pub fn write(&mut self, r: usize, pl: usize, values: &[f32; NR]) {
+        let cols = NR.min(self.cols - pl * NR);
+        let dst = &mut self.out[r * self.stride + pl * NR..][..cols];
+        if self.accumulate {
+            dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
+        } else {
+            dst.copy_from_slice(&values[..cols]);
+        }
+    }
+}
+
+/// `R` rows of `x` (`k` wide, contiguous) times one panel, into the tile's row `r`, panel `pl`.
 #[inline(always)]
-fn tile<S: Simd, const R: usize>(simd: S, x: &[f32], k: usize, panel: &[f32], out: Out<'_>) {
+fn tile_product<S: Simd, const R: usize>(
+    simd: S,
+    x: &[f32],
+    k: usize,
+    panel: &[f32],
+    out: &mut Tile<'_>,
+    r: usize,
+    pl: usize,
+) {
     let vectors = NR / S::F32_LANES;
     assert!(x.len() == R * k && panel.len() == k * NR);
     let rows: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
@@ -84,33 +111,22 @@ fn tile<S: Simd, const R: usize>(simd: S, x: &[f32], k: usize, panel: &[f32], ou
             }
         }
     }
-    let mut tile = [0f32; NR];
-    for (r, acc) in acc.iter().enumerate() {
-        let (t, _) = S::as_mut_simd_f32s(&mut tile);
+    let mut values = [0f32; NR];
+    for (i, acc) in acc.iter().enumerate() {
+        let (t, _) = S::as_mut_simd_f32s(&mut values);
         t[..vectors].copy_from_slice(&acc[..vectors]);
-        let dst = &mut out.data[r * out.stride..][..out.cols];
-        if out.accumulate {
-            dst.iter_mut().zip(&tile).for_each(|(d, v)| *d += v);
-        } else {
-            dst.copy_from_slice(&tile[..out.cols]);
-        }
+        out.write(r + i, pl, &values);
     }
 }
 
-/// One task: `panels` for `rows` rows of `x`, written to `out` (row `r`, panel `pl` of the
-/// task at `out[r * stride + pl * NR ..]`, clipped to `cols` columns in all).
-struct Task<'a> {
+/// One task of an `f32` product.
+struct Task<'a, 'b> {
     x: &'a [f32],
-    rows: usize,
     weight: &'a Packed,
-    panels: std::ops::Range<usize>,
-    out: &'a mut [f32],
-    stride: usize,
-    cols: usize,
-    accumulate: bool,
+    tile: Tile<'b>,
 }
 
-impl pulp::WithSimd for Task<'_> {
+impl pulp::WithSimd for Task<'_, '_> {
     type Output = ();
 
     #[inline(always)]
@@ -123,42 +139,44 @@ impl pulp::WithSimd for Task<'_> {
     }
 }
 
+/// Equal blocks of at most `ROW_BLOCK` rows covering `rows` (a short last block would read the
+/// whole weight for little work), as ranges counted from `rows.start`.
+pub(crate) fn row_blocks(rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let step = rows.div_ceil(rows.div_ceil(ROW_BLOCK).max(1)).max(1);
+    (0..rows)
+        .step_by(step)
+        .map(move |b| b..(b + step).min(rows))
+}
+
 #[inline(always)]
-fn run<S: Simd, const MR: usize>(simd: S, t: Task<'_>) {
-    let k = t.weight.k;
-    // Equal blocks of at most ROW_BLOCK rows: a short last block would read the whole weight
-    // for little work.
-    let step = t.rows.div_ceil(t.rows.div_ceil(ROW_BLOCK).max(1)).max(1);
-    for block in (0..t.rows).step_by(step) {
-        let end = (block + step).min(t.rows);
-        for (pl, p) in t.panels.clone().enumerate() {
-            let panel = t.weight.panel(p);
-            let cols = NR.min(t.cols - pl * NR);
-            macro_rules! out {
-                ($r:expr) => {
-                    Out {
-                        data: &mut t.out[$r * t.stride + pl * NR..],
-                        stride: t.stride,
-                        cols,
-                        accumulate: t.accumulate,
-                    }
-                };
-            }
-            let mut r = block;
-            while r + MR <= end {
-                tile::<S, MR>(simd, &t.x[r * k..(r + MR) * k], k, panel, out!(r));
+fn run<S: Simd, const MR: usize>(simd: S, t: Task<'_, '_>) {
+    let Task {
+        x,
+        weight,
+        mut tile,
+    } = t;
+    let k = weight.k;
+    let first = tile.rows.start;
+    let x = &x[first * k..tile.rows.end * k];
+    for block in row_blocks(tile.rows.len()) {
+        for pl in 0..tile.panels.len() {
+            let panel = weight.panel(tile.panels.start + pl);
+            let mut r = block.start;
+            while r + MR <= block.end {
+                let x = &x[r * k..(r + MR) * k];
+                tile_product::<S, MR>(simd, x, k, panel, &mut tile, r, pl);
                 r += MR;
             }
-            while r < end {
-                let n = (end - r).min(6);
-                let x = &t.x[r * k..(r + n) * k];
+            while r < block.end {
+                let n = (block.end - r).min(6);
+                let x = &x[r * k..(r + n) * k];
                 match n {
-                    1 => tile::<S, 1>(simd, x, k, panel, out!(r)),
-                    2 => tile::<S, 2>(simd, x, k, panel, out!(r)),
-                    3 => tile::<S, 3>(simd, x, k, panel, out!(r)),
-                    4 => tile::<S, 4>(simd, x, k, panel, out!(r)),
-                    5 => tile::<S, 5>(simd, x, k, panel, out!(r)),
-                    _ => tile::<S, 6>(simd, x, k, panel, out!(r)),
+                    1 => tile_product::<S, 1>(simd, x, k, panel, &mut tile, r, pl),
+                    2 => tile_product::<S, 2>(simd, x, k, panel, &mut tile, r, pl),
+                    3 => tile_product::<S, 3>(simd, x, k, panel, &mut tile, r, pl),
+                    4 => tile_product::<S, 4>(simd, x, k, panel, &mut tile, r, pl),
+                    5 => tile_product::<S, 5>(simd, x, k, panel, &mut tile, r, pl),
+                    _ => tile_product::<S, 6>(simd, x, k, panel, &mut tile, r, pl),
                 }
                 r += n;
             }
@@ -167,11 +185,6 @@ fn run<S: Simd, const MR: usize>(simd: S, t: Task<'_>) {
 }
 
 /// `dst (=|+=) x Wᵀ` for `rows` rows of `x` (`w.inputs()` wide), on up to `threads` threads.
-///
-/// With many rows, each thread takes a block of rows and every panel (the weight is read once
-/// per `ROW_BLOCK` rows either way) and writes its rows in place. With few, each thread takes
-/// some of the panels, so the weight is read once in all, into a buffer of its own that is then
-/// copied into the rows.
 pub(crate) fn product(
     x: &[f32],
     rows: usize,
@@ -180,39 +193,58 @@ pub(crate) fn product(
     accumulate: bool,
     threads: usize,
 ) {
-    let (k, n) = (w.k, w.n);
-    assert_eq!(x.len(), rows * k, "input is (rows, k)");
+    assert_eq!(x.len(), rows * w.k, "input is (rows, k)");
+    spread(rows, w.n, dst, accumulate, threads, |tile| {
+        pulp::Arch::new().dispatch(Task {
+            x,
+            weight: w,
+            tile,
+        })
+    });
+}
+
+/// Splits a product of `rows` rows by an `n`-column panelled weight into tasks for up to
+/// `threads` threads and runs `task` on each.
+///
+/// With many rows, each thread takes a block of rows and every panel (the weight is read once
+/// per `ROW_BLOCK` rows either way) and writes its rows in place. With few, each thread takes
+/// some of the panels, so the weight is read once in all, into a buffer of its own that is then
+/// copied into the rows.
+pub(crate) fn spread(
+    rows: usize,
+    n: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+    task: impl Fn(Tile<'_>) + Sync,
+) {
     assert_eq!(dst.len(), rows * n, "output is (rows, n)");
     if rows == 0 {
         return;
     }
     let panels = n.div_ceil(NR);
-    let dispatch = |x: &[f32],
-                    rows: usize,
-                    range: std::ops::Range<usize>,
-                    out: &mut [f32],
-                    stride: usize,
-                    cols: usize,
-                    accumulate: bool| {
-        pulp::Arch::new().dispatch(Task {
-            x,
-            rows,
-            weight: w,
-            panels: range,
-            out,
-            stride,
-            cols,
+    if threads <= 1 {
+        task(Tile {
+            rows: 0..rows,
+            panels: 0..panels,
+            out: dst,
+            stride: n,
+            cols: n,
             accumulate,
         });
-    };
-    if threads <= 1 {
-        dispatch(x, rows, 0..panels, dst, n, n, accumulate);
     } else if rows >= 2 * ROW_BLOCK {
-        let per = rows.div_ceil(threads).next_multiple_of(6);
-        x.par_chunks(per * k)
-            .zip(dst.par_chunks_mut(per * n))
-            .for_each(|(x, dst)| {
-                dispatch(x, x.len() / k, 0..panels, dst, n, n, accumulate);
+        let per = rows.div_ceil(threads).next_multiple_of(12);
+        dst.par_chunks_mut(per * n)
+            .enumerate()
+            .for_each(|(i, out)| {
+                task(Tile {
+                    rows: i * per..i * per + out.len() / n,
+                    panels: 0..panels,
+                    out,
+                    stride: n,
+                    cols: n,
+                    accumulate,
+                });
             });
     } else {
         let per = panels.div_ceil(panels.min(threads * 4));
@@ -222,8 +254,16 @@ pub(crate) fn product(
                 let range = t * per..((t + 1) * per).min(panels);
                 let width = range.len() * NR;
                 let mut local = vec![0f32; rows * width];
-                dispatch(x, rows, range.clone(), &mut local, width, width, false);
-                (range.start * NR, local)
+                let first = range.start * NR;
+                task(Tile {
+                    rows: 0..rows,
+                    panels: range,
+                    out: &mut local,
+                    stride: width,
+                    cols: width,
+                    accumulate: false,
+                });
+                (first, local)
             })
             .collect();
         for (r, row) in dst.chunks_mut(n).enumerate() {
@@ -291,17 +331,18 @@ mod tests {
         impl pulp::WithSimd for Scalar<'_> {
             type Output = ();
             fn with_simd<S: Simd>(self, simd: S) {
-                let panels = self.2.n.div_ceil(NR);
-                let n = self.2.n;
+                let (n, rows) = (self.2.n, self.1);
                 Task {
                     x: self.0,
-                    rows: self.1,
                     weight: self.2,
-                    panels: 0..panels,
-                    out: self.3,
-                    stride: n,
-                    cols: n,
-                    accumulate: false,
+                    tile: Tile {
+                        rows: 0..rows,
+                        panels: 0..n.div_ceil(NR),
+                        out: self.3,
+                        stride: n,
+                        cols: n,
+                        accumulate: false,
+                    },
                 }
                 .with_simd(simd);
             }
