@@ -2,19 +2,20 @@
 //! images per second at batch 1, 8 and 32 from preprocessed pixels (`clip_image`) and from a
 //! JPEG file's bytes (`clip_jpeg`: decode and preprocess on the rayon pool, as the gateway
 //! does, then the tower), texts per second at batch 1 and 32, and the preprocessing of one
-//! 640x480 image.
+//! 640x480 image. Every encoder group runs at both precisions: ids `fp32/N` and `int8/N`.
 //!
 //! `cargo bench --bench embed_clip`. `benches/reference/embed_clip_hf.py` measures the same
 //! with PyTorch + transformers; docs/benchmarks.md holds both medians and their ratio.
 
 use std::path::Path;
 
-use aimp_embed::{ClipEncoder, Encoder, preprocess};
+use aimp_embed::{ClipEncoder, Encoder, Precision, preprocess};
 use candle_core::{DType, Device, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
 
 const SEED: u64 = 42;
+const PRECISIONS: &[Precision] = &[Precision::Fp32, Precision::Int8];
 const IMAGE_BATCHES: &[usize] = &[1, 8, 32];
 const TEXT_BATCHES: &[usize] = &[1, 32];
 const SENTENCES: &str = include_str!("data/sentences.txt");
@@ -23,40 +24,50 @@ const TOKENIZER: &str = concat!(
     "/models/clipo/fixtures/tokenizer.json"
 );
 
-fn encoder() -> ClipEncoder {
-    ClipEncoder::random_vit_b32(SEED, Path::new(TOKENIZER), &Device::Cpu).expect("random ViT-B/32")
+fn encoder(precision: Precision) -> ClipEncoder {
+    ClipEncoder::random_vit_b32(SEED, Path::new(TOKENIZER), &Device::Cpu, precision)
+        .expect("random ViT-B/32")
+}
+
+fn id(precision: Precision, batch: usize) -> BenchmarkId {
+    BenchmarkId::new(precision.as_str(), batch)
 }
 
 fn images(c: &mut Criterion) {
-    let enc = encoder();
     let mut group = c.benchmark_group("clip_image");
     group.sample_size(10);
-    for &batch in IMAGE_BATCHES {
-        // Seeded pixels in the normalised range; the cost does not depend on their values.
-        let pixels = Tensor::rand(-1.8f32, 2.1, (batch, 3, 224, 224), &Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .expect("pixels");
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, pixels| {
-            b.iter(|| enc.embed_pixels(pixels).expect("embed"));
-        });
+    for &precision in PRECISIONS {
+        let enc = encoder(precision);
+        for &batch in IMAGE_BATCHES {
+            // Seeded pixels in the normalised range; the cost does not depend on their values.
+            let pixels = Tensor::rand(-1.8f32, 2.1, (batch, 3, 224, 224), &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F32))
+                .expect("pixels");
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(id(precision, batch), &pixels, |b, pixels| {
+                b.iter(|| enc.embed_pixels(pixels).expect("embed"));
+            });
+        }
     }
     group.finish();
 }
 
 fn jpeg_images(c: &mut Criterion) {
-    let mut enc = encoder();
     let jpeg = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/models/clipo/fixtures/images/photo.jpg"
     ))
     .expect("photo.jpg");
-    let size = enc.image_size();
     let mut group = c.benchmark_group("clip_jpeg");
     group.sample_size(10);
-    for &batch in IMAGE_BATCHES {
+    for (&precision, &batch) in PRECISIONS
+        .iter()
+        .flat_map(|p| IMAGE_BATCHES.iter().map(move |b| (p, b)))
+    {
+        let mut enc = encoder(precision);
+        let size = enc.image_size();
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
+        group.bench_function(id(precision, batch), |b| {
             b.iter(|| {
                 let pixels: Vec<f32> = (0..batch)
                     .into_par_iter()
@@ -78,16 +89,18 @@ fn jpeg_images(c: &mut Criterion) {
 }
 
 fn texts(c: &mut Criterion) {
-    let enc = encoder();
     let sentences: Vec<String> = SENTENCES.lines().map(str::to_string).collect();
     let mut group = c.benchmark_group("clip_text");
     group.sample_size(20);
-    for &batch in TEXT_BATCHES {
-        let texts = &sentences[..batch];
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(batch), texts, |b, texts| {
-            b.iter(|| enc.embed_texts(texts).expect("embed"));
-        });
+    for &precision in PRECISIONS {
+        let enc = encoder(precision);
+        for &batch in TEXT_BATCHES {
+            let texts = &sentences[..batch];
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(id(precision, batch), texts, |b, texts| {
+                b.iter(|| enc.embed_texts(texts).expect("embed"));
+            });
+        }
     }
     group.finish();
 }

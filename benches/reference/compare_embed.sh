@@ -27,8 +27,10 @@ for round in $(seq 1 "$rounds"); do
     done
     cargo bench --bench embed_text -- --warm-up-time 2 --measurement-time "$seconds" >/dev/null 2>&1
     cargo bench --bench embed_clip -- --warm-up-time 2 --measurement-time "$seconds" 'clip_jpeg|clip_text' >/dev/null 2>&1
-    for b in 1 32; do echo "round $round ours minilm $b: median $(rate embed_text/$b $b) sentences/s"; done
-    echo "round $round ours query 1: p50 $(ms embed_text/query) ms (criterion median, in process)"
-    for b in 1 8 32; do echo "round $round ours image $b: median $(rate clip_jpeg/$b $b) images/s"; done
-    for b in 1 32; do echo "round $round ours text $b: median $(rate clip_text/$b $b) texts/s"; done
+    for p in fp32 int8; do
+        for b in 1 32; do echo "round $round ours-$p minilm $b: median $(rate embed_text/$p/$b $b) sentences/s"; done
+        echo "round $round ours-$p query 1: p50 $(ms embed_text/$p/query) ms (criterion median, in process)"
+        for b in 1 8 32; do echo "round $round ours-$p image $b: median $(rate clip_jpeg/$p/$b $b) images/s"; done
+        for b in 1 32; do echo "round $round ours-$p text $b: median $(rate clip_text/$p/$b $b) texts/s"; done
+    done
 done

@@ -22,12 +22,16 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<aimp_index::Store> {
     })
 }
 
-/// The registry of built-in and folder manifests.
+/// The registry of built-in and folder manifests, at the precisions `--precision` sets.
 pub fn registry(settings: &Settings) -> anyhow::Result<aimp_embed::Registry> {
-    Ok(aimp_embed::Registry::load(
-        Some(&settings.manifests_dir),
-        &settings.models_dir,
-    )?)
+    let mut registry =
+        aimp_embed::Registry::load(Some(&settings.manifests_dir), &settings.models_dir)?;
+    for (slug, precision) in &settings.precision {
+        registry
+            .set_precision(slug, *precision)
+            .with_context(|| format!("--precision {slug}={precision}"))?;
+    }
+    Ok(registry)
 }
 
 /// A client of the running gateway: `--gateway-url` (else the `--addr` it listens on) and

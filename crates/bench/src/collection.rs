@@ -92,6 +92,7 @@ pub fn measure(
                 top_k: k,
                 ef: None,
                 exact: true,
+                precision: None,
             };
             Ok(index
                 .search(key, q, exact)
@@ -112,6 +113,7 @@ pub fn measure(
             top_k: k,
             ef: Some(ef),
             exact: false,
+            precision: None,
         };
         let mut latencies = Vec::with_capacity(queries.len());
         let mut hits = 0usize;

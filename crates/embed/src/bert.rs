@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
 
 use crate::cpu::Packing;
+use crate::Precision;
 use crate::cpu::layer::{Activation, Buffers, Layer, Names, Shape};
 use crate::cpu::math;
 use crate::cpu::weights::{LayerNorm, Weights};
@@ -59,8 +60,12 @@ impl Bert {
     }
 
     /// The encoder under `bert.` (or at the top level, as sentence-transformers saves it).
-    pub fn load(vb: VarBuilder<'_>, config: &Config) -> candle_core::Result<Bert> {
-        let root = Weights::new(vb);
+    pub fn load(
+        vb: VarBuilder<'_>,
+        config: &Config,
+        precision: Precision,
+    ) -> candle_core::Result<Bert> {
+        let root = Weights::new(vb, precision);
         let root = if root.contains("bert.embeddings.word_embeddings.weight") {
             root.pp("bert")
         } else {

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::clip_towers::{TextRow, TextTower, VisionTower};
 use crate::l2::normalize_rows;
-use crate::{ClipTokenizer, EmbedError, Encoder, Manifest};
+use crate::{ClipTokenizer, EmbedError, Encoder, Manifest, Precision};
 
 /// The parts of a Hugging Face CLIP `config.json` that shape the model.
 #[derive(Debug, Deserialize)]
@@ -113,6 +113,7 @@ impl ClipEncoder {
                 config.projection_dim, manifest.dimensions
             )));
         }
+        check_precision(&slug, manifest.precision, device)?;
         let vb = read_weights(&slug, dir, device)?;
         let model_err = |source| EmbedError::Model {
             slug: slug.clone(),
@@ -127,6 +128,7 @@ impl ClipEncoder {
             &vision_config,
             config.projection_dim,
             tokenizer,
+            manifest.precision,
         )
         .map_err(model_err)
     }
@@ -137,8 +139,10 @@ impl ClipEncoder {
         seed: u64,
         tokenizer: &Path,
         device: &Device,
+        precision: Precision,
     ) -> Result<ClipEncoder, EmbedError> {
-        Self::random_with_vars(seed, tokenizer, device).map(|(encoder, _)| encoder)
+        check_precision("random-vit-b32", precision, device)?;
+        Self::random_with_vars(seed, tokenizer, device, precision).map(|(encoder, _)| encoder)
     }
 
     /// Writes [`ClipEncoder::random_vit_b32`] as a checkpoint folder in the hub's layout
@@ -146,7 +150,7 @@ impl ClipEncoder {
     /// so the whole gateway can be measured at the real model's cost: `aimp models import
     /// clipo --from DIR --unverified`.
     pub fn write_random_vit_b32(seed: u64, tokenizer: &Path, out: &Path) -> Result<(), EmbedError> {
-        let (_, varmap) = Self::random_with_vars(seed, tokenizer, &Device::Cpu)?;
+        let (_, varmap) = Self::random_with_vars(seed, tokenizer, &Device::Cpu, Precision::Fp32)?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| EmbedError::Io { path, source }
@@ -185,6 +189,7 @@ impl ClipEncoder {
         seed: u64,
         tokenizer: &Path,
         device: &Device,
+        precision: Precision,
     ) -> Result<(ClipEncoder, candle_nn::VarMap), EmbedError> {
         use rand::{Rng, SeedableRng};
         let slug = "random-vit-b32".to_string();
@@ -223,6 +228,7 @@ impl ClipEncoder {
             &vision_config,
             512,
             tokenizer,
+            precision,
         )
         .map_err(model_err)?;
         Ok((encoder, varmap))
@@ -235,12 +241,15 @@ impl ClipEncoder {
         vision_config: &ClipVisionConfig,
         projection_dim: usize,
         tokenizer: ClipTokenizer,
+        precision: Precision,
     ) -> candle_core::Result<ClipEncoder> {
         let device = vb.device().clone();
         let towers = if device.is_cpu() {
+            let text = TextTower::load(vb.clone(), text_config, projection_dim, precision)?;
+            let vision = VisionTower::load(vb, vision_config, projection_dim, precision)?;
             Towers::Cpu {
-                text: Box::new(TextTower::load(vb.clone(), text_config, projection_dim)?),
-                vision: Box::new(VisionTower::load(vb, vision_config, projection_dim)?),
+                text: Box::new(text),
+                vision: Box::new(vision),
             }
         } else {
             candle_towers(vb, text_config, vision_config, projection_dim)?
@@ -394,6 +403,18 @@ impl Encoder for ClipEncoder {
 
 /// candle's towers and projections (GPU devices; on the CPU, they create the variables of a
 /// seeded random model).
+/// Only our CPU towers quantise; candle's (GPU devices) run fp32 only.
+fn check_precision(slug: &str, precision: Precision, device: &Device) -> Result<(), EmbedError> {
+    if precision == Precision::Fp32 || device.is_cpu() {
+        return Ok(());
+    }
+    Err(EmbedError::PrecisionUnsupported {
+        slug: slug.to_string(),
+        precision,
+        reason: "only the CPU forward pass quantises; on a GPU use fp32".into(),
+    })
+}
+
 fn candle_towers(
     vb: VarBuilder,
     text_config: &ClipTextConfig,

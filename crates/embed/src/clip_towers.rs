@@ -14,6 +14,7 @@ use candle_transformers::models::clip::text_model::ClipTextConfig;
 use candle_transformers::models::clip::vision_model::ClipVisionConfig;
 use rayon::prelude::*;
 
+use crate::Precision;
 use crate::cpu::layer::{Activation, Buffers, Layer, Names, Shape, par_rows};
 use crate::cpu::linear::Linear;
 use crate::cpu::matmul::Output;
@@ -105,8 +106,9 @@ impl TextTower {
         vb: VarBuilder<'_>,
         c: &ClipTextConfig,
         projection_dim: usize,
+        precision: Precision,
     ) -> candle_core::Result<Self> {
-        let root = Weights::new(vb);
+        let root = Weights::new(vb, precision);
         let w = root.pp("text_model");
         let h = c.embed_dim;
         let shape = Shape {
@@ -207,8 +209,9 @@ impl VisionTower {
         vb: VarBuilder<'_>,
         c: &ClipVisionConfig,
         projection_dim: usize,
+        precision: Precision,
     ) -> candle_core::Result<Self> {
-        let root = Weights::new(vb);
+        let root = Weights::new(vb, precision);
         let w = root.pp("vision_model");
         let h = c.embed_dim;
         let (ch, p) = (c.num_channels, c.patch_size);
@@ -224,7 +227,7 @@ impl VisionTower {
             .pp("embeddings.patch_embedding")
             .get(&[h, ch, p, p], "weight")?;
         Ok(VisionTower {
-            patch: Linear::from_weight(&patch, ch * p * p, h),
+            patch: Linear::from_weight(&patch, ch * p * p, h, precision),
             class: w.pp("embeddings").get(&[h], "class_embedding")?,
             position: w
                 .pp("embeddings.position_embedding")

@@ -19,6 +19,12 @@ pub enum EmbedError {
     NoImageTower { slug: String },
     #[error("no model named {slug}")]
     UnknownModel { slug: String },
+    #[error("model {slug} cannot run at precision {precision}: {reason}")]
+    PrecisionUnsupported {
+        slug: String,
+        precision: crate::Precision,
+        reason: String,
+    },
     #[error("model {slug} is not installed; install it with `{install_command}`")]
     NotInstalled {
         slug: String,

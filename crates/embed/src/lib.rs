@@ -36,7 +36,7 @@ pub use device::DeviceChoice;
 pub use error::EmbedError;
 pub use install::{InstallOptions, InstallReceipt, Installer, ensure_installed};
 pub use loader::load_encoder;
-pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Sources};
+pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Precision, Sources};
 pub use registry::{ModelStatus, Registry};
 pub use sentence::SentenceEncoder;
 pub use worker::{Encoder, EncoderHandle, WorkerOptions};

@@ -40,6 +40,46 @@ impl Architecture {
     }
 }
 
+/// The number format a model computes in on the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `f32` throughout: the checkpoint's own numbers.
+    #[default]
+    Fp32,
+    /// Every dense layer in 8-bit integers, quantised at load from the same weights (blocks
+    /// of 32 values per scale); attention, norms and activations stay `f32`. About twice as
+    /// fast; vectors differ slightly from fp32 ones, so collections never mix the two.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("precision {other:?} is not one of fp32, int8")),
+        }
+    }
+}
+
 /// One weight or tokenizer file, pinned by its sha256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,10 +149,18 @@ pub struct Manifest {
     pub distance: String,
     /// Longest input in tokens; longer texts are truncated.
     pub max_tokens: usize,
+    /// The number format on the CPU (`fp32` when absent). The `--precision` setting overrides
+    /// it per model.
+    #[serde(default, skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
     #[serde(default)]
     pub sources: Sources,
     pub files: Vec<FileSpec>,
     pub modes: BTreeMap<String, ModeContract>,
+}
+
+fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
 }
 
 /// The slug rule: lower-case letters, digits and dashes, starting with a letter or digit.
@@ -220,6 +268,20 @@ mod tests {
         v["files"][0]["path"] = "../escape".into();
         let err = Manifest::parse(&v.to_string(), "x").expect_err("bad path");
         assert!(err.to_string().contains("not relative"), "{err}");
+    }
+
+    #[test]
+    fn precision_defaults_to_fp32_and_rejects_unknown_values() {
+        let text = crate::registry::BUILTIN_MANIFESTS[0].1;
+        assert_eq!(Manifest::parse(text, "x").expect("parses").precision, Precision::Fp32);
+        let mut v: Value = serde_json::from_str(text).expect("json");
+        v["precision"] = "int8".into();
+        let m = Manifest::parse(&v.to_string(), "x").expect("int8");
+        assert_eq!(m.precision, Precision::Int8);
+        v["precision"] = "fp16".into();
+        let err = Manifest::parse(&v.to_string(), "x").expect_err("fp16");
+        assert!(err.to_string().contains("fp16"), "{err}");
+        assert!("int4".parse::<Precision>().is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::install::{InstallReceipt, RECEIPT_FILE};
-use crate::{EmbedError, Manifest};
+use crate::{EmbedError, Manifest, Precision};
 
 /// The manifests shipped with the binary, from the project's `models/` folder.
 pub(crate) const BUILTIN_MANIFESTS: &[(&str, &str)] = &[
@@ -68,6 +68,18 @@ impl Registry {
             manifests,
             models_dir: models_dir.to_path_buf(),
         })
+    }
+
+    /// Runs `slug` at `precision` instead of its manifest's (the `--precision` setting).
+    pub fn set_precision(&mut self, slug: &str, precision: Precision) -> Result<(), EmbedError> {
+        let manifest = self
+            .manifests
+            .get_mut(slug)
+            .ok_or_else(|| EmbedError::UnknownModel {
+                slug: slug.to_string(),
+            })?;
+        Arc::make_mut(manifest).precision = precision;
+        Ok(())
     }
 
     pub fn get(&self, slug: &str) -> Result<&Arc<Manifest>, EmbedError> {

@@ -15,7 +15,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use crate::bert::{Bert, TokenRow};
 use crate::checkpoint::{config_error, read_config, read_weights};
 use crate::l2::normalize_rows;
-use crate::{EmbedError, Encoder, Manifest};
+use crate::{EmbedError, Encoder, Manifest, Precision};
 
 /// Which forward pass runs the encoder.
 enum Backend {
@@ -62,9 +62,22 @@ impl SentenceEncoder {
                 ),
             ));
         }
+        let precision = manifest.precision;
+        let ours = device.is_cpu() && Bert::supports(&config);
+        if precision != Precision::Fp32 && !ours {
+            return Err(EmbedError::PrecisionUnsupported {
+                slug,
+                precision,
+                reason: "only our CPU forward pass quantises, and it does not run this device \
+                         or configuration; use fp32"
+                    .into(),
+            });
+        }
         let vb = read_weights(&slug, dir, device)?;
-        let model = if device.is_cpu() && Bert::supports(&config) {
-            Backend::Cpu(Box::new(Bert::load(vb, &config).map_err(model_err)?))
+        let model = if ours {
+            Backend::Cpu(Box::new(
+                Bert::load(vb, &config, precision).map_err(model_err)?,
+            ))
         } else {
             Backend::Candle(Box::new(BertModel::load(vb, &config).map_err(model_err)?))
         };

@@ -63,11 +63,34 @@ impl std::fmt::Display for CollectionKey {
     }
 }
 
+/// The number format of the encoder that produced a collection's vectors. Vectors of one
+/// model at two precisions are close but not the same, so a collection holds one kind only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Also what collections stored before precisions existed hold.
+    #[default]
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
 /// A collection's parameters, fixed when it is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectionParams {
     pub dim: usize,
     pub metric: Metric,
+    /// The precision its vectors were encoded at.
+    #[serde(default)]
+    pub precision: Precision,
     pub m: usize,
     pub ef_construction: usize,
     /// The `ef` of a search that does not name one.
@@ -82,6 +105,7 @@ impl CollectionParams {
         CollectionParams {
             dim,
             metric,
+            precision: Precision::Fp32,
             m: 16,
             ef_construction: 200,
             ef_search: 64,
@@ -129,8 +153,23 @@ impl CollectionParams {
                 stored.metric.as_str()
             ));
         }
-        Ok(())
+        check_precision(self.precision, stored.precision)
     }
+}
+
+/// Vectors encoded at `given` may meet a collection built at `stored` only when they agree.
+pub(crate) fn check_precision(given: Precision, stored: Precision) -> Result<(), String> {
+    if given != stored {
+        return Err(format!(
+            "the vectors are {} but the collection was built with {} vectors, and the two are \
+             never mixed; run the model at {} again (the `--precision` setting or the \
+             manifest's `precision`), or index into a new collection or scope",
+            given.as_str(),
+            stored.as_str(),
+            stored.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// A collection as stored.
@@ -410,6 +449,10 @@ mod tests {
         assert!(other_dim.check_against(&stored).is_err());
         let other_metric = CollectionParams::new(4, Metric::L2);
         assert!(other_metric.check_against(&stored).is_err());
+        let mut int8 = stored;
+        int8.precision = Precision::Int8;
+        let err = int8.check_against(&stored).expect_err("int8 into fp32");
+        assert!(err.contains("int8") && err.contains("fp32"), "{err}");
         assert!(stored.check_against(&stored).is_ok());
     }
 }

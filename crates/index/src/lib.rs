@@ -18,6 +18,7 @@ mod visited;
 
 pub use collection::{
     CollectionKey, CollectionParams, CollectionRecord, FORMAT_VERSION, ItemRecord, NewItem,
+    Precision,
 };
 pub use distance::Metric;
 pub use error::StoreError;

@@ -17,7 +17,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use crate::collection::{
     self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, Effects, GRAPHS, ITEMS,
-    ItemRecord, NewItem, VECTORS,
+    ItemRecord, NewItem, Precision, VECTORS,
 };
 use crate::graph_file::{self, GraphFile};
 use crate::{Hnsw, Store, StoreError};
@@ -71,6 +71,9 @@ pub struct SearchOptions {
     pub ef: Option<usize>,
     /// Compare with every live item.
     pub exact: bool,
+    /// The precision the query was encoded at; a collection built at another is refused.
+    /// `None` for a raw vector of unknown origin.
+    pub precision: Option<Precision>,
 }
 
 enum Op {
@@ -311,6 +314,14 @@ impl VectorIndex {
                 l.record.id,
             )
         };
+        if let Some(given) = options.precision {
+            collection::check_precision(given, params.precision).map_err(|reason| {
+                StoreError::ParamsMismatch {
+                    collection: key.to_string(),
+                    reason,
+                }
+            })?;
+        }
         if query.len() != params.dim {
             return Err(StoreError::InvalidInput {
                 field: "vector".into(),

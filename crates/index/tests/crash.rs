@@ -115,6 +115,7 @@ fn acknowledged_batches_survive_sigkill() {
                 top_k: 1,
                 ef: None,
                 exact: true,
+                precision: None,
             },
         )
         .expect("search");

@@ -42,6 +42,7 @@ fn graph_search(index: &VectorIndex, q: &[f32]) -> Vec<String> {
         top_k: 10,
         ef: Some(64),
         exact: false,
+        precision: None,
     };
     let out = index.search(&key(), q, opts).expect("search");
     assert!(!out.exhaustive);

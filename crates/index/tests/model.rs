@@ -99,6 +99,7 @@ fn run(seed: u64, steps: usize) {
                             top_k: k,
                             ef: Some(rng.random_range(k..64)),
                             exact,
+                            precision: None,
                         },
                     )
                     .expect(&ctx);

@@ -65,6 +65,7 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
         top_k: 10,
         ef: Some(64),
         exact: false,
+        precision: None,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -93,6 +94,7 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
     // approximate, so one may be missed now and then).
     let exact = SearchOptions {
         exact: true,
+        precision: None,
         ..opts
     };
     let (mut sampled, mut found_by_graph) = (0, 0);

@@ -231,6 +231,7 @@ impl From<EmbedError> for ApiError {
             | EmbedError::Pip { .. }
             | EmbedError::Archive { .. }
             | EmbedError::NoSource { .. }
+            | EmbedError::PrecisionUnsupported { .. }
             | EmbedError::Device { .. } => ApiError::internal("model", e),
         }
     }

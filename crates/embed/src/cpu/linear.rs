@@ -1,14 +1,46 @@
 //! A `torch.nn.Linear` layer: `y = x Wᵀ (+ b)`, the weight packed once at load for
-//! [`super::packed`]'s kernel.
+//! [`super::packed`]'s `f32` kernel or quantised for [`super::int8`]'s, by the precision the
+//! model runs at.
 
+use super::int8::{self, QuantizedWeight};
 use super::matmul::Output;
 use super::packed::{self, Packed};
 use super::weights::Weights;
+use crate::Precision;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Linear {
-    weight: Packed,
+    weight: Weight,
     bias: Vec<f32>,
+}
+
+#[derive(Clone, Debug)]
+enum Weight {
+    F32(Packed),
+    Int8(QuantizedWeight),
+}
+
+impl Weight {
+    fn new(w: &[f32], outputs: usize, inputs: usize, precision: Precision) -> Weight {
+        match precision {
+            Precision::Fp32 => Weight::F32(Packed::new(w, outputs, inputs)),
+            Precision::Int8 => Weight::Int8(QuantizedWeight::new(w, outputs, inputs)),
+        }
+    }
+
+    fn inputs(&self) -> usize {
+        match self {
+            Weight::F32(w) => w.inputs(),
+            Weight::Int8(w) => w.inputs(),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        match self {
+            Weight::F32(w) => w.outputs(),
+            Weight::Int8(w) => w.outputs(),
+        }
+    }
 }
 
 impl Linear {
@@ -48,16 +80,21 @@ impl Linear {
         let outputs = names.len() * outputs_each;
         bias.resize(outputs, 0.0);
         Ok(Linear {
-            weight: Packed::new(&weight, outputs, inputs),
+            weight: Weight::new(&weight, outputs, inputs, w.precision()),
             bias,
         })
     }
 
     /// A layer from a weight already flattened to `(outputs, inputs)` (a convolution whose
     /// kernel covers its whole input patch), without bias.
-    pub fn from_weight(weight: &[f32], inputs: usize, outputs: usize) -> Linear {
+    pub fn from_weight(
+        weight: &[f32],
+        inputs: usize,
+        outputs: usize,
+        precision: Precision,
+    ) -> Linear {
         Linear {
-            weight: Packed::new(weight, outputs, inputs),
+            weight: Weight::new(weight, outputs, inputs, precision),
             bias: vec![0.0; outputs],
         }
     }
@@ -74,14 +111,12 @@ impl Linear {
     /// `dst (=|+=) x Wᵀ` for `rows` rows of `x`, without the bias.
     pub fn product(&self, x: &[f32], rows: usize, dst: &mut [f32], output: Output, threads: usize) {
         let (k, n) = (self.weight.inputs(), self.weight.outputs());
-        packed::product(
-            &x[..rows * k],
-            rows,
-            &self.weight,
-            &mut dst[..rows * n],
-            output == Output::Accumulate,
-            threads,
-        );
+        let (x, dst) = (&x[..rows * k], &mut dst[..rows * n]);
+        let accumulate = output == Output::Accumulate;
+        match &self.weight {
+            Weight::F32(w) => packed::product(x, rows, w, dst, accumulate, threads),
+            Weight::Int8(w) => int8::product_f32(x, rows, w, dst, accumulate, threads),
+        }
     }
 }
 
@@ -112,13 +147,23 @@ mod tests {
             ),
             ("b.bias".to_string(), t(&[1.0, 2.0], &[2])),
         ]);
-        let w = Weights::new(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu));
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let w = Weights::new(vb.clone(), Precision::Fp32);
         let ab = Linear::stacked(&w, &["a", "b"], 3, 2, true).expect("load");
         assert_eq!(ab.bias(), [0.5, -0.5, 1.0, 2.0]);
         let x = [1.0, 1.0, 2.0, 0.0, 1.0, 0.0];
+        let want = [9.0, 21.0, 1.0, 1.0, 2.0, 5.0, 1.0, 0.0];
         let mut y = [0f32; 8];
         ab.product(&x, 2, &mut y, Output::Overwrite, 2);
-        assert_eq!(y, [9.0, 21.0, 1.0, 1.0, 2.0, 5.0, 1.0, 0.0]);
+        assert_eq!(y, want);
         assert!(Linear::stacked(&w, &["a", "missing"], 3, 2, true).is_err());
+        // The same layers quantised: within the format's step of the exact answer.
+        let ab = Linear::stacked(&Weights::new(vb, Precision::Int8), &["a", "b"], 3, 2, true)
+            .expect("load");
+        let mut y = [0f32; 8];
+        ab.product(&x, 2, &mut y, Output::Overwrite, 2);
+        for (got, want) in y.iter().zip(want) {
+            assert!((got - want).abs() <= 0.05 * want.max(1.0), "{got} vs {want}");
+        }
     }
 }

@@ -3,30 +3,39 @@
 use candle_nn::VarBuilder;
 
 use super::math::Norm;
+use crate::Precision;
 
-/// A prefix of a checkpoint's tensor names, as `VarBuilder` has it.
+/// A prefix of a checkpoint's tensor names, as `VarBuilder` has it, and the precision the
+/// layers loaded from it compute in.
 #[derive(Clone)]
 pub(crate) struct Weights<'a> {
     vb: VarBuilder<'a>,
+    precision: Precision,
 }
 
 impl std::fmt::Debug for Weights<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Weights")
             .field("prefix", &self.vb.prefix())
+            .field("precision", &self.precision)
             .finish()
     }
 }
 
 impl<'a> Weights<'a> {
-    pub fn new(vb: VarBuilder<'a>) -> Self {
-        Weights { vb }
+    pub fn new(vb: VarBuilder<'a>, precision: Precision) -> Self {
+        Weights { vb, precision }
     }
 
     pub fn pp(&self, name: impl ToString) -> Weights<'a> {
         Weights {
             vb: self.vb.pp(name),
+            precision: self.precision,
         }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -36,6 +36,7 @@ pub async fn list(
                 "scope": r.key.scope,
                 "count": r.count,
                 "dimensions": r.params.dim,
+                "precision": r.params.precision.as_str(),
                 "metric": r.params.metric.as_str(),
                 "created_at": timestamp(r.created_at),
                 "updated_at": timestamp(r.updated_at),

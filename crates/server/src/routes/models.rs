@@ -45,6 +45,7 @@ fn describe(state: &AppState, m: &Manifest) -> Value {
         "dimensions": m.dimensions,
         "distance": m.distance,
         "max_tokens": m.max_tokens,
+        "precision": m.precision.as_str(),
         "revision": status.revision.clone().unwrap_or_else(|| m.revision.clone()),
         "installed": status.installed,
         "verified": status.verified,

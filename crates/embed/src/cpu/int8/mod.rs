@@ -205,6 +205,27 @@ impl QuantizedRows {
     }
 }
 
+/// Quantised inputs kept between products, one per product running at the time, so a batch
+/// of the same size allocates nothing.
+static SCRATCH: std::sync::Mutex<Vec<QuantizedRows>> = std::sync::Mutex::new(Vec::new());
+
+/// `dst (=|+=) x Wᵀ` for `rows` rows of `x` (`w.inputs()` wide): `x` is quantised on the way
+/// in, on up to `threads` threads.
+pub(crate) fn product_f32(
+    x: &[f32],
+    rows: usize,
+    w: &QuantizedWeight,
+    dst: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let take = || SCRATCH.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let mut q = take().unwrap_or_default();
+    q.quantize(x, rows, w.k);
+    product(&q, w, dst, accumulate, threads);
+    SCRATCH.lock().unwrap_or_else(|p| p.into_inner()).push(q);
+}
+
 /// `dst (=|+=) x Wᵀ` for the rows quantised in `x`, on up to `threads` threads.
 pub(crate) fn product(
     x: &QuantizedRows,

@@ -32,6 +32,7 @@ pub async fn execute(
             "embeddings": embeddings,
             "dimensions": encoder.dimensions(),
             "model_revision": run.manifest.revision,
+            "precision": run.manifest.precision.as_str(),
         }),
         items,
     ))

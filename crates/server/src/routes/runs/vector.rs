@@ -2,7 +2,7 @@
 //! (workspace, model, the mode's collection, scope).
 
 use aimp_embed::EncoderHandle;
-use aimp_index::{CollectionKey, CollectionParams, Metric, NewItem, SearchOptions};
+use aimp_index::{CollectionKey, CollectionParams, Metric, NewItem, Precision, SearchOptions};
 use serde_json::{Map, Value, json};
 
 use super::inputs;
@@ -34,12 +34,23 @@ fn collection_key(caller: &Caller, run: &ValidRun) -> Result<CollectionKey, ApiE
     ))
 }
 
-/// A new collection's parameters: the model's dimension and distance, default graph settings.
+/// A new collection's parameters: the model's dimension, distance and precision, default
+/// graph settings.
 fn collection_params(run: &ValidRun) -> Result<CollectionParams, ApiError> {
     let metric: Metric = run.manifest.distance.parse().map_err(|reason: String| {
         ApiError::internal("manifest distance", std::io::Error::other(reason))
     })?;
-    Ok(CollectionParams::new(run.manifest.dimensions, metric))
+    let mut params = CollectionParams::new(run.manifest.dimensions, metric);
+    params.precision = precision(run);
+    Ok(params)
+}
+
+/// The precision the run's model encodes at, as the store records it.
+fn precision(run: &ValidRun) -> Precision {
+    match run.manifest.precision {
+        aimp_embed::Precision::Fp32 => Precision::Fp32,
+        aimp_embed::Precision::Int8 => Precision::Int8,
+    }
 }
 
 /// `index`: embed everything first, then one durable upsert: all or nothing.
@@ -145,7 +156,7 @@ pub async fn search(
             .pop()
     }
     .ok_or_else(|| ApiError::internal("search", std::io::Error::other("no query vector")))?;
-    let options = search_options(&run.params);
+    let options = search_options(&run.params, precision(run));
     let index = state.index.clone();
     let k = key.clone();
     let outcome = blocking(move || index.search(&k, &query, options)).await?;
@@ -176,8 +187,9 @@ pub async fn search(
     ))
 }
 
-/// `top_k`, `ef` and `exact` from the (schema-checked, defaults filled) params.
-fn search_options(params: &Map<String, Value>) -> SearchOptions {
+/// `top_k`, `ef` and `exact` from the (schema-checked, defaults filled) params, for a query
+/// encoded at `precision`.
+fn search_options(params: &Map<String, Value>, precision: Precision) -> SearchOptions {
     let number = |name: &str| params.get(name).and_then(Value::as_u64).map(|n| n as usize);
     SearchOptions {
         top_k: number("top_k").unwrap_or(10),
@@ -186,6 +198,7 @@ fn search_options(params: &Map<String, Value>) -> SearchOptions {
             .get("exact")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        precision: Some(precision),
     }
 }
 
