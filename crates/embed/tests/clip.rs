@@ -1,10 +1,12 @@
 //! CLIP in candle against transformers on seeded tiny random checkpoints (fixtures made by
 //! `scripts/reference/clip_fixtures.py`): text and image embeddings, single and batched.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use aimp_embed::{
-    ClipEncoder, EmbedError, InstallOptions, Installer, Manifest, Registry, preprocess,
+    ClipEncoder, EmbedError, InstallOptions, Installer, Manifest, Precision, Registry, preprocess,
 };
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
@@ -58,8 +60,14 @@ fn manifest_for(dimensions: usize) -> Manifest {
 }
 
 fn load(name: &str, dims: usize) -> ClipEncoder {
+    load_at(name, dims, Precision::Fp32)
+}
+
+fn load_at(name: &str, dims: usize, precision: Precision) -> ClipEncoder {
     let dir = checkpoint_dir(name);
-    ClipEncoder::load(&manifest_for(dims), dir.path(), &Device::Cpu).expect("load")
+    let mut manifest = manifest_for(dims);
+    manifest.precision = precision;
+    ClipEncoder::load(&manifest, dir.path(), &Device::Cpu).expect("load")
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -122,6 +130,57 @@ fn image_embeddings_match_transformers_single_and_batched() {
             assert!(c >= 0.9999, "{name}: single cosine {c} for {}", r.file);
         }
     }
+}
+
+/// The int8 path on both checkpoints: every fixture text and image, pooled, against the fp32
+/// vectors (mean cosine, and the overlap of each item's 10 nearest neighbours).
+#[test]
+fn int8_vectors_keep_fp32_quality_on_the_fixtures() {
+    for &name in CHECKPOINTS {
+        let reference = reference(name);
+        let dims = reference.texts[0].embedding.len();
+        let texts: Vec<String> = reference.texts.iter().map(|t| t.text.clone()).collect();
+        let pixels: Vec<Tensor> = reference
+            .images
+            .iter()
+            .map(|r| expected_pixels(&r.file))
+            .collect();
+        let batch = Tensor::stack(&pixels, 0).expect("stack");
+        let embed = |precision| {
+            let enc = load_at(name, dims, precision);
+            let mut v = enc.embed_texts(&texts).expect("texts");
+            v.extend(enc.embed_pixels(&batch).expect("images"));
+            v
+        };
+        let (fp32, int8) = (embed(Precision::Fp32), embed(Precision::Int8));
+        let a = common::agreement(&fp32, &int8, 10);
+        eprintln!("{name} int8 vs fp32 over {} items: {a:?}", fp32.len());
+        assert!(a.mean_cosine >= 0.99 && a.min_cosine >= 0.98, "{name}: {a:?}");
+        assert!(a.top_k_overlap >= 0.95, "{name}: {a:?}");
+    }
+}
+
+/// At full size (a random ViT-B/32: the real shapes, 768- and 3072-wide products) int8
+/// pictures stay within the same bar of fp32.
+#[test]
+fn int8_full_size_vision_tower_stays_close_to_fp32() {
+    let tokenizer = Path::new(FIXTURES).join("tokenizer.json");
+    let pixels: Vec<Tensor> = reference("tiny-a")
+        .images
+        .iter()
+        .map(|r| expected_pixels(&r.file))
+        .collect();
+    let batch = Tensor::stack(&pixels, 0).expect("stack");
+    let embed = |precision| {
+        ClipEncoder::random_vit_b32(7, &tokenizer, &Device::Cpu, precision)
+            .expect("random ViT-B/32")
+            .embed_pixels(&batch)
+            .expect("embed")
+    };
+    let (fp32, int8) = (embed(Precision::Fp32), embed(Precision::Int8));
+    let a = common::agreement(&fp32, &int8, 10);
+    eprintln!("random ViT-B/32 int8 vs fp32 over {} images: {a:?}", fp32.len());
+    assert!(a.mean_cosine >= 0.99, "{a:?}");
 }
 
 #[test]
