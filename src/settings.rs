@@ -222,3 +222,24 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_entries_name_a_model_and_a_known_precision() {
+        assert_eq!(
+            parse_precision("clipo=int8"),
+            Ok(("clipo".to_string(), Precision::Int8))
+        );
+        assert_eq!(
+            parse_precision(" demo-model = fp32 "),
+            Ok(("demo-model".to_string(), Precision::Fp32))
+        );
+        let err = parse_precision("clipo").expect_err("no precision");
+        assert!(err.contains("SLUG=PRECISION"), "{err}");
+        let err = parse_precision("clipo=int4").expect_err("int4");
+        assert!(err.contains("int4") && err.contains("fp32, int8"), "{err}");
+    }
+}

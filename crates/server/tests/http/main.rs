@@ -1,14 +1,15 @@
 //! In-process HTTP tests of the gateway through `router(state)`: every status of API.md.
 
 mod media;
+mod precision;
 mod vectors;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aimp_embed::{
-    DeviceChoice, EmbedError, Encoder, EncoderHandle, InstallOptions, Registry, WorkerOptions,
-    ensure_installed, load_encoder,
+    DeviceChoice, EmbedError, Encoder, EncoderHandle, InstallOptions, Precision, Registry,
+    WorkerOptions, ensure_installed, load_encoder,
 };
 use aimp_index::Store;
 use aimp_server::{AppState, ModelSet, ModelState, ServerConfig, keys, router};
@@ -23,24 +24,38 @@ fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
 }
 
+/// The registry the gateways use: demo-model at `precision`.
+fn registry_at(precision: Precision) -> Registry {
+    let mut reg = Registry::load(None, &models_dir()).expect("registry");
+    reg.set_precision("demo-model", precision)
+        .expect("demo-model");
+    reg
+}
+
 /// The real demo-model, installed once and loaded once for the whole test binary.
 fn demo_model() -> EncoderHandle {
     static HANDLE: OnceLock<EncoderHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let reg = Registry::load(None, &models_dir()).expect("registry");
-            let manifest = reg.get("demo-model").expect("manifest");
-            ensure_installed(manifest, &models_dir(), &InstallOptions::default())
-                .expect("install demo-model");
-            load_encoder(
-                manifest,
-                &models_dir(),
-                DeviceChoice::Cpu,
-                WorkerOptions::default(),
-            )
-            .expect("load demo-model")
-        })
-        .clone()
+    HANDLE.get_or_init(|| load_demo(Precision::Fp32)).clone()
+}
+
+/// demo-model at int8, loaded once.
+fn demo_model_int8() -> EncoderHandle {
+    static HANDLE: OnceLock<EncoderHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| load_demo(Precision::Int8)).clone()
+}
+
+fn load_demo(precision: Precision) -> EncoderHandle {
+    let reg = registry_at(precision);
+    let manifest = reg.get("demo-model").expect("manifest");
+    ensure_installed(manifest, &models_dir(), &InstallOptions::default())
+        .expect("install demo-model");
+    load_encoder(
+        manifest,
+        &models_dir(),
+        DeviceChoice::Cpu,
+        WorkerOptions::default(),
+    )
+    .expect("load demo-model")
 }
 
 struct Gateway {
@@ -93,6 +108,8 @@ struct Options {
     clipo: bool,
     max_image_pixels: Option<u64>,
     upload_ttl: Option<std::time::Duration>,
+    /// demo-model at int8 instead of fp32.
+    int8: bool,
 }
 
 impl Default for Options {
@@ -104,6 +121,7 @@ impl Default for Options {
             clipo: false,
             max_image_pixels: None,
             upload_ttl: None,
+            int8: false,
         }
     }
 }
@@ -117,11 +135,20 @@ fn gateway(opts: Options) -> Gateway {
 fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     let store = Store::open(dir.path()).expect("store");
     let created = keys::create_key(&store, "tests", "default").expect("key");
-    let registry = Arc::new(Registry::load(None, &models_dir()).expect("registry"));
+    let precision = if opts.int8 {
+        Precision::Int8
+    } else {
+        Precision::Fp32
+    };
+    let registry = Arc::new(registry_at(precision));
     let models = Arc::new(ModelSet::default());
+    let demo = || match precision {
+        Precision::Fp32 => demo_model(),
+        Precision::Int8 => demo_model_int8(),
+    };
     models.set(
         "demo-model",
-        opts.demo.unwrap_or_else(|| ModelState::Ready(demo_model())),
+        opts.demo.unwrap_or_else(|| ModelState::Ready(demo())),
     );
     if opts.clipo {
         models.set("clipo", ModelState::Ready(fixture_clipo()));

@@ -20,7 +20,7 @@ impl Gateway {
         self.post_json("/api/runs", key, body).await
     }
 
-    async fn knowledge_bases(&self, key: &str) -> Vec<Value> {
+    pub(super) async fn knowledge_bases(&self, key: &str) -> Vec<Value> {
         let req = Request::get("/api/knowledge-bases")
             .header("X-API-Key", key)
             .body(Body::empty())
