@@ -60,30 +60,29 @@ fn jpeg_images(c: &mut Criterion) {
     .expect("photo.jpg");
     let mut group = c.benchmark_group("clip_jpeg");
     group.sample_size(10);
-    for (&precision, &batch) in PRECISIONS
-        .iter()
-        .flat_map(|p| IMAGE_BATCHES.iter().map(move |b| (p, b)))
-    {
+    for &precision in PRECISIONS {
         let mut enc = encoder(precision);
         let size = enc.image_size();
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(id(precision, batch), |b| {
-            b.iter(|| {
-                let pixels: Vec<f32> = (0..batch)
-                    .into_par_iter()
-                    .flat_map_iter(|_| {
-                        let rgb = aimp_embed::decode_rgb(&jpeg).expect("decode");
-                        let mut out = vec![0f32; 3 * size * size];
-                        preprocess::normalize_into(
-                            &preprocess::resize_and_crop(&rgb, size as u32),
-                            &mut out,
-                        );
-                        out
-                    })
-                    .collect();
-                Encoder::embed_pixels(&mut enc, pixels, batch).expect("embed")
+        for &batch in IMAGE_BATCHES {
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(id(precision, batch), |b| {
+                b.iter(|| {
+                    let pixels: Vec<f32> = (0..batch)
+                        .into_par_iter()
+                        .flat_map_iter(|_| {
+                            let rgb = aimp_embed::decode_rgb(&jpeg).expect("decode");
+                            let mut out = vec![0f32; 3 * size * size];
+                            preprocess::normalize_into(
+                                &preprocess::resize_and_crop(&rgb, size as u32),
+                                &mut out,
+                            );
+                            out
+                        })
+                        .collect();
+                    Encoder::embed_pixels(&mut enc, pixels, batch).expect("embed")
+                });
             });
-        });
+        }
     }
     group.finish();
 }

@@ -13,7 +13,7 @@
 
 use std::arch::asm;
 
-use super::{BlockMeta, GROUP, NR};
+use super::{BLOCK, BlockMeta, GROUP, LEVEL, NR, OFFSET};
 
 /// Bytes of one group's block: 4 rows x 32.
 const X_BLOCK: usize = GROUP * super::BLOCK;
@@ -130,4 +130,44 @@ pub(super) fn tile(
         );
     }
     out
+}
+
+/// [`super::quantize_block`] for an input block (`q + OFFSET` bytes) in AVX2: the same `f32`
+/// operations in the same order, so the same bytes and scale.
+#[inline(always)]
+pub(super) fn quantize_block(simd: pulp::x86::V3, values: &[f32; BLOCK], out: &mut [u8; BLOCK]) -> f32 {
+    use std::arch::x86_64::{__m256, __m256i};
+    let v: [__m256; 4] = pulp::cast(*values);
+    let abs_mask = simd.avx._mm256_castsi256_ps(simd.avx._mm256_set1_epi32(0x7fff_ffff));
+    let a = v.map(|x| simd.avx._mm256_and_ps(x, abs_mask));
+    let m = simd.avx._mm256_max_ps(
+        simd.avx._mm256_max_ps(a[0], a[1]),
+        simd.avx._mm256_max_ps(a[2], a[3]),
+    );
+    let lanes: [f32; 8] = pulp::cast(m);
+    // NaN is never the max of `_mm256_max_ps`, so look for it (and infinities) directly.
+    let finite = values.iter().all(|x| x.is_finite());
+    let max = lanes.iter().fold(0f32, |m, &x| m.max(x));
+    if max == 0.0 || !finite {
+        *out = [OFFSET as u8; BLOCK];
+        return if finite { 0.0 } else { f32::NAN };
+    }
+    let inv = simd.avx._mm256_set1_ps(LEVEL as f32 / max);
+    let magic = simd.avx._mm256_set1_ps(12_582_912.0);
+    let (lo, hi) = (simd.avx._mm256_set1_epi32(-LEVEL), simd.avx._mm256_set1_epi32(LEVEL));
+    let offset = simd.avx._mm256_set1_epi32(OFFSET);
+    let q: [__m256i; 4] = v.map(|x| {
+        let r = simd.avx._mm256_sub_ps(simd.avx._mm256_add_ps(simd.avx._mm256_mul_ps(x, inv), magic), magic);
+        let i = simd.avx._mm256_cvttps_epi32(r);
+        let i = simd.avx2._mm256_min_epi32(simd.avx2._mm256_max_epi32(i, lo), hi);
+        simd.avx2._mm256_add_epi32(i, offset)
+    });
+    // Packing works within 128-bit lanes: the bytes come out as 4-byte units
+    // q0[0..4] q1[0..4] q2[0..4] q3[0..4] | q0[4..8] q1[4..8] q2[4..8] q3[4..8].
+    let words01 = simd.avx2._mm256_packs_epi32(q[0], q[1]);
+    let words23 = simd.avx2._mm256_packs_epi32(q[2], q[3]);
+    let bytes = simd.avx2._mm256_packus_epi16(words01, words23);
+    let order = simd.avx._mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    *out = pulp::cast(simd.avx2._mm256_permutevar8x32_epi32(bytes, order));
+    max / LEVEL as f32
 }
