@@ -8,9 +8,7 @@
 
 use std::path::PathBuf;
 
-use aimp_embed::{
-    Encoder, InstallOptions, Precision, Registry, SentenceEncoder, ensure_installed,
-};
+use aimp_embed::{Encoder, InstallOptions, Precision, Registry, SentenceEncoder, ensure_installed};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const BATCH_SIZES: &[usize] = &[1, 32];

@@ -10,8 +10,8 @@
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
 
-use crate::cpu::Packing;
 use crate::Precision;
+use crate::cpu::Packing;
 use crate::cpu::layer::{Activation, Buffers, Layer, Names, Shape};
 use crate::cpu::math;
 use crate::cpu::weights::{LayerNorm, Weights};

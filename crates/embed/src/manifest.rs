@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn precision_defaults_to_fp32_and_rejects_unknown_values() {
         let text = crate::registry::BUILTIN_MANIFESTS[0].1;
-        assert_eq!(Manifest::parse(text, "x").expect("parses").precision, Precision::Fp32);
+        assert_eq!(
+            Manifest::parse(text, "x").expect("parses").precision,
+            Precision::Fp32
+        );
         let mut v: Value = serde_json::from_str(text).expect("json");
         v["precision"] = "int8".into();
         let m = Manifest::parse(&v.to_string(), "x").expect("int8");

@@ -155,7 +155,10 @@ fn int8_vectors_keep_fp32_quality_on_the_fixtures() {
         let (fp32, int8) = (embed(Precision::Fp32), embed(Precision::Int8));
         let a = common::agreement(&fp32, &int8, 10);
         eprintln!("{name} int8 vs fp32 over {} items: {a:?}", fp32.len());
-        assert!(a.mean_cosine >= 0.99 && a.min_cosine >= 0.98, "{name}: {a:?}");
+        assert!(
+            a.mean_cosine >= 0.99 && a.min_cosine >= 0.98,
+            "{name}: {a:?}"
+        );
         assert!(a.top_k_overlap >= 0.95, "{name}: {a:?}");
     }
 }
@@ -179,7 +182,10 @@ fn int8_full_size_vision_tower_stays_close_to_fp32() {
     };
     let (fp32, int8) = (embed(Precision::Fp32), embed(Precision::Int8));
     let a = common::agreement(&fp32, &int8, 10);
-    eprintln!("random ViT-B/32 int8 vs fp32 over {} images: {a:?}", fp32.len());
+    eprintln!(
+        "random ViT-B/32 int8 vs fp32 over {} images: {a:?}",
+        fp32.len()
+    );
     assert!(a.mean_cosine >= 0.99, "{a:?}");
 }
 

@@ -57,7 +57,8 @@ fn encoder() -> SentenceEncoder {
 fn encoder_at(precision: Precision) -> SentenceEncoder {
     let dir = installed().join("demo-model");
     let mut reg = registry();
-    reg.set_precision("demo-model", precision).expect("demo-model");
+    reg.set_precision("demo-model", precision)
+        .expect("demo-model");
     let manifest = reg.get("demo-model").expect("manifest");
     SentenceEncoder::load(manifest, &dir, &candle_core::Device::Cpu).expect("load")
 }
@@ -151,7 +152,11 @@ async fn the_worker_serves_the_verified_model() {
 fn int8_vectors_keep_fp32_quality_on_real_sentences() {
     let corpus = include_str!("../../../benches/data/rust-book-sentences.txt");
     let texts: Vec<String> = corpus.lines().map(str::to_string).collect();
-    assert!(texts.len() >= 2000, "the corpus has {} sentences", texts.len());
+    assert!(
+        texts.len() >= 2000,
+        "the corpus has {} sentences",
+        texts.len()
+    );
     let embed = |precision| {
         let mut enc = encoder_at(precision);
         texts
@@ -170,8 +175,16 @@ fn int8_vectors_keep_fp32_quality_on_real_sentences() {
     let reference = reference();
     let mut enc = encoder_at(Precision::Int8);
     let items: Vec<String> = reference.items.iter().map(|i| i.text.clone()).collect();
-    for (item, v) in reference.items.iter().zip(enc.embed_texts(&items).expect("embed")) {
+    for (item, v) in reference
+        .items
+        .iter()
+        .zip(enc.embed_texts(&items).expect("embed"))
+    {
         let c = cosine(&v, &item.embedding);
-        assert!(c >= 0.99, "int8 cosine {c} to the reference for {:?}", item.text);
+        assert!(
+            c >= 0.99,
+            "int8 cosine {c} to the reference for {:?}",
+            item.text
+        );
     }
 }

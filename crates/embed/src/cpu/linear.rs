@@ -163,7 +163,10 @@ mod tests {
         let mut y = [0f32; 8];
         ab.product(&x, 2, &mut y, Output::Overwrite, 2);
         for (got, want) in y.iter().zip(want) {
-            assert!((got - want).abs() <= 0.05 * want.max(1.0), "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= 0.05 * want.max(1.0),
+                "{got} vs {want}"
+            );
         }
     }
 }

@@ -195,11 +195,7 @@ pub(crate) fn product(
 ) {
     assert_eq!(x.len(), rows * w.k, "input is (rows, k)");
     spread(rows, w.n, dst, accumulate, threads, |tile| {
-        pulp::Arch::new().dispatch(Task {
-            x,
-            weight: w,
-            tile,
-        })
+        pulp::Arch::new().dispatch(Task { x, weight: w, tile })
     });
 }
 

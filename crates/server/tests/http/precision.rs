@@ -22,7 +22,10 @@ async fn a_collection_built_at_fp32_refuses_int8_vectors_and_keeps_its_own() {
     let search = json!({"model": "demo-model", "mode": "search", "scope": "docs",
         "input": {"text": "a cat on a mat"}, "params": {"top_k": 2}});
     let reply = g
-        .run(index(&["a cat sat on the mat", "stock prices fell"], &["cat", "stocks"]))
+        .run(index(
+            &["a cat sat on the mat", "stock prices fell"],
+            &["cat", "stocks"],
+        ))
         .await;
     assert_eq!(reply.status.as_u16(), 200, "{:?}", reply.body);
     let before = g.run(search.clone()).await;
@@ -33,17 +36,26 @@ async fn a_collection_built_at_fp32_refuses_int8_vectors_and_keeps_its_own() {
     // The same data folder, demo-model now at int8.
     let g = g.restart(int8(), false);
     let executed = g
-        .run(json!({"model": "demo-model", "mode": "execute", "scope": "x",
-            "input": {"text": "a cat on a mat"}}))
+        .run(
+            json!({"model": "demo-model", "mode": "execute", "scope": "x",
+            "input": {"text": "a cat on a mat"}}),
+        )
         .await;
-    assert_eq!(executed.body["output"]["precision"], "int8", "{:?}", executed.body);
+    assert_eq!(
+        executed.body["output"]["precision"], "int8",
+        "{:?}",
+        executed.body
+    );
     for refused in [
         g.run(search.clone()).await,
         g.run(index(&["a dog"], &["dog"])).await,
     ] {
         assert_error(&refused, 409, "collection_mismatch", None);
         let message = refused.message();
-        assert!(message.contains("int8") && message.contains("fp32"), "{message}");
+        assert!(
+            message.contains("int8") && message.contains("fp32"),
+            "{message}"
+        );
     }
     // int8 collections of their own work.
     let other = json!({"model": "demo-model", "mode": "index", "scope": "int8-docs",
@@ -54,10 +66,19 @@ async fn a_collection_built_at_fp32_refuses_int8_vectors_and_keeps_its_own() {
     let g = g.restart(Options::default(), false);
     let after = g.run(search).await;
     assert_eq!(after.status.as_u16(), 200, "{:?}", after.body);
-    assert_eq!(after.body["output"]["results"], before.body["output"]["results"]);
+    assert_eq!(
+        after.body["output"]["results"],
+        before.body["output"]["results"]
+    );
     let listed = g.knowledge_bases(&g.key).await;
-    let docs = listed.iter().find(|kb| kb["scope"] == "docs").expect("docs");
+    let docs = listed
+        .iter()
+        .find(|kb| kb["scope"] == "docs")
+        .expect("docs");
     assert_eq!(docs["count"], 2);
-    let int8_docs = listed.iter().find(|kb| kb["scope"] == "int8-docs").expect("int8");
+    let int8_docs = listed
+        .iter()
+        .find(|kb| kb["scope"] == "int8-docs")
+        .expect("int8");
     assert_eq!(int8_docs["precision"], "int8");
 }

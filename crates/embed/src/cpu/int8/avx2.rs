@@ -25,18 +25,30 @@ const W_BLOCK: usize = super::BLOCK * NR;
 macro_rules! row {
     ($x:literal, $lo:literal, $hi:literal) => {
         concat!(
-            "vpbroadcastd ymm8, dword ptr [{x} + ", $x, "]\n",
-            "vpbroadcastd ymm9, dword ptr [{x} + ", $x, " + 4]\n",
+            "vpbroadcastd ymm8, dword ptr [{x} + ",
+            $x,
+            "]\n",
+            "vpbroadcastd ymm9, dword ptr [{x} + ",
+            $x,
+            " + 4]\n",
             "vpmaddubsw ymm10, ymm8, ymmword ptr [{w}]\n",
             "vpmaddubsw ymm11, ymm9, ymmword ptr [{w} + 64]\n",
             "vpaddw ymm10, ymm10, ymm11\n",
             "vpmaddwd ymm10, ymm10, ymm15\n",
-            "vpaddd ", $lo, ", ", $lo, ", ymm10\n",
+            "vpaddd ",
+            $lo,
+            ", ",
+            $lo,
+            ", ymm10\n",
             "vpmaddubsw ymm12, ymm8, ymmword ptr [{w} + 32]\n",
             "vpmaddubsw ymm13, ymm9, ymmword ptr [{w} + 96]\n",
             "vpaddw ymm12, ymm12, ymm13\n",
             "vpmaddwd ymm12, ymm12, ymm15\n",
-            "vpaddd ", $hi, ", ", $hi, ", ymm12\n",
+            "vpaddd ",
+            $hi,
+            ", ",
+            $hi,
+            ", ymm12\n",
         )
     };
 }
@@ -45,17 +57,39 @@ macro_rules! row {
 macro_rules! scale {
     ($s:literal, $lo:literal, $hi:literal, $o:literal) => {
         concat!(
-            "vbroadcastss ymm8, dword ptr [{s} + ", $s, "]\n",
+            "vbroadcastss ymm8, dword ptr [{s} + ",
+            $s,
+            "]\n",
             "vmulps ymm9, ymm8, ymmword ptr [{m}]\n",
             "vmulps ymm10, ymm8, ymmword ptr [{m} + 32]\n",
-            "vcvtdq2ps ", $lo, ", ", $lo, "\n",
-            "vcvtdq2ps ", $hi, ", ", $hi, "\n",
-            "vmovups ymm11, ymmword ptr [{o} + ", $o, "]\n",
-            "vfmadd231ps ymm11, ", $lo, ", ymm9\n",
-            "vmovups ymmword ptr [{o} + ", $o, "], ymm11\n",
-            "vmovups ymm12, ymmword ptr [{o} + ", $o, " + 32]\n",
-            "vfmadd231ps ymm12, ", $hi, ", ymm10\n",
-            "vmovups ymmword ptr [{o} + ", $o, " + 32], ymm12\n",
+            "vcvtdq2ps ",
+            $lo,
+            ", ",
+            $lo,
+            "\n",
+            "vcvtdq2ps ",
+            $hi,
+            ", ",
+            $hi,
+            "\n",
+            "vmovups ymm11, ymmword ptr [{o} + ",
+            $o,
+            "]\n",
+            "vfmadd231ps ymm11, ",
+            $lo,
+            ", ymm9\n",
+            "vmovups ymmword ptr [{o} + ",
+            $o,
+            "], ymm11\n",
+            "vmovups ymm12, ymmword ptr [{o} + ",
+            $o,
+            " + 32]\n",
+            "vfmadd231ps ymm12, ",
+            $hi,
+            ", ymm10\n",
+            "vmovups ymmword ptr [{o} + ",
+            $o,
+            " + 32], ymm12\n",
         )
     };
 }
@@ -135,18 +169,33 @@ pub(super) fn tile(
 /// [`super::quantize_block`] for an input block (`q + OFFSET` bytes) in AVX2: the same `f32`
 /// operations in the same order, so the same bytes and scale.
 #[inline(always)]
-pub(super) fn quantize_block(simd: pulp::x86::V3, values: &[f32; BLOCK], out: &mut [u8; BLOCK]) -> f32 {
-    use std::arch::x86_64::{__m256, __m256i};
+pub(super) fn quantize_block(
+    simd: pulp::x86::V3,
+    values: &[f32; BLOCK],
+    out: &mut [u8; BLOCK],
+) -> f32 {
+    use std::arch::x86_64::__m256;
     let v: [__m256; 4] = pulp::cast(*values);
-    let abs_mask = simd.avx._mm256_castsi256_ps(simd.avx._mm256_set1_epi32(0x7fff_ffff));
-    let a = v.map(|x| simd.avx._mm256_and_ps(x, abs_mask));
-    let m = simd.avx._mm256_max_ps(
-        simd.avx._mm256_max_ps(a[0], a[1]),
-        simd.avx._mm256_max_ps(a[2], a[3]),
-    );
+    let abs_mask = simd
+        .avx
+        ._mm256_castsi256_ps(simd.avx._mm256_set1_epi32(0x7fff_ffff));
+    // Plain loops, no closures: see `super::Quantizer`.
+    let mut m = simd.avx._mm256_setzero_ps();
+    let mut bad = simd.avx._mm256_setzero_ps();
+    let infinity = simd.avx._mm256_set1_ps(f32::INFINITY);
+    for x in v {
+        let a = simd.avx._mm256_and_ps(x, abs_mask);
+        m = simd.avx._mm256_max_ps(m, a);
+        // |x| < inf is false for infinities and NaN.
+        bad = simd
+            .avx
+            ._mm256_or_ps(bad, simd.avx._mm256_cmp_ps::<0x1d>(a, infinity)); // _CMP_GE_OQ
+        bad = simd
+            .avx
+            ._mm256_or_ps(bad, simd.avx._mm256_cmp_ps::<0x03>(x, x)); // _CMP_UNORD_Q
+    }
     let lanes: [f32; 8] = pulp::cast(m);
-    // NaN is never the max of `_mm256_max_ps`, so look for it (and infinities) directly.
-    let finite = values.iter().all(|x| x.is_finite());
+    let finite = simd.avx._mm256_movemask_ps(bad) == 0;
     let max = lanes.iter().fold(0f32, |m, &x| m.max(x));
     if max == 0.0 || !finite {
         *out = [OFFSET as u8; BLOCK];
@@ -154,14 +203,23 @@ pub(super) fn quantize_block(simd: pulp::x86::V3, values: &[f32; BLOCK], out: &m
     }
     let inv = simd.avx._mm256_set1_ps(LEVEL as f32 / max);
     let magic = simd.avx._mm256_set1_ps(12_582_912.0);
-    let (lo, hi) = (simd.avx._mm256_set1_epi32(-LEVEL), simd.avx._mm256_set1_epi32(LEVEL));
+    let (lo, hi) = (
+        simd.avx._mm256_set1_epi32(-LEVEL),
+        simd.avx._mm256_set1_epi32(LEVEL),
+    );
     let offset = simd.avx._mm256_set1_epi32(OFFSET);
-    let q: [__m256i; 4] = v.map(|x| {
-        let r = simd.avx._mm256_sub_ps(simd.avx._mm256_add_ps(simd.avx._mm256_mul_ps(x, inv), magic), magic);
+    let mut q = [simd.avx._mm256_setzero_si256(); 4];
+    for (q, x) in q.iter_mut().zip(v) {
+        let r = simd.avx._mm256_mul_ps(x, inv);
+        let r = simd
+            .avx
+            ._mm256_sub_ps(simd.avx._mm256_add_ps(r, magic), magic);
         let i = simd.avx._mm256_cvttps_epi32(r);
-        let i = simd.avx2._mm256_min_epi32(simd.avx2._mm256_max_epi32(i, lo), hi);
-        simd.avx2._mm256_add_epi32(i, offset)
-    });
+        let i = simd
+            .avx2
+            ._mm256_min_epi32(simd.avx2._mm256_max_epi32(i, lo), hi);
+        *q = simd.avx2._mm256_add_epi32(i, offset);
+    }
     // Packing works within 128-bit lanes: the bytes come out as 4-byte units
     // q0[0..4] q1[0..4] q2[0..4] q3[0..4] | q0[4..8] q1[4..8] q2[4..8] q3[4..8].
     let words01 = simd.avx2._mm256_packs_epi32(q[0], q[1]);

@@ -85,7 +85,12 @@ fn round(v: f32) -> f32 {
 /// past `values`), returning its scale. The reference for [`avx2::quantize_block`], which must
 /// give the same bytes.
 #[inline(always)]
-fn quantize_block<T: Copy>(values: &[f32], out: &mut [T; BLOCK], offset: i32, store: fn(i32) -> T) -> f32 {
+fn quantize_block<T: Copy>(
+    values: &[f32],
+    out: &mut [T; BLOCK],
+    offset: i32,
+    store: fn(i32) -> T,
+) -> f32 {
     let mut block = [0f32; BLOCK];
     block[..values.len()].copy_from_slice(values);
     // A value that is not finite makes the block's scale NaN, so it shows in the output as
@@ -189,18 +194,13 @@ impl QuantizedRows {
             .for_each(|(g, (data, scales))| {
                 #[cfg(target_arch = "x86_64")]
                 if let Some(simd) = pulp::x86::V3::try_new() {
-                    let block = |v: &[f32; BLOCK], out: &mut [u8; BLOCK]| {
-                        avx2::quantize_block(simd, v, out)
-                    };
+                    let q = Quantizer::Avx2(simd);
                     return simd.vectorize(
                         #[inline(always)]
-                        || quantize_group(x, k, g, data, scales, block),
+                        || quantize_group(x, k, g, data, scales, q),
                     );
                 }
-                let block = |v: &[f32; BLOCK], out: &mut [u8; BLOCK]| {
-                    quantize_block(v, out, OFFSET, |q| q as u8)
-                };
-                quantize_group(x, k, g, data, scales, block)
+                quantize_group(x, k, g, data, scales, Quantizer::Scalar)
             });
     }
 
@@ -218,6 +218,26 @@ impl QuantizedRows {
 /// of the same size allocates nothing.
 static SCRATCH: std::sync::Mutex<Vec<QuantizedRows>> = std::sync::Mutex::new(Vec::new());
 
+/// Which path quantises inputs (no closures: a closure is a function of its own, compiled
+/// without the caller's AVX2, where the intrinsics would not inline).
+#[derive(Clone, Copy)]
+enum Quantizer {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(pulp::x86::V3),
+}
+
+impl Quantizer {
+    #[inline(always)]
+    fn block(self, values: &[f32; BLOCK], out: &mut [u8; BLOCK]) -> f32 {
+        match self {
+            Quantizer::Scalar => quantize_block(values, out, OFFSET, |q| q as u8),
+            #[cfg(target_arch = "x86_64")]
+            Quantizer::Avx2(simd) => avx2::quantize_block(simd, values, out),
+        }
+    }
+}
+
 /// Quantises the rows of group `g` of `x` (`k` wide) into the group's `data` and `scales`;
 /// rows past the end of `x` become zero.
 #[inline(always)]
@@ -227,7 +247,7 @@ fn quantize_group(
     g: usize,
     data: &mut [u8],
     scales: &mut [f32],
-    block: impl Fn(&[f32; BLOCK], &mut [u8; BLOCK]) -> f32,
+    quantizer: Quantizer,
 ) {
     let (rows, blocks) = (x.len() / k, k.div_ceil(BLOCK));
     for i in 0..GROUP {
@@ -242,7 +262,7 @@ fn quantize_group(
                 let part = &row[b * BLOCK..((b + 1) * BLOCK).min(k)];
                 values[..part.len()].copy_from_slice(part);
             }
-            scales[b * GROUP + i] = block(&values, out);
+            scales[b * GROUP + i] = quantizer.block(&values, out);
         }
     }
 }
@@ -276,7 +296,9 @@ pub(crate) fn product(
     spread(x.rows, w.n, dst, accumulate, threads, |tile| {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = pulp::x86::V3::try_new() {
-            return run(x, w, tile, |g, p| avx2::tile(simd, g.data, g.scales, p.data, p.meta));
+            return run(x, w, tile, |g, p| {
+                avx2::tile(simd, g.data, g.scales, p.data, p.meta)
+            });
         }
         run(x, w, tile, scalar_tile)
     });
@@ -331,7 +353,11 @@ fn block_sums(group: Group<'_>, panel: Panel<'_>, b: usize) -> [[i32; NR]; GROUP
         for (quad, w) in w.chunks_exact(NR * QUAD).enumerate() {
             let x = &x[quad * QUAD..(quad + 1) * QUAD];
             for (c, w) in w.chunks_exact(QUAD).enumerate() {
-                sums[c] += x.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum::<i32>();
+                sums[c] += x
+                    .iter()
+                    .zip(w)
+                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .sum::<i32>();
             }
         }
     }
@@ -403,7 +429,11 @@ mod tests {
                 for r in 0..rows {
                     let xr = row_value(&qx, r, k);
                     for j in 0..n {
-                        let dot: f64 = xr.iter().zip(column_value(&qw, j)).map(|(a, b)| a * b).sum();
+                        let dot: f64 = xr
+                            .iter()
+                            .zip(column_value(&qw, j))
+                            .map(|(a, b)| a * b)
+                            .sum();
                         let want = if accumulate { 1.0 + dot } else { dot };
                         let got = dst[r * n + j] as f64;
                         assert!(
@@ -425,7 +455,13 @@ mod tests {
             (9, 100, 50, 4),
             (600, 40, 17, 5),
         ] {
-            check(rows, k, n, &pseudo(rows * k, seed), &pseudo(n * k, seed + 100));
+            check(
+                rows,
+                k,
+                n,
+                &pseudo(rows * k, seed),
+                &pseudo(n * k, seed + 100),
+            );
         }
     }
 
@@ -438,7 +474,9 @@ mod tests {
         let mut w = vec![-2.0f32; n * k];
         w[..k].fill(2.0);
         check(rows, k, n, &x, &w);
-        let x: Vec<f32> = (0..rows * k).map(|i| if i % 2 == 0 { -1.0 } else { 1.0 }).collect();
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| if i % 2 == 0 { -1.0 } else { 1.0 })
+            .collect();
         check(rows, k, n, &x, &w);
     }
 
@@ -455,7 +493,9 @@ mod tests {
         let (mut err, mut norm) = (0f64, 0f64);
         for r in 0..rows {
             for j in 0..n {
-                let exact: f64 = (0..k).map(|p| x[r * k + p] as f64 * w[j * k + p] as f64).sum();
+                let exact: f64 = (0..k)
+                    .map(|p| x[r * k + p] as f64 * w[j * k + p] as f64)
+                    .sum();
                 err += (dst[r * n + j] as f64 - exact).powi(2);
                 norm += exact * exact;
             }
@@ -480,7 +520,15 @@ mod tests {
 
     #[test]
     fn rounding_is_to_nearest_even() {
-        for (v, want) in [(0.5, 0.0), (1.5, 2.0), (2.5, 2.0), (-0.5, 0.0), (-1.5, -2.0), (62.6, 63.0), (-0.49, 0.0)] {
+        for (v, want) in [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (-0.5, 0.0),
+            (-1.5, -2.0),
+            (62.6, 63.0),
+            (-0.49, 0.0),
+        ] {
             assert_eq!(round(v), want, "{v}");
         }
     }
@@ -520,8 +568,12 @@ mod tests {
         blocks.push([0.0; BLOCK]);
         blocks.push(std::array::from_fn(|i| if i == 3 { -7.0 } else { 0.0 }));
         blocks.push(std::array::from_fn(|i| i as f32 - 15.5));
-        blocks.push(std::array::from_fn(|i| if i == 9 { f32::INFINITY } else { 1.0 }));
-        blocks.push(std::array::from_fn(|i| if i == 30 { f32::NAN } else { 2.0 }));
+        blocks.push(std::array::from_fn(|i| {
+            if i == 9 { f32::INFINITY } else { 1.0 }
+        }));
+        blocks.push(std::array::from_fn(
+            |i| if i == 30 { f32::NAN } else { 2.0 },
+        ));
         for v in &blocks {
             let (mut a, mut b) = ([0u8; BLOCK], [0u8; BLOCK]);
             let sa = quantize_block(v, &mut a, OFFSET, |q| q as u8);
