@@ -401,8 +401,6 @@ impl Encoder for ClipEncoder {
     }
 }
 
-/// candle's towers and projections (GPU devices; on the CPU, they create the variables of a
-/// seeded random model).
 /// Only our CPU towers quantise; candle's (GPU devices) run fp32 only.
 fn check_precision(slug: &str, precision: Precision, device: &Device) -> Result<(), EmbedError> {
     if precision == Precision::Fp32 || device.is_cpu() {
@@ -415,6 +413,8 @@ fn check_precision(slug: &str, precision: Precision, device: &Device) -> Result<
     })
 }
 
+/// candle's towers and projections (GPU devices; on the CPU, they create the variables of a
+/// seeded random model).
 fn candle_towers(
     vb: VarBuilder,
     text_config: &ClipTextConfig,

@@ -188,3 +188,36 @@ fn int8_vectors_keep_fp32_quality_on_real_sentences() {
         );
     }
 }
+
+/// A BERT configuration our CPU pass does not cover runs on candle's, which does not quantise:
+/// int8 is refused at load, naming the model and the precision.
+#[test]
+fn int8_on_a_configuration_only_candle_runs_is_refused() {
+    let src = installed().join("demo-model");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).expect("copy");
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).expect("read"))
+            .expect("config");
+    config["hidden_act"] = "relu".into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("write");
+    let mut reg = registry();
+    reg.set_precision("demo-model", Precision::Int8)
+        .expect("demo-model");
+    let manifest = reg.get("demo-model").expect("manifest");
+    let err = SentenceEncoder::load(manifest, dir.path(), &candle_core::Device::Cpu)
+        .expect_err("int8 on candle's pass");
+    let message = err.to_string();
+    assert!(
+        message.contains("demo-model") && message.contains("int8"),
+        "{message}"
+    );
+    // At fp32 the same folder loads (on candle's pass).
+    let mut reg = registry();
+    reg.set_precision("demo-model", Precision::Fp32)
+        .expect("demo-model");
+    let manifest = reg.get("demo-model").expect("manifest");
+    SentenceEncoder::load(manifest, dir.path(), &candle_core::Device::Cpu).expect("fp32 loads");
+}
