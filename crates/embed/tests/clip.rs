@@ -70,12 +70,7 @@ fn load_at(name: &str, dims: usize, precision: Precision) -> ClipEncoder {
     ClipEncoder::load(&manifest, dir.path(), &Device::Cpu).expect("load")
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
+use common::cosine;
 
 fn expected_pixels(file: &str) -> Tensor {
     let path = Path::new(FIXTURES)
@@ -83,6 +78,18 @@ fn expected_pixels(file: &str) -> Tensor {
         .join(format!("{file}.png"));
     let img = image::open(&path).expect("open expected").to_rgb8();
     preprocess::normalize(&img, &Device::Cpu).expect("normalize")
+}
+
+/// The reference's pictures as the expected preprocessed pixels: one tensor each, and all of
+/// them stacked into a batch.
+fn fixture_pixels(reference: &Reference) -> (Vec<Tensor>, Tensor) {
+    let pixels: Vec<Tensor> = reference
+        .images
+        .iter()
+        .map(|r| expected_pixels(&r.file))
+        .collect();
+    let batch = Tensor::stack(&pixels, 0).expect("stack");
+    (pixels, batch)
 }
 
 #[test]
@@ -113,12 +120,7 @@ fn image_embeddings_match_transformers_single_and_batched() {
         let reference = reference(name);
         let dims = reference.images[0].embedding.len();
         let enc = load(name, dims);
-        let pixels: Vec<Tensor> = reference
-            .images
-            .iter()
-            .map(|r| expected_pixels(&r.file))
-            .collect();
-        let batch = Tensor::stack(&pixels, 0).expect("stack");
+        let (pixels, batch) = fixture_pixels(&reference);
         let got = enc.embed_pixels(&batch).expect("batch");
         for ((r, v), px) in reference.images.iter().zip(&got).zip(&pixels) {
             let c = cosine(v, &r.embedding);
@@ -140,12 +142,7 @@ fn int8_vectors_keep_fp32_quality_on_the_fixtures() {
         let reference = reference(name);
         let dims = reference.texts[0].embedding.len();
         let texts: Vec<String> = reference.texts.iter().map(|t| t.text.clone()).collect();
-        let pixels: Vec<Tensor> = reference
-            .images
-            .iter()
-            .map(|r| expected_pixels(&r.file))
-            .collect();
-        let batch = Tensor::stack(&pixels, 0).expect("stack");
+        let (_, batch) = fixture_pixels(&reference);
         let embed = |precision| {
             let enc = load_at(name, dims, precision);
             let mut v = enc.embed_texts(&texts).expect("texts");
@@ -168,12 +165,7 @@ fn int8_vectors_keep_fp32_quality_on_the_fixtures() {
 #[test]
 fn int8_full_size_vision_tower_stays_close_to_fp32() {
     let tokenizer = Path::new(FIXTURES).join("tokenizer.json");
-    let pixels: Vec<Tensor> = reference("tiny-a")
-        .images
-        .iter()
-        .map(|r| expected_pixels(&r.file))
-        .collect();
-    let batch = Tensor::stack(&pixels, 0).expect("stack");
+    let (_, batch) = fixture_pixels(&reference("tiny-a"));
     let embed = |precision| {
         ClipEncoder::random_vit_b32(7, &tokenizer, &Device::Cpu, precision)
             .expect("random ViT-B/32")

@@ -63,12 +63,7 @@ fn encoder_at(precision: Precision) -> SentenceEncoder {
     SentenceEncoder::load(manifest, &dir, &candle_core::Device::Cpu).expect("load")
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
+use common::cosine;
 
 #[test]
 fn every_vector_matches_sentence_transformers() {
