@@ -81,18 +81,16 @@ fn round(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-/// Quantises one block symmetrically into `out` (levels `-LEVEL..=LEVEL` plus `offset`, zero
-/// past `values`), returning its scale. The reference for [`avx2::quantize_block`], which must
+/// Quantises one block (zero-padded by the caller past `k`) symmetrically into `out` (levels
+/// `-LEVEL..=LEVEL` plus `offset`), returning its scale. The reference for [`avx2::quantize_block`], which must
 /// give the same bytes.
 #[inline(always)]
 fn quantize_block<T: Copy>(
-    values: &[f32],
+    block: &[f32; BLOCK],
     out: &mut [T; BLOCK],
     offset: i32,
     store: fn(i32) -> T,
 ) -> f32 {
-    let mut block = [0f32; BLOCK];
-    block[..values.len()].copy_from_slice(values);
     // A value that is not finite makes the block's scale NaN, so it shows in the output as
     // it would in f32.
     let finite = block.iter().all(|v| v.is_finite());
@@ -102,7 +100,7 @@ fn quantize_block<T: Copy>(
         return if finite { 0.0 } else { f32::NAN };
     }
     let inv = LEVEL as f32 / max;
-    for (o, &v) in out.iter_mut().zip(&block) {
+    for (o, &v) in out.iter_mut().zip(block) {
         *o = store((round(v * inv) as i32).clamp(-LEVEL, LEVEL) + offset);
     }
     max / LEVEL as f32
@@ -125,8 +123,10 @@ impl QuantizedWeight {
                 let out: &mut [i8; BLOCK] = (&mut column[b * BLOCK..(b + 1) * BLOCK])
                     .try_into()
                     .expect("a block");
+                let mut padded = [0f32; BLOCK];
+                padded[..values.len()].copy_from_slice(values);
                 let m = &mut meta[p * blocks + b];
-                m.scales[c] = quantize_block(values, out, 0, |q| q as i8);
+                m.scales[c] = quantize_block(&padded, out, 0, |q| q as i8);
                 m.offsets[c] = -OFFSET * out.iter().map(|&q| q as i32).sum::<i32>();
             }
             let panel = &mut data[p * kp * NR..(p + 1) * kp * NR];
