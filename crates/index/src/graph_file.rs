@@ -114,7 +114,7 @@ pub(crate) fn load(path: &Path, expected: &GraphFile, params: &HnswParams) -> Re
         return Err(format!("is {len} bytes; {} were written", expected.bytes));
     }
     let mut input = Hashing::new(BufReader::with_capacity(1 << 20, file));
-    let graph = read(&mut input, params).map_err(|e| format!("cannot be read: {e}"))?;
+    let graph = read(&mut input, params, len).map_err(|e| format!("cannot be read: {e}"))?;
     let (_, crc, read_bytes) = input.finish();
     if read_bytes != len {
         return Err(format!("has {} trailing bytes", len - read_bytes));
@@ -128,7 +128,9 @@ pub(crate) fn load(path: &Path, expected: &GraphFile, params: &HnswParams) -> Re
     Ok(graph)
 }
 
-fn read(input: &mut impl Read, p: &HnswParams) -> std::io::Result<Hnsw> {
+/// Reads a graph from a file of `len` bytes. Every count that sizes an allocation is first
+/// checked against `len`, so a damaged header is an error, not a huge allocation.
+fn read(input: &mut impl Read, p: &HnswParams, len: u64) -> std::io::Result<Hnsw> {
     let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
@@ -157,6 +159,13 @@ fn read(input: &mut impl Read, p: &HnswParams) -> std::io::Result<Hnsw> {
         return Err(bad(format!("{n} nodes")));
     }
     let entry = read_u64(input)?;
+    let fixed = fixed_bytes(n, p)
+        .filter(|&need| need <= len)
+        .ok_or_else(|| {
+            bad(format!(
+                "says {n} nodes, more than its {len} bytes can hold"
+            ))
+        })?;
     let mut nodes = Nodes {
         keys: read_vec(input, n, u64::from_le_bytes)?,
         ..Nodes::default()
@@ -170,6 +179,13 @@ fn read(input: &mut impl Read, p: &HnswParams) -> std::io::Result<Hnsw> {
     nodes.level0 = read_vec(input, n * (1 + 2 * m), |b| {
         AtomicU32::new(u32::from_le_bytes(b))
     })?;
+    let upper_slots: u64 = nodes.levels.iter().map(|&l| u64::from(l)).sum::<u64>() * (1 + m) as u64;
+    if fixed + upper_slots * 4 != len {
+        return Err(bad(format!(
+            "its levels need {} bytes; the file has {len}",
+            fixed + upper_slots * 4
+        )));
+    }
     nodes.upper = Vec::with_capacity(n);
     for &level in &nodes.levels {
         let slots: Vec<AtomicU32> = read_vec(input, usize::from(level) * (1 + m), |b| {
@@ -202,6 +218,16 @@ fn read(input: &mut impl Read, p: &HnswParams) -> std::io::Result<Hnsw> {
         return Err(bad("the entry point is out of range".into()));
     }
     Ok(Hnsw::from_parts(*p, nodes, entry))
+}
+
+/// Bytes of a file of `n` nodes before the upper-level lists, `None` past `u64`.
+fn fixed_bytes(n: usize, p: &HnswParams) -> Option<u64> {
+    let n = n as u64;
+    let header = (MAGIC.len() + 4 + 4 + 1 + 4 + 4 + 8 + 8 + 8) as u64;
+    let per_node = 8 + 1 + (p.dim as u64).checked_mul(4)? + (1 + 2 * p.m as u64).checked_mul(4)?;
+    n.checked_mul(per_node)?
+        .checked_add(n.div_ceil(64).checked_mul(8)?)?
+        .checked_add(header)
 }
 
 fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
@@ -291,4 +317,49 @@ pub(crate) fn folder(db_path: &Path) -> PathBuf {
     db_path
         .parent()
         .map_or_else(|| PathBuf::from("graphs"), |p| p.join("graphs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(dir: &Path) -> (PathBuf, GraphFile, HnswParams) {
+        let params = HnswParams::new(4, Metric::L2);
+        let graph = Hnsw::new(params);
+        let vectors: Vec<[f32; 4]> = (0..50).map(|i| [i as f32, 1.0, -(i as f32), 0.5]).collect();
+        let items: Vec<(u64, &[f32])> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u64, &v[..]))
+            .collect();
+        graph.insert(&items);
+        let (bytes, crc32) = save(&graph, dir, "g.hnsw").expect("save");
+        let file = GraphFile {
+            file: "g.hnsw".into(),
+            bytes,
+            crc32,
+            covers_next_item: 50,
+            covers_deletion_seq: 0,
+        };
+        (dir.join("g.hnsw"), file, params)
+    }
+
+    #[test]
+    fn a_node_count_the_file_cannot_hold_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, file, params) = saved(dir.path());
+        assert_eq!(load(&path, &file, &params).expect("sound file").len(), 50);
+        // The node count sits after magic, version, dim, metric, m, ef_construction and seed.
+        let at = 8 + 4 + 4 + 1 + 4 + 4 + 8;
+        for n in [1u64 << 40, u32::MAX as u64 - 1, 51] {
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes[at..at + 8].copy_from_slice(&n.to_le_bytes());
+            std::fs::write(&path, &bytes).expect("write");
+            let err = load(&path, &file, &params).expect_err("damaged count");
+            assert!(
+                err.contains("nodes") || err.contains("levels need"),
+                "{n}: {err}"
+            );
+        }
+    }
 }

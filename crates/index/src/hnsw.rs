@@ -290,10 +290,12 @@ impl Hnsw {
         })
     }
 
-    /// The live nodes from node number `from` on, with their vectors, in key order.
-    pub fn items_from(&self, from: usize) -> Vec<(u64, Vec<f32>)> {
+    /// The live nodes from node number `from` on, with their vectors, in key order, and the
+    /// node count they were read at (where a later call picks up what was appended since).
+    pub fn items_from(&self, from: usize) -> (Vec<(u64, Vec<f32>)>, usize) {
         let nodes = self.nodes.read();
-        (from as u32..nodes.keys.len() as u32)
+        let end = nodes.keys.len();
+        let live = (from as u32..end as u32)
             .filter(|&n| !nodes.is_deleted(n))
             .map(|n| {
                 (
@@ -301,7 +303,8 @@ impl Hnsw {
                     nodes.vector(n, self.params.dim).to_vec(),
                 )
             })
-            .collect()
+            .collect();
+        (live, end)
     }
 
     /// The bytes the graph holds in memory (vectors, links, keys, levels, tombstones).

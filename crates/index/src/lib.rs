@@ -9,6 +9,8 @@ pub mod dataset;
 pub mod distance;
 mod error;
 mod graph_file;
+mod graphs;
+mod group_commit;
 pub mod hnsw;
 mod keys;
 mod media;

@@ -1,25 +1,26 @@
 //! The vector index: collections in redb (the truth) with an in-memory HNSW graph each.
 //!
-//! Writes go through a group commit: concurrent callers queue their operations; one of them
-//! (the leader) applies every queued operation in one redb write transaction, commits it
-//! durably, applies the changes to the graphs, and only then answers everyone. A write is
-//! acknowledged after its commit, never before, and throughput does not collapse to one fsync
-//! per caller.
+//! Writes go through a [group commit](crate::group_commit): one redb write transaction for
+//! every queued operation, committed durably, then applied to the loaded
+//! [graphs](crate::graphs), and only then answered. A write is acknowledged after its commit,
+//! never before.
 //!
-//! A graph is built from the store the first time its collection is used after start-up.
+//! A graph is read back or built from the store the first time a read of its collection
+//! needs it after start-up; writes never wait for that.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc;
 
-use parking_lot::{Mutex, RwLock};
 use redb::{ReadableDatabase, ReadableTable};
 
 use crate::collection::{
-    self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, Effects, GRAPHS, ITEMS,
-    ItemRecord, NewItem, Precision, VECTORS,
+    self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, GRAPHS, ITEMS, ItemRecord,
+    NewItem, Precision, VECTORS,
 };
 use crate::graph_file::{self, GraphFile};
+use crate::graphs::{Change, Graphs, Loaded, State};
+use crate::group_commit::{Answer, GroupCommit, panic_message};
 use crate::{Hnsw, Store, StoreError};
 
 /// Longest external id, in bytes.
@@ -97,28 +98,6 @@ enum Reply {
     Drop(bool),
 }
 
-type Pending = (Op, mpsc::SyncSender<Result<Reply, StoreError>>);
-
-#[derive(Default)]
-struct Queue {
-    pending: Vec<Pending>,
-    leader: bool,
-}
-
-/// A loaded collection: its record as of the last write and its graph.
-struct Loaded {
-    record: CollectionRecord,
-    graph: Arc<Hnsw>,
-    origin: GraphOrigin,
-    /// A background rebuild is running.
-    rebuilding: bool,
-}
-
-/// Tombstones trigger a rebuild once they are this share of a graph's nodes (and at least
-/// [`REBUILD_MIN_TOMBSTONES`]).
-pub const REBUILD_TOMBSTONE_SHARE: f64 = 0.2;
-pub const REBUILD_MIN_TOMBSTONES: usize = 256;
-
 /// Where a loaded graph came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GraphOrigin {
@@ -140,17 +119,15 @@ pub struct GraphInfo {
 pub struct VectorIndex {
     store: Store,
     graphs_dir: std::path::PathBuf,
-    queue: Mutex<Queue>,
-    /// Graphs by collection number. The lock is held while a graph is built or changed.
-    graphs: RwLock<HashMap<u64, Arc<RwLock<Loaded>>>>,
-    load_lock: Arc<Mutex<()>>,
+    writes: GroupCommit<Op, Reply>,
+    graphs: Graphs,
 }
 
 impl std::fmt::Debug for VectorIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VectorIndex")
             .field("store", &self.store.path())
-            .field("loaded", &self.graphs.read().len())
+            .field("loaded", &self.graphs.len())
             .finish()
     }
 }
@@ -160,9 +137,8 @@ impl VectorIndex {
         VectorIndex {
             graphs_dir: graph_file::folder(store.path()),
             store,
-            queue: Mutex::new(Queue::default()),
-            graphs: RwLock::new(HashMap::new()),
-            load_lock: Arc::new(Mutex::new(())),
+            writes: GroupCommit::default(),
+            graphs: Graphs::default(),
         }
     }
 
@@ -175,8 +151,6 @@ impl VectorIndex {
         items: Vec<NewItem>,
     ) -> Result<UpsertOutcome, StoreError> {
         check_items(&params, &items)?;
-        // Keep the graph in memory (and so saved at shutdown) from the first write on.
-        self.load(key)?;
         match self.submit(Op::Upsert {
             key: key.clone(),
             params,
@@ -212,7 +186,7 @@ impl VectorIndex {
 
     /// The live item count of a collection, `None` when it does not exist.
     pub fn count(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
-        Ok(self.load(key)?.map(|l| l.read().record.count))
+        Ok(self.load(key)?.map(|l| l.state().record.count))
     }
 
     /// A collection's stored record (parameters, live count, timestamps), read from redb
@@ -306,7 +280,7 @@ impl VectorIndex {
             });
         };
         let (graph, params, count, id) = {
-            let l = loaded.read();
+            let l = loaded.state();
             (
                 l.graph.clone(),
                 l.record.params,
@@ -365,26 +339,13 @@ impl VectorIndex {
         })
     }
 
-    /// The loaded collection of `key`, building its graph from the store the first time.
-    fn load(&self, key: &CollectionKey) -> Result<Option<Arc<RwLock<Loaded>>>, StoreError> {
+    /// The loaded collection of `key`, reading its graph back or building it from the store the
+    /// first time (or waiting for a load already under way).
+    fn load(&self, key: &CollectionKey) -> Result<Option<Arc<Loaded>>, StoreError> {
         let Some(id) = self.collection_id(key)? else {
             return Ok(None);
         };
-        if let Some(l) = self.graphs.read().get(&id) {
-            return Ok(Some(l.clone()));
-        }
-        // Loads and the post-commit graph updates take this lock, so a graph built from a
-        // snapshot taken before a commit is in the map when that commit's changes are applied.
-        let _guard = self.load_lock.lock();
-        if let Some(l) = self.graphs.read().get(&id) {
-            return Ok(Some(l.clone()));
-        }
-        let Some(loaded) = self.open_graph(id)? else {
-            return Ok(None);
-        };
-        let loaded = Arc::new(RwLock::new(loaded));
-        self.graphs.write().insert(id, loaded.clone());
-        Ok(Some(loaded))
+        self.graphs.load(id, || self.open_graph(id))
     }
 
     fn collection_id(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
@@ -396,7 +357,7 @@ impl VectorIndex {
 
     /// The collection's graph: its saved file caught up from the store when that file is
     /// sound, else rebuilt from the store (with a warning). `None` when it was dropped.
-    fn open_graph(&self, id: u64) -> Result<Option<Loaded>, StoreError> {
+    fn open_graph(&self, id: u64) -> Result<Option<State>, StoreError> {
         let txn = self.store.db.begin_read()?;
         let record: CollectionRecord = match txn.open_table(collection::COLLECTIONS)?.get(id)? {
             Some(v) => collection::decode("collection", v.value())?,
@@ -424,14 +385,20 @@ impl VectorIndex {
                 return self.build_from_store(id, Some(reason));
             }
         };
-        // Catch up: deletions logged since the save, then items added since.
+        // Catch up: deletions logged since the save, then items added since. The file may hold
+        // some of both already (a save captures a graph that keeps taking changes while it is
+        // written): deleting twice is harmless, and items it holds are skipped.
         let deletions = txn.open_table(DELETIONS)?;
         for row in deletions.range((id, saved.covers_deletion_seq)..=(id, u64::MAX))? {
             graph.delete(row?.1.value());
         }
         let vectors = txn.open_table(VECTORS)?;
+        let from = graph
+            .last_key()
+            .map_or(0, |k| k + 1)
+            .max(saved.covers_next_item);
         let mut rows: Vec<(u64, Vec<f32>)> = Vec::new();
-        for row in vectors.range((id, saved.covers_next_item)..=(id, u64::MAX))? {
+        for row in vectors.range((id, from)..=(id, u64::MAX))? {
             let (k, v) = row?;
             rows.push((k.value().1, collection::decode_vector(v.value())));
         }
@@ -444,20 +411,16 @@ impl VectorIndex {
             ms = started.elapsed().as_millis() as u64,
             "graph read back"
         );
-        Ok(Some(Loaded {
-            record,
-            graph: Arc::new(graph),
-            origin: GraphOrigin::File {
-                caught_up: items.len(),
-            },
-            rebuilding: false,
-        }))
+        let origin = GraphOrigin::File {
+            caught_up: items.len(),
+        };
+        Ok(Some(State::new(record, graph, origin)))
     }
 
     /// Loads the collection's graph (if it exists) and tells where it came from.
     pub fn graph_info(&self, key: &CollectionKey) -> Result<Option<GraphInfo>, StoreError> {
         Ok(self.load(key)?.map(|l| {
-            let l = l.read();
+            let l = l.state();
             GraphInfo {
                 origin: l.origin.clone(),
                 nodes: l.graph.len(),
@@ -467,17 +430,14 @@ impl VectorIndex {
     }
 
     /// Saves every loaded graph to its file and records it in redb; then prunes the deletion
-    /// log up to what each file covers. Returns how many graphs were saved. The server calls
-    /// this at shutdown; a graph that is not saved is rebuilt from the store next time.
+    /// log up to what each file covers. Returns how many graphs were saved. Writes go on
+    /// meanwhile (each graph is captured with the record it covers at least). The server
+    /// calls this periodically and at shutdown; a graph that is not saved is rebuilt from the
+    /// store next time.
     pub fn save_graphs(&self) -> Result<usize, StoreError> {
-        let _guard = self.load_lock.lock();
-        let loaded: Vec<Arc<RwLock<Loaded>>> = self.graphs.read().values().cloned().collect();
         let mut saved = 0;
-        for l in loaded {
-            let (graph, record) = {
-                let l = l.read();
-                (l.graph.clone(), l.record.clone())
-            };
+        for loaded in self.graphs.ready() {
+            let (graph, record) = loaded.capture();
             let name = graph_file::file_name(record.id);
             let (bytes, crc32) = graph_file::save(&graph, &self.graphs_dir, &name)?;
             let file = GraphFile {
@@ -514,7 +474,7 @@ impl VectorIndex {
         &self,
         id: u64,
         distrusted: Option<String>,
-    ) -> Result<Option<Loaded>, StoreError> {
+    ) -> Result<Option<State>, StoreError> {
         let txn = self.store.db.begin_read()?;
         let records = txn.open_table(collection::COLLECTIONS)?;
         let record: CollectionRecord = match records.get(id)? {
@@ -531,57 +491,32 @@ impl VectorIndex {
         let items: Vec<(u64, &[f32])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         graph.insert(&items);
         tracing::info!(collection = %record.key, items = rows.len(), "graph built from the store");
-        Ok(Some(Loaded {
+        Ok(Some(State::new(
             record,
-            graph: Arc::new(graph),
-            origin: GraphOrigin::Rebuilt { distrusted },
-            rebuilding: false,
-        }))
+            graph,
+            GraphOrigin::Rebuilt { distrusted },
+        )))
     }
 
-    /// Queues `op`; the first caller to find no leader leads: it commits everything queued,
-    /// in one transaction, until the queue is empty.
     fn submit(&self, op: Op) -> Result<Reply, StoreError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        {
-            let mut q = self.queue.lock();
-            q.pending.push((op, tx));
-            if q.leader {
-                drop(q);
-                return rx.recv().unwrap_or_else(|_| Err(StoreError::WriterGone));
-            }
-            q.leader = true;
-        }
-        loop {
-            let batch = {
-                let mut q = self.queue.lock();
-                if q.pending.is_empty() {
-                    q.leader = false;
-                    break;
-                }
-                std::mem::take(&mut q.pending)
-            };
-            self.commit_batch(batch);
-        }
-        rx.recv().unwrap_or_else(|_| Err(StoreError::WriterGone))
+        self.writes.submit(op, |ops| self.commit(ops))
     }
 
-    fn commit_batch(&self, batch: Vec<Pending>) {
-        let (ops, senders): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
+    /// Commits a batch and applies it to the graphs; a failed commit fails every op.
+    fn commit(&self, ops: Vec<Op>) -> Vec<Answer<Reply>> {
+        let count = ops.len();
         match self.apply(ops) {
-            Ok(replies) => {
-                for (reply, tx) in replies.into_iter().zip(senders) {
-                    let _ = tx.send(reply);
-                }
-            }
+            Ok(answers) => answers,
             Err(e) => {
                 let reason = e.to_string();
                 tracing::error!(error = %reason, "group commit failed");
-                for tx in senders {
-                    let _ = tx.send(Err(StoreError::CommitFailed {
-                        reason: reason.clone(),
-                    }));
-                }
+                (0..count)
+                    .map(|_| {
+                        Err(StoreError::CommitFailed {
+                            reason: reason.clone(),
+                        })
+                    })
+                    .collect()
             }
         }
     }
@@ -590,7 +525,7 @@ impl VectorIndex {
     fn apply(&self, ops: Vec<Op>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
         let txn = self.store.begin_write()?;
         let mut replies = Vec::with_capacity(ops.len());
-        let mut changes: Vec<(CollectionRecord, Effects)> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
         let mut dropped: Vec<u64> = Vec::new();
         for op in ops {
             match op {
@@ -603,7 +538,7 @@ impl VectorIndex {
                                 replaced,
                                 count: record.count,
                             })));
-                            changes.push((record, effects));
+                            changes.push(Change { record, effects });
                         }
                         Err(e @ StoreError::ParamsMismatch { .. }) => replies.push(Err(e)),
                         Err(e) => return Err(e),
@@ -616,15 +551,15 @@ impl VectorIndex {
                         not_found,
                         count: record.as_ref().map_or(0, |r| r.count),
                     })));
-                    if let Some(r) = record {
-                        changes.push((r, effects));
+                    if let Some(record) = record {
+                        changes.push(Change { record, effects });
                     }
                 }
                 Op::Drop { key } => {
                     let record = collection::drop_collection(&txn, &key)?;
                     if let Some(r) = &record {
                         dropped.push(r.id);
-                        changes.retain(|(c, _)| c.id != r.id);
+                        changes.retain(|c| c.record.id != r.id);
                     }
                     replies.push(Ok(Reply::Drop(record.is_some())));
                 }
@@ -635,98 +570,27 @@ impl VectorIndex {
         Ok(replies)
     }
 
-    /// After a commit: the same changes in the loaded graphs (unloaded ones read the store
-    /// when they load). Keys a graph already holds (it loaded after the commit) are skipped.
-    fn apply_to_graphs(&self, changes: Vec<(CollectionRecord, Effects)>, dropped: &[u64]) {
-        let _guard = self.load_lock.lock();
-        if !dropped.is_empty() {
-            let mut graphs = self.graphs.write();
-            for id in dropped {
-                graphs.remove(id);
-                let path = self.graphs_dir.join(graph_file::file_name(*id));
-                if let Err(e) = std::fs::remove_file(&path)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a dropped graph");
-                }
-            }
+    /// After a commit: the same changes in the loaded graphs. The commit stands whatever
+    /// happens here; a panic while a graph takes a change makes the graphs it touched be read
+    /// again from the store when next used.
+    fn apply_to_graphs(&self, changes: Vec<Change>, dropped: &[u64]) {
+        let touched: Vec<u64> = changes.iter().map(|c| c.record.id).collect();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.graphs.apply(changes, dropped))) {
+            tracing::error!(
+                reason = %panic_message(&*panic),
+                "a graph failed to take a committed change; it will be rebuilt from the store"
+            );
+            self.graphs.forget(&touched);
         }
-        for (record, effects) in changes {
-            let existing = self.graphs.read().get(&record.id).cloned();
-            let loaded = match existing {
-                Some(l) => l,
-                // A collection this batch created starts in memory with an empty graph.
-                None if effects.created => {
-                    let l = Arc::new(RwLock::new(Loaded {
-                        record: record.clone(),
-                        graph: Arc::new(Hnsw::new(record.params.graph())),
-                        origin: GraphOrigin::Rebuilt { distrusted: None },
-                        rebuilding: false,
-                    }));
-                    self.graphs.write().insert(record.id, l.clone());
-                    l
-                }
-                None => continue,
-            };
-            // The graph takes inserts and deletes while searches run; only the record swap
-            // needs the collection's lock.
-            let graph = loaded.read().graph.clone();
-            for key in &effects.removed {
-                graph.delete(*key);
-            }
-            let last = graph.last_key();
-            let fresh: Vec<(u64, &[f32])> = effects
-                .added
-                .iter()
-                .filter(|(k, _)| last.is_none_or(|last| *k > last))
-                .map(|(k, v)| (*k, v.as_slice()))
-                .collect();
-            graph.insert(&fresh);
-            let mut l = loaded.write();
-            l.record = record;
-            let tombstones = graph.deleted();
-            if !l.rebuilding
-                && tombstones >= REBUILD_MIN_TOMBSTONES
-                && tombstones as f64 >= REBUILD_TOMBSTONE_SHARE * graph.len() as f64
+        for id in dropped {
+            let path = self.graphs_dir.join(graph_file::file_name(*id));
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
             {
-                l.rebuilding = true;
-                let (loaded, lock) = (loaded.clone(), self.load_lock.clone());
-                std::thread::spawn(move || rebuild(&loaded, &lock));
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove a dropped graph");
             }
         }
     }
-}
-
-/// Builds a graph of the live nodes only, while searches and writes go on against the old
-/// one; then, holding the lock that post-commit updates take, applies what changed meanwhile
-/// and swaps the new graph in.
-fn rebuild(loaded: &RwLock<Loaded>, lock: &Mutex<()>) {
-    let old = loaded.read().graph.clone();
-    let started = std::time::Instant::now();
-    let snapshot_len = old.len();
-    let live = old.items_from(0);
-    let new = Hnsw::new(*old.params());
-    let items: Vec<(u64, &[f32])> = live.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    new.insert(&items);
-    let _guard = lock.lock();
-    let late = old.items_from(snapshot_len);
-    let late: Vec<(u64, &[f32])> = late.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    new.insert(&late);
-    for (key, _) in &live {
-        if old.is_deleted(*key) == Some(true) {
-            new.delete(*key);
-        }
-    }
-    let mut l = loaded.write();
-    tracing::info!(
-        collection = %l.record.key,
-        removed = old.deleted(),
-        nodes = new.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "graph rebuilt without its tombstones"
-    );
-    l.graph = Arc::new(new);
-    l.rebuilding = false;
 }
 
 fn unreachable_reply<T>() -> Result<T, StoreError> {
@@ -769,4 +633,104 @@ fn check_items(params: &CollectionParams, items: &[NewItem]) -> Result<(), Store
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Metric;
+
+    fn params() -> CollectionParams {
+        let mut p = CollectionParams::new(4, Metric::L2);
+        p.exact_below = 0;
+        p
+    }
+
+    fn item(id: &str, x: f32) -> NewItem {
+        NewItem {
+            id: id.into(),
+            vector: vec![
+                (x * 0.7).sin(),
+                (x * 1.3).cos(),
+                (x * 0.31).sin(),
+                x / 1000.0,
+            ],
+            filename: None,
+            media_ref: None,
+            metadata: None,
+        }
+    }
+
+    /// The nearest item among the graph's nodes (compared with each, so what is found is
+    /// what the graph holds).
+    fn graph_search(index: &VectorIndex, key: &CollectionKey, x: f32) -> Vec<String> {
+        let opts = SearchOptions {
+            top_k: 1,
+            ef: None,
+            exact: true,
+            precision: None,
+        };
+        let out = index
+            .search(key, &item("q", x).vector, opts)
+            .expect("search");
+        out.hits.into_iter().map(|h| h.item.id).collect()
+    }
+
+    #[test]
+    fn writes_do_not_wait_for_a_graph_being_built() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (
+            CollectionKey::new("ws", "m", "c", "a"),
+            CollectionKey::new("ws", "m", "c", "b"),
+        );
+        {
+            let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+            let items = (0..300)
+                .map(|i| item(&format!("a-{i}"), i as f32))
+                .collect();
+            index.upsert(&a, params(), items).expect("upsert a");
+            index
+                .upsert(&b, params(), vec![item("b-0", 0.0)])
+                .expect("upsert b");
+            // No save: the next start builds both graphs from the store.
+        }
+        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("reopen")));
+        let (release, gate) = mpsc::channel();
+        *index.graphs.gate.lock() = Some(gate);
+        let searcher = {
+            let (index, a) = (index.clone(), a.clone());
+            std::thread::spawn(move || graph_search(&index, &a, 7.0))
+        };
+        while index.graphs.gate.lock().is_some() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // a's build is held at the gate. Writes to b and to a are acknowledged meanwhile.
+        let (acked, writes) = mpsc::channel();
+        {
+            let (index, a, b) = (index.clone(), a.clone(), b.clone());
+            std::thread::spawn(move || {
+                index
+                    .upsert(&b, params(), vec![item("b-1", 1.0)])
+                    .expect("b");
+                index
+                    .upsert(&a, params(), vec![item("late", 1000.0)])
+                    .expect("a");
+                index.delete(&a, vec!["a-7".into()]).expect("delete");
+                let _ = acked.send(());
+            });
+        }
+        let waited = writes.recv_timeout(Duration::from_secs(10));
+        release.send(()).expect("release the build");
+        waited.expect("the writes waited for a graph being built");
+        // The search waited for the build; the build took the writes committed meanwhile.
+        searcher.join().expect("search");
+        assert_eq!(graph_search(&index, &a, 1000.0), ["late"]);
+        assert_eq!(graph_search(&index, &a, 7.0).len(), 1);
+        assert_ne!(graph_search(&index, &a, 7.0), ["a-7"]);
+        assert_eq!(index.count(&a).expect("count"), Some(300));
+        assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
+    }
 }
