@@ -45,7 +45,8 @@ pub struct Settings {
     )]
     pub models_dir: PathBuf,
 
-    /// Folder of extra model manifests (`<slug>/manifest.json`); the built-in ones always load.
+    /// Folder of extra model manifests (`<slug>/manifest.json`); one named like a built-in
+    /// model replaces that model's built-in manifest.
     #[arg(
         long,
         env = "AIMP_MANIFESTS_DIR",

@@ -25,6 +25,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if let Some(token) = &settings.admin_token {
+        keys::check_admin_token(token).map_err(anyhow::Error::msg)?;
+    }
     let store = super::open_store(&settings)?;
     if let Some(key) = &settings.api_key {
         register_env_key(&store, key)?;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_aimp");
 const ENV_KEY: &str = "aimp_blackbox_key_0123456789abcdefghij";
-const ADMIN: &str = "blackbox-admin-token";
+const ADMIN: &str = "blackbox-admin-token-0123456789abcdef";
 
 /// The body of the API page's curl snippet, byte for byte.
 const PAGE_BODY: &str = r#"{
@@ -595,6 +595,17 @@ fn a_checkpoint_imported_unverified_as_clipo_serves_the_page_request_shape() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["model"], "clipo");
     assert_eq!(reply["output"]["dimensions"], 512);
+    // The run names the weights it ran: the import's `local-…` revision, not the manifest's pin.
+    assert_eq!(
+        reply["output"]["model_revision"], receipt["revision"],
+        "{reply}"
+    );
+    assert!(
+        receipt["revision"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("local-")),
+        "{receipt}"
+    );
 
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures.join("tiny-b/reference.json")).expect("reference"),
@@ -707,4 +718,41 @@ fn bench_collection_measures_a_live_collection() {
     assert_eq!(records[0]["exhaustive"], true);
     assert_eq!(records[1]["recall"], 1.0);
     assert!(stdout.contains("exact-search threshold"), "{stdout}");
+}
+
+#[test]
+fn serve_refuses_an_empty_or_weak_secret_at_start() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let models = data.path().join("models");
+    let cases = [
+        ("AIMP_ADMIN_TOKEN", "", "empty"),
+        ("AIMP_ADMIN_TOKEN", "admin", "32 to 256 characters"),
+        (
+            "AIMP_API_KEY",
+            "aimp_0123456789abcdef",
+            "32 to 256 characters",
+        ),
+    ];
+    for (variable, value, says) in cases {
+        let out = aimp(data.path(), &models)
+            .env("AIMP_OFFLINE", "1")
+            .env(variable, value)
+            .arg("serve")
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{variable}={value:?} was accepted");
+        assert!(
+            stderr.contains(variable) && stderr.contains(says),
+            "{variable}={value:?}: {stderr}"
+        );
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+    // Nothing was registered: the store holds no key.
+    let out = aimp(data.path(), &models)
+        .args(["keys", "list"])
+        .output()
+        .expect("keys list");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("AIMP_API_KEY"), "{stdout}");
 }

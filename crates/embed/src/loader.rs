@@ -16,20 +16,22 @@ pub fn load_encoder(
     worker: WorkerOptions,
 ) -> Result<EncoderHandle, EmbedError> {
     let options = InstallOptions::default();
-    Installer::new(manifest, models_dir, &options).verify_installed()?;
+    let receipt = Installer::new(manifest, models_dir, &options).verify_installed()?;
     let dir = models_dir.join(&manifest.slug);
     let device = device.open()?;
-    match manifest.architecture {
+    let handle = match manifest.architecture {
         Architecture::BertMeanPooling => {
             let encoder = SentenceEncoder::load(manifest, &dir, &device)?;
-            Ok(EncoderHandle::spawn(encoder, worker))
+            EncoderHandle::spawn(encoder, worker)
         }
-        // Texts for now; images join when the media upload flow can hand them in.
         Architecture::Clip => {
             let encoder = ClipEncoder::load(manifest, &dir, &device)?;
-            Ok(EncoderHandle::spawn(encoder, worker))
+            EncoderHandle::spawn(encoder, worker)
         }
-    }
+    };
+    // The installed weights' revision: the manifest's pin, or `local-…` for an unverified
+    // import, which runs then report.
+    Ok(handle.with_revision(receipt.revision))
 }
 
 /// Loads the checkpoint in `dir` as `manifest`'s architecture on the CPU and drops it: the

@@ -84,6 +84,8 @@ struct Job {
 #[derive(Clone, Debug)]
 pub struct EncoderHandle {
     slug: Arc<str>,
+    /// The revision of the weights it runs, when known (from their install receipt).
+    revision: Option<Arc<str>>,
     dimensions: usize,
     image_size: Option<u32>,
     capacity: usize,
@@ -99,6 +101,7 @@ impl EncoderHandle {
         let slug: Arc<str> = encoder.slug().into();
         let handle = EncoderHandle {
             slug: slug.clone(),
+            revision: None,
             dimensions: encoder.dimensions(),
             image_size: encoder.image_size(),
             capacity: options.queue_capacity.max(1),
@@ -113,6 +116,17 @@ impl EncoderHandle {
             tracing::error!(model = %slug, error = %e, "cannot start encoder thread");
         }
         handle
+    }
+
+    /// The handle, recording the revision of the weights its encoder loaded.
+    pub fn with_revision(mut self, revision: String) -> EncoderHandle {
+        self.revision = Some(revision.into());
+        self
+    }
+
+    /// The revision of the weights it runs; `None` for an encoder not loaded from an install.
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
     }
 
     pub fn dimensions(&self) -> usize {

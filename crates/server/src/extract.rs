@@ -1,8 +1,11 @@
-//! A JSON body extractor whose every failure has the API's error shape.
+//! Extractors whose every failure has the API's error shape: the JSON body, the path and the
+//! query string (axum's own answer plain text).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -45,6 +48,53 @@ impl FromRequest<AppState> for JsonObject {
                 ),
                 param: None,
             }),
+        }
+    }
+}
+
+/// Path parameters; one that does not parse is 400 `invalid_path`.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::BadRequest {
+                code: "invalid_path",
+                message: format!("the request path is not valid: {}", rejection.body_text()),
+                param: None,
+            }),
+        }
+    }
+}
+
+/// Query-string parameters; one that does not parse is 400 `invalid_query` naming it.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => {
+                // axum says "Failed to deserialize query string: <field>: <why>".
+                let text = rejection.body_text();
+                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+                let param = detail
+                    .split_once(": ")
+                    .map(|(field, _)| field)
+                    .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                Err(ApiError::BadRequest {
+                    code: "invalid_query",
+                    message: format!("the query string is not valid: {detail}"),
+                    param: param.map(str::to_string),
+                })
+            }
         }
     }
 }

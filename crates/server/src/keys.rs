@@ -112,18 +112,39 @@ pub enum EnvKey {
     },
 }
 
-/// Checks that a key given from outside is usable: printable ASCII, no spaces, 16–256 chars.
-pub fn check_external_key(key: &str) -> Result<(), String> {
-    if !(16..=256).contains(&key.len()) {
+/// Fewest characters of a secret given from outside (an operator's API key, the admin
+/// token): with the 12 characters of a key's shown prefix known, 20 are left unknown.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// Checks a secret given from outside, named `name` in the message: printable ASCII without
+/// spaces, 32 to 256 characters. An empty value is refused too (unset the variable instead).
+fn check_secret(name: &str, secret: &str) -> Result<(), String> {
+    if secret.is_empty() {
         return Err(format!(
-            "AIMP_API_KEY must be 16 to 256 characters long (it has {})",
-            key.len()
+            "{name} is set but empty; unset it, or set it to {MIN_SECRET_CHARS} or more random characters"
         ));
     }
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("AIMP_API_KEY must be printable ASCII without spaces".into());
+    if !(MIN_SECRET_CHARS..=256).contains(&secret.len()) {
+        return Err(format!(
+            "{name} must be {MIN_SECRET_CHARS} to 256 characters long (it has {}); \
+             e.g. aimp_$(head -c 30 /dev/urandom | base64 | tr '+/' '-_')",
+            secret.len()
+        ));
+    }
+    if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("{name} must be printable ASCII without spaces"));
     }
     Ok(())
+}
+
+/// Checks that an API key given from outside (`AIMP_API_KEY`) is usable.
+pub fn check_external_key(key: &str) -> Result<(), String> {
+    check_secret("AIMP_API_KEY", key)
+}
+
+/// Checks the operator's admin token (`AIMP_ADMIN_TOKEN`), when one is set.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    check_secret("AIMP_ADMIN_TOKEN", token)
 }
 
 /// Registers a key supplied by the operator (the `AIMP_API_KEY` that the API page's snippets
@@ -191,9 +212,22 @@ mod tests {
     }
 
     #[test]
-    fn external_keys_are_checked() {
-        assert!(check_external_key("short").is_err());
-        assert!(check_external_key("has a space in the middle!").is_err());
-        assert!(check_external_key("aimp_0123456789abcdef").is_ok());
+    fn external_secrets_are_checked() {
+        for check in [check_external_key, check_admin_token] {
+            for bad in [
+                "",
+                "short",
+                "aimp_0123456789abcdef",
+                "has a space in the middle of it, see?!",
+            ] {
+                let err = check(bad).expect_err(bad);
+                assert!(err.starts_with("AIMP_"), "{err}");
+            }
+            assert!(check(&"x".repeat(257)).is_err());
+            assert!(check("aimp_0123456789abcdefghijklmnopqrstuv").is_ok());
+        }
+        assert!(check_admin_token("").expect_err("empty").contains("empty"));
+        // A shown prefix leaves at least 20 characters of any accepted secret unknown.
+        assert!(MIN_SECRET_CHARS - SHOWN_PREFIX_LEN >= 20);
     }
 }

@@ -1,7 +1,9 @@
 //! `/api/api-keys/`: key management for the operator (admin bearer token).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::{Map, Value, json};

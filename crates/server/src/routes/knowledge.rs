@@ -1,7 +1,9 @@
 //! Knowledge Bases: the model/collection/scope triples of the caller's workspace that hold
 //! data, and dropping one.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -202,7 +204,11 @@ pub async fn put(
             });
         }
     }
-    let outcome = receive(&state, &record, body).await;
+    let mut outcome = receive(&state, &record, body).await;
+    if outcome.is_ok() && record.expires_at <= Utc::now() {
+        // Complete would refuse it: say so now rather than 204 for bytes that cannot be used.
+        outcome = Err(upload_expired(&upload_id));
+    }
     let next = match &outcome {
         Ok(sha256) => UploadState::Received {
             sha256: sha256.clone(),
@@ -216,8 +222,24 @@ pub async fn put(
     }
     let store = state.store.clone();
     let id = upload_id.clone();
-    blocking(move || store.transition_upload(&id, |s| *s == UploadState::Receiving, next)).await?;
-    outcome.map(|_| StatusCode::NO_CONTENT)
+    let stored =
+        blocking(move || store.transition_upload(&id, |s| *s == UploadState::Receiving, next))
+            .await?;
+    match stored {
+        Transition::Done(_) => outcome.map(|_| StatusCode::NO_CONTENT),
+        // Expired and swept while the bytes arrived: nothing is kept.
+        Transition::NotFound => {
+            let _ = state.media.remove_part(&upload_id);
+            Err(outcome.err().unwrap_or_else(|| upload_expired(&upload_id)))
+        }
+        Transition::Refused(r) => Err(ApiError::internal(
+            "upload state",
+            std::io::Error::other(format!(
+                "upload {upload_id} left receiving as {:?}",
+                r.state
+            )),
+        )),
+    }
 }
 
 /// Streams the body into the part file; answers the sha256 of exactly `size_bytes` bytes of

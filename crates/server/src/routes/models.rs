@@ -1,7 +1,9 @@
 //! `GET /api/marketplace/models[/{slug}]`: the installed models and their contracts.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use serde_json::{Value, json};
 
 use aimp_embed::Manifest;

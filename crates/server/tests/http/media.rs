@@ -434,3 +434,52 @@ async fn expired_and_abandoned_uploads_are_swept() {
         Some("upload_id"),
     );
 }
+
+/// An upload that expires, and is swept, while its PUT is still streaming in: the PUT must not
+/// answer 204 for bytes that were thrown away.
+#[tokio::test]
+async fn an_upload_swept_in_the_middle_of_its_put_is_not_acknowledged() {
+    let g = gateway(Options {
+        upload_ttl: Some(std::time::Duration::from_secs(1)),
+        ..Options::default()
+    });
+    let png = fixture("palette.png");
+    let init = g.init(&g.key, init_body(png.len())).await;
+    let upload_id = init.body["upload_id"].as_str().expect("id").to_string();
+    let url = init.body["upload_url"].as_str().expect("url");
+    let path = url
+        .strip_prefix("http://gateway.test:8080")
+        .expect("own url");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    let req = Request::put(path)
+        .header("Content-Type", "image/png")
+        .body(Body::from_stream(stream))
+        .expect("request");
+    let (half, rest) = png.split_at(png.len() / 2);
+    let (put, ()) = tokio::join!(g.send(req), async {
+        tx.send(half.to_vec()).await.expect("first half");
+        // The upload expires and the sweep removes it, its part file too, mid-PUT.
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+        let state = g.state.clone();
+        let removed = tokio::task::spawn_blocking(move || aimp_server::sweep_uploads(&state))
+            .await
+            .expect("join")
+            .expect("sweep");
+        assert_eq!(removed, 1);
+        tx.send(rest.to_vec()).await.expect("second half");
+        drop(tx);
+    });
+    assert_error(&put, 404, "upload_expired", Some("upload_id"));
+    assert!(files_in(&g, "uploads").is_empty(), "nothing is kept");
+    assert_error(
+        &g.complete(&g.key, &upload_id).await,
+        404,
+        "upload_not_found",
+        Some("upload_id"),
+    );
+}

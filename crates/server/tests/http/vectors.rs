@@ -442,6 +442,14 @@ async fn texts_index_search_delete_and_knowledge_bases_count_exactly() {
         "invalid_limit",
         Some("limit"),
     );
+    // A query string or path that does not parse answers in the API's error shape too.
+    let not_a_number = g.send(list("?limit=abc")).await;
+    assert_error(&not_a_number, 400, "invalid_query", Some("limit"));
+    let bad_path = Request::get("/api/knowledge-bases/demo-model/texts/%FF%FE/items")
+        .header("X-API-Key", &g.key)
+        .body(Body::empty())
+        .expect("request");
+    assert_error(&g.send(bad_path).await, 400, "invalid_path", None);
 
     let drop = |g: &Gateway| {
         Request::delete("/api/knowledge-bases/demo-model/texts/notes")

@@ -31,7 +31,7 @@ pub async fn execute(
         json!({
             "embeddings": embeddings,
             "dimensions": encoder.dimensions(),
-            "model_revision": run.manifest.revision,
+            "model_revision": encoder.revision().unwrap_or(&run.manifest.revision),
             "precision": run.manifest.precision.as_str(),
         }),
         items,

@@ -2,7 +2,9 @@
 //! (workspace, model, the mode's collection, scope).
 
 use aimp_embed::EncoderHandle;
-use aimp_index::{CollectionKey, CollectionParams, Metric, NewItem, Precision, SearchOptions};
+use aimp_index::{
+    CollectionKey, CollectionParams, Metric, NewItem, Precision, SearchOptions, StoreError,
+};
 use serde_json::{Map, Value, json};
 
 use super::inputs;
@@ -63,6 +65,11 @@ pub async fn index(
     let key = collection_key(caller, run)?;
     let params = collection_params(run)?;
     let pictures = inputs::media(run, "images");
+    let ids_field = if pictures.is_empty() {
+        "text_ids"
+    } else {
+        "image_ids"
+    };
     let items: Vec<NewItem> = if !pictures.is_empty() {
         let ids = inputs::strings(run, "image_ids");
         same_length(ids.len(), pictures.len(), "image_ids", "images")?;
@@ -103,7 +110,10 @@ pub async fn index(
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     let index = state.index.clone();
     let (k, n) = (key.clone(), ids.len());
-    let outcome = blocking(move || index.upsert(&k, params, items)).await?;
+    let outcome = tokio::task::spawn_blocking(move || index.upsert(&k, params, items))
+        .await
+        .map_err(|join| ApiError::internal("blocking task", join))?
+        .map_err(|e| upsert_error(e, ids_field))?;
     Ok((
         json!({
             "indexed": outcome.written,
@@ -115,6 +125,36 @@ pub async fn index(
         }),
         n,
     ))
+}
+
+/// What an upsert refused, in the API's terms: an id is the client's (named as the input
+/// field it came from); a vector is our model's output, so a fault in one is ours (500).
+fn upsert_error(e: StoreError, ids_field: &str) -> ApiError {
+    match e {
+        StoreError::InvalidInput {
+            ref field,
+            ref reason,
+        } => {
+            let item = field
+                .strip_prefix("items[")
+                .and_then(|rest| rest.split_once("]."));
+            match item {
+                Some((i, "id")) => {
+                    let name = |s: &str| {
+                        s.replace("items[", &format!("input.{ids_field}["))
+                            .replace("].id", "]")
+                    };
+                    ApiError::bad_request(
+                        "invalid_input",
+                        format!("input.{ids_field}[{i}] {}", name(reason)),
+                        &format!("input.{ids_field}[{i}]"),
+                    )
+                }
+                _ => ApiError::internal("model output", e),
+            }
+        }
+        other => ApiError::from(other),
+    }
 }
 
 fn same_length(
@@ -228,4 +268,30 @@ pub async fn delete(
         }),
         ids.len(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_vector_from_our_model_is_ours_and_a_bad_id_is_the_clients() {
+        let vector = StoreError::InvalidInput {
+            field: "items[2].vector".into(),
+            reason: "holds a value that is not a finite number".into(),
+        };
+        let e = upsert_error(vector, "text_ids");
+        assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message().contains("items["), "{}", e.message());
+        let id = StoreError::InvalidInput {
+            field: "items[1].id".into(),
+            reason: "\"a\" is also items[0].id".into(),
+        };
+        let e = upsert_error(id, "image_ids");
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.message(),
+            "input.image_ids[1] \"a\" is also input.image_ids[0]"
+        );
+    }
 }
