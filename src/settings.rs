@@ -117,6 +117,27 @@ pub struct Settings {
     #[arg(long, env = "AIMP_MAX_BATCH", default_value_t = 32, global = true)]
     pub max_batch: usize,
 
+    /// Longest a request may expect to wait for the work queued ahead of it at its model's
+    /// encoder, in milliseconds (measured per item on this machine); one that would wait
+    /// longer is answered 503 with `Retry-After` at once.
+    #[arg(
+        long,
+        env = "AIMP_MAX_QUEUE_WAIT_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub max_queue_wait_ms: u64,
+
+    /// Most bytes of uploaded pictures that runs hold in memory at once, server-wide; a run
+    /// needing more than is free is answered 503, one needing more than all of it 400.
+    #[arg(
+        long,
+        env = "AIMP_MEDIA_IN_FLIGHT",
+        default_value_t = 512 * 1024 * 1024,
+        global = true
+    )]
+    pub media_in_flight: u64,
+
     /// Per-model precision on the CPU, `SLUG=fp32|int8`, comma-separated (e.g.
     /// `clipo=int8`); overrides the manifest's `precision`. int8 is about twice as fast, and
     /// its collections never mix with fp32 ones.
@@ -196,6 +217,8 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit", &self.rate_limit)
             .field("encode_queue", &self.encode_queue)
             .field("max_batch", &self.max_batch)
+            .field("max_queue_wait_ms", &self.max_queue_wait_ms)
+            .field("media_in_flight", &self.media_in_flight)
             .field("precision", &self.precision)
             .field("device", &self.device)
             .field("offline", &self.offline)
@@ -220,6 +243,7 @@ impl Settings {
         WorkerOptions {
             queue_capacity: self.encode_queue,
             max_batch: self.max_batch,
+            max_wait: std::time::Duration::from_millis(self.max_queue_wait_ms),
         }
     }
 }

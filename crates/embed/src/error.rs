@@ -69,8 +69,13 @@ pub enum EmbedError {
     },
     #[error("encoder panicked: {reason}")]
     Panicked { reason: String },
-    #[error("the encoder queue of {slug} is full ({capacity} requests waiting)")]
-    Overloaded { slug: String, capacity: usize },
+    #[error("the encoder of {slug} is overloaded: {why}")]
+    Overloaded {
+        slug: String,
+        why: String,
+        /// About when the work queued now will have run.
+        retry_after_secs: u64,
+    },
     #[error("the encoder of {slug} has stopped")]
     WorkerStopped { slug: String },
     #[error("device {device} is not available: {reason}")]

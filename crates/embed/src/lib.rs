@@ -4,6 +4,7 @@
 //! Only this crate knows candle. The server talks to a model through [`EncoderHandle`], which
 //! queues work for a dedicated thread and answers "overloaded" when that queue is full.
 
+mod admission;
 mod bert;
 mod checkpoint;
 mod checksum;
@@ -26,6 +27,7 @@ mod sentence;
 mod wheel;
 mod worker;
 
+pub use admission::{Admission, Kind};
 pub use clip::ClipEncoder;
 pub use clip_tokenizer::ClipTokenizer;
 pub use decode::{

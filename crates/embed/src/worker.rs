@@ -9,13 +9,14 @@
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::EmbedError;
+use crate::admission::{Admission, Kind, Limits, Load};
 use crate::decode::{DecodeOptions, decode_rgb_with};
 use crate::preprocess::{normalize_into, resize_and_crop};
 
@@ -46,6 +47,9 @@ pub struct WorkerOptions {
     pub queue_capacity: usize,
     /// Most texts or pictures run through the model in one forward pass.
     pub max_batch: usize,
+    /// Longest a request may expect to wait for the work queued ahead of it; a request that
+    /// would wait longer is refused at once (see [`crate::admission`]).
+    pub max_wait: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -53,6 +57,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             queue_capacity: 64,
             max_batch: 32,
+            max_wait: Duration::from_secs(2),
         }
     }
 }
@@ -73,6 +78,13 @@ impl Work {
             Work::Pixels(p) => p.len(),
         }
     }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Work::Texts(_) => Kind::Texts,
+            Work::Pixels(_) => Kind::Pictures,
+        }
+    }
 }
 
 struct Job {
@@ -88,29 +100,32 @@ pub struct EncoderHandle {
     revision: Option<Arc<str>>,
     dimensions: usize,
     image_size: Option<u32>,
-    capacity: usize,
+    limits: Limits,
     tx: SyncSender<Job>,
-    depth: Arc<AtomicUsize>,
+    load: Arc<Load>,
 }
 
 impl EncoderHandle {
     /// Moves `encoder` onto a new thread and returns the handle that feeds it.
     pub fn spawn(encoder: impl Encoder, options: WorkerOptions) -> EncoderHandle {
         let (tx, rx) = sync_channel(options.queue_capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(Load::default());
         let slug: Arc<str> = encoder.slug().into();
         let handle = EncoderHandle {
             slug: slug.clone(),
             revision: None,
             dimensions: encoder.dimensions(),
             image_size: encoder.image_size(),
-            capacity: options.queue_capacity.max(1),
+            limits: Limits {
+                requests: options.queue_capacity.max(1),
+                max_wait: options.max_wait,
+            },
             tx,
-            depth: depth.clone(),
+            load: load.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("encoder-{slug}"))
-            .spawn(move || run(encoder, rx, options.max_batch.max(1)));
+            .spawn(move || run(encoder, rx, options.max_batch.max(1), &load));
         if let Err(e) = spawned {
             // The receiver was dropped with the closure: every call answers WorkerStopped.
             tracing::error!(model = %slug, error = %e, "cannot start encoder thread");
@@ -140,20 +155,33 @@ impl EncoderHandle {
 
     /// Requests waiting or running right now.
     pub fn queue_depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.load.requests()
+    }
+
+    /// A place for `items` of `kind`, or [`EmbedError::Overloaded`] at once. Taken before a
+    /// request reads or decodes anything, and held until it is answered.
+    pub fn admit(&self, kind: Kind, items: usize) -> Result<Admission, EmbedError> {
+        if kind == Kind::Pictures && self.image_size.is_none() {
+            return Err(EmbedError::NoImageTower {
+                slug: self.slug.to_string(),
+            });
+        }
+        self.load.admit(&self.slug, kind, items, self.limits)
     }
 
     /// Embeds `texts` on the worker; never blocks the async thread.
     pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let _slot = self.reserve()?;
-        self.submit(Work::Texts(texts)).await
+        let mut admission = self.admit(Kind::Texts, texts.len())?;
+        self.submit(&mut admission, Work::Texts(texts)).await
     }
 
     /// Decodes, preprocesses and embeds pictures (file bytes), one vector per picture. The
     /// first picture that cannot be used fails the whole call with
     /// [`EmbedError::ImageItem`], naming its position; nothing reaches the model then.
+    /// `admission` is this request's place, from [`EncoderHandle::admit`] for its pictures.
     pub async fn embed_images(
         &self,
+        mut admission: Admission,
         images: Vec<Arc<[u8]>>,
         options: DecodeOptions,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -162,7 +190,7 @@ impl EncoderHandle {
                 slug: self.slug.to_string(),
             });
         };
-        let _slot = self.reserve()?;
+        debug_assert_eq!(admission.kind(), Kind::Pictures);
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
             let prepared: Vec<Result<Vec<f32>, EmbedError>> = images
@@ -186,33 +214,23 @@ impl EncoderHandle {
                 }
             }
         }
-        self.submit(Work::Pixels(pixels)).await
+        self.submit(&mut admission, Work::Pixels(pixels)).await
     }
 
-    /// Takes a place in the queue for the whole request (preprocessing included), or answers
-    /// overloaded at once.
-    fn reserve(&self) -> Result<Slot, EmbedError> {
-        let before = self.depth.fetch_add(1, Ordering::Relaxed);
-        let slot = Slot(self.depth.clone());
-        // `capacity` requests may wait while the model runs others.
-        if before > self.capacity {
-            return Err(EmbedError::Overloaded {
-                slug: self.slug.to_string(),
-                capacity: self.capacity,
-            });
-        }
-        Ok(slot)
-    }
-
-    async fn submit(&self, work: Work) -> Result<Vec<Vec<f32>>, EmbedError> {
+    async fn submit(
+        &self,
+        admission: &mut Admission,
+        work: Work,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, answer) = oneshot::channel();
         match self.tx.try_send(Job { work, reply }) {
-            Ok(()) => {}
+            Ok(()) => admission.hand_over(),
             Err(e) => {
                 return Err(match e {
                     TrySendError::Full(_) => EmbedError::Overloaded {
                         slug: self.slug.to_string(),
-                        capacity: self.capacity,
+                        why: format!("{} requests are waiting", self.limits.requests),
+                        retry_after_secs: 1,
                     },
                     TrySendError::Disconnected(_) => EmbedError::WorkerStopped {
                         slug: self.slug.to_string(),
@@ -225,16 +243,6 @@ impl EncoderHandle {
                 slug: self.slug.to_string(),
             })
         })
-    }
-}
-
-/// A place in a worker's queue, given back when the request ends (answered, failed or
-/// dropped by a client that went away).
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -280,7 +288,7 @@ struct Running {
 /// for a long picture job queued before it. Long jobs are split into batches that other
 /// work can overtake; a job is answered when its last batch is done. Texts need no sorting by
 /// length: the CPU forward pass packs them without padding.
-fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize) {
+fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize, load: &Load) {
     let mut texts: VecDeque<Running> = VecDeque::new();
     let mut pixels: VecDeque<Running> = VecDeque::new();
     let mut text_streak = 0;
@@ -299,10 +307,10 @@ fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize) {
             texts.is_empty() || (!pixels.is_empty() && text_streak >= TEXT_BATCHES_BEFORE_PICTURES);
         if pictures_turn {
             text_streak = 0;
-            run_batch(&mut encoder, &mut pixels, max_batch);
+            run_batch(&mut encoder, &mut pixels, max_batch, load);
         } else {
             text_streak += 1;
-            run_batch(&mut encoder, &mut texts, max_batch);
+            run_batch(&mut encoder, &mut texts, max_batch, load);
         }
     }
 }
@@ -326,7 +334,12 @@ fn enqueue(job: Job, texts: &mut VecDeque<Running>, pixels: &mut VecDeque<Runnin
 
 /// Runs one batch from the front of `queue` (up to `max_batch` items, from as many jobs as
 /// fit), hands each job its rows, and answers the jobs that are complete.
-fn run_batch(encoder: &mut impl Encoder, queue: &mut VecDeque<Running>, max_batch: usize) {
+fn run_batch(
+    encoder: &mut impl Encoder,
+    queue: &mut VecDeque<Running>,
+    max_batch: usize,
+    load: &Load,
+) {
     // (job position in the queue, how many of its items) for this batch.
     let mut parts: Vec<(usize, usize)> = Vec::new();
     let mut items = 0;
@@ -338,6 +351,8 @@ fn run_batch(encoder: &mut impl Encoder, queue: &mut VecDeque<Running>, max_batc
         parts.push((i, n));
         items += n;
     }
+    let started = Instant::now();
+    let kind = queue[0].work.kind();
     let result = match &queue[0].work {
         Work::Texts(_) => {
             let batch: Vec<String> = parts
@@ -360,6 +375,7 @@ fn run_batch(encoder: &mut impl Encoder, queue: &mut VecDeque<Running>, max_batc
             guarded(|| encoder.embed_pixels(batch, items))
         }
     };
+    load.ran(kind, items, started.elapsed());
     match result {
         Ok(vectors) if vectors.len() == items => {
             let mut vectors = vectors.into_iter();
@@ -417,6 +433,14 @@ fn guarded(
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Admits and embeds pictures, as the gateway does.
+    async fn embed(h: &EncoderHandle, images: Vec<Arc<[u8]>>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let admission = h.admit(Kind::Pictures, images.len())?;
+        h.embed_images(admission, images, DecodeOptions::default())
+            .await
+    }
 
     /// A deterministic encoder: the vector is [len, 1]; it can be held on a gate.
     struct Fake {
@@ -479,6 +503,7 @@ mod tests {
             WorkerOptions {
                 queue_capacity: 1,
                 max_batch: 1,
+                ..WorkerOptions::default()
             },
         );
         let held = gate.lock().expect("gate");
@@ -501,7 +526,10 @@ mod tests {
         let third = h.embed_texts(vec!["3".into()]).await;
         assert!(matches!(
             third,
-            Err(EmbedError::Overloaded { capacity: 1, .. })
+            Err(EmbedError::Overloaded {
+                retry_after_secs: 1,
+                ..
+            })
         ));
         drop(held);
         assert!(first.await.expect("join").is_ok());
@@ -556,13 +584,11 @@ mod tests {
         let garbage: Arc<[u8]> = Arc::from(&b"not an image"[..]);
         let h = EncoderHandle::spawn(Pixels, WorkerOptions::default());
         assert!(h.takes_images());
-        let out = h
-            .embed_images(vec![png.clone(), png.clone()], DecodeOptions::default())
+        let out = embed(&h, vec![png.clone(), png.clone()])
             .await
             .expect("embed");
         assert_eq!(out, vec![vec![48.0], vec![48.0]]); // 3 x 4 x 4 floats each
-        let err = h
-            .embed_images(vec![png.clone(), garbage, png], DecodeOptions::default())
+        let err = embed(&h, vec![png.clone(), garbage, png])
             .await
             .expect_err("the second is not a picture");
         assert!(
@@ -574,11 +600,59 @@ mod tests {
         let (enc, _) = fake();
         let text_only = EncoderHandle::spawn(enc, WorkerOptions::default());
         assert!(!text_only.takes_images());
-        let err = text_only
-            .embed_images(Vec::new(), DecodeOptions::default())
+        let err = embed(&text_only, Vec::new())
             .await
             .expect_err("no image tower");
         assert!(matches!(err, EmbedError::NoImageTower { .. }), "{err}");
+    }
+
+    /// A model that takes 20 ms per text.
+    struct Slow;
+
+    impl Encoder for Slow {
+        fn slug(&self) -> &str {
+            "slow"
+        }
+        fn dimensions(&self) -> usize {
+            1
+        }
+        fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            std::thread::sleep(std::time::Duration::from_millis(20 * texts.len() as u64));
+            Ok(texts.iter().map(|_| vec![1.0]).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_would_wait_past_the_bound_is_refused_with_retry_after() {
+        let h = EncoderHandle::spawn(
+            Slow,
+            WorkerOptions {
+                queue_capacity: 64,
+                max_batch: 4,
+                max_wait: Duration::from_millis(100),
+            },
+        );
+        // The first batch teaches the worker what a text costs here.
+        h.embed_texts(vec!["warm".into(); 4])
+            .await
+            .expect("warm-up");
+        let long = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["x".into(); 40]).await }
+        });
+        while h.queue_depth() < 1 {
+            tokio::task::yield_now().await;
+        }
+        // 40 texts at about 20 ms each are queued ahead: far past 100 ms.
+        match h.embed_texts(vec!["query".into()]).await {
+            Err(EmbedError::Overloaded {
+                retry_after_secs, ..
+            }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected overloaded, got {other:?}"),
+        }
+        assert_eq!(long.await.expect("join").expect("long").len(), 40);
+        // Once it has run, a query is admitted again.
+        assert!(h.embed_texts(vec!["query".into()]).await.is_ok());
     }
 
     #[tokio::test]
@@ -589,6 +663,7 @@ mod tests {
             WorkerOptions {
                 queue_capacity: 4,
                 max_batch: 4,
+                ..WorkerOptions::default()
             },
         );
         let texts: Vec<String> = (0..10).map(|i| "x".repeat(i)).collect();
@@ -650,13 +725,14 @@ mod tests {
             WorkerOptions {
                 queue_capacity: 8,
                 max_batch: 2,
+                ..WorkerOptions::default()
             },
         );
         let held = gate.lock().expect("gate");
         let pictures = tokio::spawn({
             let h = h.clone();
             let images = vec![png; 6];
-            async move { h.embed_images(images, DecodeOptions::default()).await }
+            async move { embed(&h, images).await }
         });
         // The first picture batch is running (held on the gate) before the query arrives.
         while log.lock().expect("log").is_empty() {
@@ -698,6 +774,7 @@ mod tests {
             WorkerOptions {
                 queue_capacity: 8,
                 max_batch: 3,
+                ..WorkerOptions::default()
             },
         );
         let held = gate.lock().expect("gate");

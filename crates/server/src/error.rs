@@ -205,12 +205,16 @@ impl From<EmbedError> for ApiError {
                 ),
                 param: Some("model".into()),
             },
-            EmbedError::Overloaded { slug, capacity } => ApiError::Unavailable {
+            EmbedError::Overloaded {
+                slug,
+                why,
+                retry_after_secs,
+            } => ApiError::Unavailable {
                 code: "overloaded",
                 message: format!(
-                    "the encoder of {slug} is busy ({capacity} requests queued); retry shortly"
+                    "the encoder of {slug} is busy ({why}); retry in {retry_after_secs} s"
                 ),
-                retry_after_secs: 1,
+                retry_after_secs,
             },
             EmbedError::WorkerStopped { .. } => ApiError::Unavailable {
                 code: "model_unavailable",

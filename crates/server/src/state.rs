@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How pictures are decoded (pixel limit, EXIF orientation).
     pub decode: DecodeOptions,
+    /// Most bytes of uploaded pictures that runs may hold in memory at once, server-wide.
+    pub media_bytes_in_flight: u64,
 }
 
 impl ServerConfig {
@@ -44,6 +46,7 @@ impl ServerConfig {
             upload_ttl: Duration::from_secs(15 * 60),
             public_url: None,
             decode: DecodeOptions::default(),
+            media_bytes_in_flight: 512 * 1024 * 1024,
         }
     }
 }
@@ -61,6 +64,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("upload_ttl", &self.upload_ttl)
             .field("public_url", &self.public_url)
             .field("decode", &self.decode)
+            .field("media_bytes_in_flight", &self.media_bytes_in_flight)
             .finish()
     }
 }
@@ -79,6 +83,8 @@ pub struct AppState {
     pub models: Arc<ModelSet>,
     pub metrics: Arc<Metrics>,
     pub(crate) limiter: Arc<RateLimiter>,
+    /// Permits of one KiB each for picture bytes runs hold in memory.
+    pub(crate) media_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -100,6 +106,9 @@ impl AppState {
             index: Arc::new(VectorIndex::new(store.clone())),
             media: Arc::new(media),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
+            media_budget: Arc::new(tokio::sync::Semaphore::new(
+                config.media_bytes_in_flight.div_ceil(1024) as usize,
+            )),
             config: Arc::new(config),
             store,
             registry,

@@ -617,29 +617,33 @@ fn upload_expired(id: &str) -> ApiError {
     }
 }
 
-/// Resolves a `media_ref` of the caller's workspace to its record and bytes; another
-/// workspace's reference is as unknown as a missing one.
-pub async fn load_media(
+/// Resolves a `media_ref` of the caller's workspace to its record; another workspace's
+/// reference is as unknown as a missing one.
+pub async fn find_media(
     state: &AppState,
     workspace: &str,
     media_ref: &str,
     param: &str,
-) -> Result<(MediaRecord, Arc<[u8]>), ApiError> {
+) -> Result<MediaRecord, ApiError> {
     let store = state.store.clone();
     let r = media_ref.to_string();
     let record = blocking(move || store.get_media(&r)).await?;
-    let Some(record) = record.filter(|m| m.workspace == workspace) else {
-        return Err(ApiError::NotFound {
+    record
+        .filter(|m| m.workspace == workspace)
+        .ok_or_else(|| ApiError::NotFound {
             code: "media_not_found",
             message: format!("{param}: no media {media_ref:?} in this workspace; upload it first"),
             param: Some(param.to_string()),
-        });
-    };
+        })
+}
+
+/// The stored bytes of a media record.
+pub async fn read_media(state: &AppState, record: &MediaRecord) -> Result<Arc<[u8]>, ApiError> {
     let files = state.media.clone();
     let sha = record.sha256.clone();
     let bytes = tokio::task::spawn_blocking(move || files.read_content(&sha))
         .await
         .map_err(|e| ApiError::internal("media read task", e))?
         .map_err(|e| ApiError::internal("media content", e))?;
-    Ok((record, Arc::from(bytes)))
+    Ok(Arc::from(bytes))
 }

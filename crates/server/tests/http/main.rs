@@ -44,18 +44,22 @@ fn demo_model_int8() -> EncoderHandle {
     HANDLE.get_or_init(|| load_demo(Precision::Int8)).clone()
 }
 
+/// The options of the encoders every test shares: tests run in parallel on few cores, so the
+/// queue may be long; admission by expected wait has tests of its own.
+fn shared_worker() -> WorkerOptions {
+    WorkerOptions {
+        max_wait: std::time::Duration::from_secs(600),
+        ..WorkerOptions::default()
+    }
+}
+
 fn load_demo(precision: Precision) -> EncoderHandle {
     let reg = registry_at(precision);
     let manifest = reg.get("demo-model").expect("manifest");
     ensure_installed(manifest, &models_dir(), &InstallOptions::default())
         .expect("install demo-model");
-    load_encoder(
-        manifest,
-        &models_dir(),
-        DeviceChoice::Cpu,
-        WorkerOptions::default(),
-    )
-    .expect("load demo-model")
+    load_encoder(manifest, &models_dir(), DeviceChoice::Cpu, shared_worker())
+        .expect("load demo-model")
 }
 
 struct Gateway {
@@ -90,13 +94,8 @@ fn fixture_clipo() -> EncoderHandle {
             aimp_embed::Installer::new(manifest, &models, &options)
                 .import_unverified(staged.path())
                 .expect("import fixture clipo");
-            load_encoder(
-                manifest,
-                &models,
-                DeviceChoice::Cpu,
-                WorkerOptions::default(),
-            )
-            .expect("load fixture clipo")
+            load_encoder(manifest, &models, DeviceChoice::Cpu, shared_worker())
+                .expect("load fixture clipo")
         })
         .clone()
 }
@@ -110,6 +109,7 @@ struct Options {
     upload_ttl: Option<std::time::Duration>,
     /// demo-model at int8 instead of fp32.
     int8: bool,
+    media_in_flight: Option<u64>,
 }
 
 impl Default for Options {
@@ -122,6 +122,7 @@ impl Default for Options {
             max_image_pixels: None,
             upload_ttl: None,
             int8: false,
+            media_in_flight: None,
         }
     }
 }
@@ -159,6 +160,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     }
     if let Some(ttl) = opts.upload_ttl {
         config.upload_ttl = ttl;
+    }
+    if let Some(bytes) = opts.media_in_flight {
+        config.media_bytes_in_flight = bytes;
     }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
@@ -771,6 +775,7 @@ async fn a_full_encoder_queue_is_503_with_retry_after() {
         WorkerOptions {
             queue_capacity: 1,
             max_batch: 1,
+            ..WorkerOptions::default()
         },
     );
     let gw = Arc::new(gateway(Options {

@@ -300,6 +300,36 @@ async fn a_decompression_bomb_is_a_clear_400() {
     assert!(g.knowledge_bases(&g.key).await.is_empty());
 }
 
+/// Picture bytes in memory are bounded server-wide: content named many times counts (and is
+/// read) once, and a run needing more than the whole budget is refused before anything runs.
+#[tokio::test]
+async fn picture_bytes_held_by_runs_are_bounded() {
+    let png = super::media::fixture("palette.png");
+    let g = gateway(Options {
+        clipo: true,
+        media_in_flight: Some(png.len() as u64 + 10),
+        ..Options::default()
+    });
+    let up = g.upload("p.png", "image/png", png.clone()).await;
+    let media_ref = up["media_ref"].as_str().expect("ref");
+    // 64 times the same picture: one content within the budget.
+    let same: Vec<(&str, String)> = (0..64).map(|i| (media_ref, format!("p{i}"))).collect();
+    let same: Vec<(&str, &str)> = same.iter().map(|(r, id)| (*r, id.as_str())).collect();
+    let reply = g.index_images("test", &same).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["output"]["indexed"], 64);
+    // Two different pictures: more than the whole budget, the client's 400; nothing stored.
+    let other = super::media::fixture("photo.jpg");
+    let up2 = g.upload("q.jpg", "image/jpeg", other).await;
+    let second = up2["media_ref"].as_str().expect("ref");
+    let reply = g
+        .index_images("other", &[(media_ref, "a"), (second, "b")])
+        .await;
+    assert_error(&reply, 400, "too_much_media", Some("input"));
+    let kbs = g.knowledge_bases(&g.key).await;
+    assert_eq!(kbs.len(), 1, "{kbs:?}");
+}
+
 #[tokio::test]
 async fn scopes_and_workspaces_see_only_their_own_items() {
     let g = gateway(with_clip());

@@ -2,13 +2,16 @@
 //! bytes and embedded. The schema has already checked shapes; these check what it cannot
 //! (that media exist in the caller's workspace, that pictures decode).
 
-use aimp_embed::{EmbedError, EncoderHandle};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aimp_embed::{EmbedError, EncoderHandle, Kind};
 use aimp_index::MediaRecord;
 use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::media::load_media;
+use crate::routes::media::{find_media, read_media};
 use crate::state::AppState;
 use crate::validate::ValidRun;
 
@@ -65,17 +68,37 @@ pub async fn embed_media(
     encoder: &EncoderHandle,
     inputs: &[MediaInput],
 ) -> Result<(Vec<MediaRecord>, Vec<Vec<f32>>), ApiError> {
+    // A place in the encoder's queue comes first: a refused run reads nothing.
+    let admission = encoder.admit(Kind::Pictures, inputs.len())?;
     let mut records = Vec::with_capacity(inputs.len());
-    let mut bytes = Vec::with_capacity(inputs.len());
     for input in inputs {
         let param = format!("{}.media_ref", input.param);
-        let (record, content) =
-            load_media(state, &caller.workspace, &input.media_ref, &param).await?;
-        records.push(record);
+        records.push(find_media(state, &caller.workspace, &input.media_ref, &param).await?);
+    }
+    // Each distinct content is read once, however often the run names it, and only once the
+    // server-wide budget for picture bytes in memory has room for all of the run's.
+    let mut distinct: HashMap<&str, u64> = HashMap::new();
+    for r in &records {
+        distinct.insert(r.sha256.as_str(), r.size_bytes);
+    }
+    let total: u64 = distinct.values().sum();
+    let _budget = media_budget(state, total)?;
+    let mut contents: HashMap<String, Arc<[u8]>> = HashMap::with_capacity(distinct.len());
+    let mut bytes = Vec::with_capacity(records.len());
+    for record in &records {
+        let content = match contents.get(&record.sha256) {
+            Some(c) => c.clone(),
+            None => {
+                let c = read_media(state, record).await?;
+                contents.insert(record.sha256.clone(), c.clone());
+                c
+            }
+        };
         bytes.push(content);
     }
+    drop(contents);
     let vectors = encoder
-        .embed_images(bytes, state.config.decode)
+        .embed_images(admission, bytes, state.config.decode)
         .await
         .map_err(|e| match e {
             EmbedError::ImageItem { index, reason } => {
@@ -95,4 +118,34 @@ pub async fn embed_media(
             other => ApiError::from(other),
         })?;
     Ok((records, vectors))
+}
+
+/// Room for `bytes` of pictures in the server-wide budget, held until the run ends; a run
+/// larger than the whole budget is the client's 400, a budget busy with others' is 503.
+fn media_budget(
+    state: &AppState,
+    bytes: u64,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let limit = state.config.media_bytes_in_flight;
+    if bytes > limit {
+        return Err(ApiError::bad_request(
+            "too_much_media",
+            format!(
+                "the run's pictures total {bytes} bytes; one run may use at most {limit} (AIMP_MEDIA_IN_FLIGHT)"
+            ),
+            "input",
+        ));
+    }
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    state
+        .media_budget
+        .clone()
+        .try_acquire_many_owned(kib)
+        .map_err(|_| ApiError::Unavailable {
+            code: "overloaded",
+            message: format!(
+                "other runs hold the memory for pictures ({limit} bytes); retry in 1 s"
+            ),
+            retry_after_secs: 1,
+        })
 }
