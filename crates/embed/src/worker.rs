@@ -206,6 +206,7 @@ impl EncoderHandle {
         for (index, item) in prepared.into_iter().enumerate() {
             match item {
                 Ok(p) => pixels.push(p),
+                Err(e @ EmbedError::Panicked { .. }) => return Err(e),
                 Err(e) => {
                     return Err(EmbedError::ImageItem {
                         index,
@@ -246,18 +247,23 @@ impl EncoderHandle {
     }
 }
 
-/// Decode, resize, crop and normalise one picture, turning a decoder panic into an error.
+/// Decode, resize, crop and normalise one picture. A decoder that panics on the picture's
+/// bytes is that picture's fault ([`EmbedError::Image`], a 400 for it); a panic in our own
+/// resize or normalisation is ours ([`EmbedError::Panicked`]).
 fn prepare(bytes: &[u8], size: u32, options: &DecodeOptions) -> Result<Vec<f32>, EmbedError> {
+    let rgb = std::panic::catch_unwind(AssertUnwindSafe(|| decode_rgb_with(bytes, options)))
+        .unwrap_or_else(|panic| {
+            Err(EmbedError::Image {
+                reason: format!("the decoder crashed: {}", panic_message(panic.as_ref())),
+            })
+        })?;
     std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let rgb = decode_rgb_with(bytes, options)?;
         let mut out = vec![0f32; 3 * size as usize * size as usize];
         normalize_into(&resize_and_crop(&rgb, size), &mut out);
-        Ok(out)
+        out
     }))
-    .unwrap_or_else(|panic| {
-        Err(EmbedError::Image {
-            reason: format!("the decoder crashed: {}", panic_message(panic.as_ref())),
-        })
+    .map_err(|panic| EmbedError::Panicked {
+        reason: format!("preprocessing a picture: {}", panic_message(panic.as_ref())),
     })
 }
 
@@ -333,7 +339,8 @@ fn enqueue(job: Job, texts: &mut VecDeque<Running>, pixels: &mut VecDeque<Runnin
 }
 
 /// Runs one batch from the front of `queue` (up to `max_batch` items, from as many jobs as
-/// fit), hands each job its rows, and answers the jobs that are complete.
+/// fit), hands each job its rows, and answers the jobs that are complete. When a batch of
+/// several jobs fails, each job's part runs again alone, so only the job at fault fails.
 fn run_batch(
     encoder: &mut impl Encoder,
     queue: &mut VecDeque<Running>,
@@ -353,7 +360,61 @@ fn run_batch(
     }
     let started = Instant::now();
     let kind = queue[0].work.kind();
-    let result = match &queue[0].work {
+    let outcomes: Vec<Result<Vec<Vec<f32>>, EmbedError>> = match embed_parts(encoder, queue, &parts)
+    {
+        Ok(vectors) => {
+            let mut vectors = vectors.into_iter();
+            parts
+                .iter()
+                .map(|&(_, n)| Ok(vectors.by_ref().take(n).collect()))
+                .collect()
+        }
+        Err(e) if parts.len() == 1 => vec![Err(e)],
+        Err(_) => parts
+            .iter()
+            .map(|part| embed_parts(encoder, queue, std::slice::from_ref(part)))
+            .collect(),
+    };
+    load.ran(kind, items, started.elapsed());
+    // The batch's jobs are the first `parts.len()` of the queue; the unfinished one (only the
+    // last can be) goes back to the front.
+    let mut front: Vec<Running> = (0..parts.len()).filter_map(|_| queue.pop_front()).collect();
+    let mut unfinished = None;
+    for ((mut job, &(_, n)), outcome) in front.drain(..).zip(&parts).zip(outcomes) {
+        match outcome {
+            Ok(rows) => {
+                job.rows.extend(rows);
+                job.taken += n;
+                if job.taken == job.work.len() {
+                    let _ = job.reply.send(Ok(job.rows));
+                } else {
+                    // Free the inputs of a finished picture batch early.
+                    if let Work::Pixels(p) = &mut job.work {
+                        p[job.taken - n..job.taken]
+                            .iter_mut()
+                            .for_each(|v| *v = Vec::new());
+                    }
+                    unfinished = Some(job);
+                }
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    if let Some(job) = unfinished {
+        queue.push_front(job);
+    }
+}
+
+/// The items of `parts` run through the model as one batch.
+fn embed_parts(
+    encoder: &mut impl Encoder,
+    queue: &VecDeque<Running>,
+    parts: &[(usize, usize)],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let items: usize = parts.iter().map(|&(_, n)| n).sum();
+    let vectors = match &queue[0].work {
         Work::Texts(_) => {
             let batch: Vec<String> = parts
                 .iter()
@@ -374,51 +435,16 @@ fn run_batch(
                 .collect();
             guarded(|| encoder.embed_pixels(batch, items))
         }
-    };
-    load.ran(kind, items, started.elapsed());
-    match result {
-        Ok(vectors) if vectors.len() == items => {
-            let mut vectors = vectors.into_iter();
-            for &(i, n) in &parts {
-                let job = &mut queue[i];
-                job.rows.extend(vectors.by_ref().take(n));
-                job.taken += n;
-                // Free the inputs of a finished picture batch early.
-                if let Work::Pixels(p) = &mut job.work {
-                    p[job.taken - n..job.taken]
-                        .iter_mut()
-                        .for_each(|v| *v = Vec::new());
-                }
-            }
-            while queue.front().is_some_and(|j| j.taken == j.work.len()) {
-                if let Some(job) = queue.pop_front() {
-                    let _ = job.reply.send(Ok(job.rows));
-                }
-            }
-        }
-        outcome => {
-            let e = match outcome {
-                Ok(vectors) => EmbedError::Panicked {
-                    reason: format!(
-                        "the model answered {} rows for {items} items",
-                        vectors.len()
-                    ),
-                },
-                Err(e) => e,
-            };
-            // Every job with items in the failed batch fails; the first gets the error itself.
-            let message = e.to_string();
-            let mut first = Some(e);
-            for _ in 0..parts.len() {
-                if let Some(job) = queue.pop_front() {
-                    let err = first.take().unwrap_or_else(|| EmbedError::Panicked {
-                        reason: message.clone(),
-                    });
-                    let _ = job.reply.send(Err(err));
-                }
-            }
-        }
+    }?;
+    if vectors.len() != items {
+        return Err(EmbedError::Panicked {
+            reason: format!(
+                "the model answered {} rows for {items} items",
+                vectors.len()
+            ),
+        });
     }
+    Ok(vectors)
 }
 
 fn guarded(
@@ -655,6 +681,25 @@ mod tests {
         assert!(h.embed_texts(vec!["query".into()]).await.is_ok());
     }
 
+    #[test]
+    fn a_panic_in_our_preprocessing_is_ours_and_a_bad_picture_is_the_pictures() {
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/clipo/fixtures/images/palette.png"
+        ))
+        .expect("read");
+        let options = DecodeOptions::default();
+        assert_eq!(prepare(&png, 4, &options).expect("prepared").len(), 48);
+        // A zero-sized model input makes our own resize fail, not the picture.
+        let ours = prepare(&png, 0, &options);
+        assert!(matches!(ours, Err(EmbedError::Panicked { .. })), "{ours:?}");
+        let theirs = prepare(b"GIF89a not really", 4, &options);
+        assert!(
+            matches!(theirs, Err(EmbedError::Image { .. })),
+            "{theirs:?}"
+        );
+    }
+
     #[tokio::test]
     async fn long_requests_are_split_into_batches() {
         let (enc, (_, _, batches)) = fake();
@@ -767,7 +812,7 @@ mod tests {
     // The gate is held across awaits on purpose: it stalls the worker thread, not a task.
     #[allow(clippy::await_holding_lock)]
     #[tokio::test]
-    async fn batches_mix_jobs_and_a_failed_batch_fails_only_its_jobs() {
+    async fn batches_mix_jobs_and_a_failed_batch_fails_only_the_job_at_fault() {
         let (enc, (gate, entered, batches)) = fake();
         let h = EncoderHandle::spawn(
             enc,
@@ -817,5 +862,39 @@ mod tests {
         let bad = h.embed_texts(vec!["panic".into()]).await;
         assert!(matches!(bad, Err(EmbedError::Panicked { .. })));
         assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
+
+        // A batch of several jobs that fails: only the job at fault fails, the others are
+        // answered with their rows.
+        let held = gate.lock().expect("gate");
+        let entered_before = entered.load(Ordering::SeqCst);
+        let blocker = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["z".into()]).await }
+        });
+        while entered.load(Ordering::SeqCst) == entered_before {
+            tokio::task::yield_now().await;
+        }
+        let at_fault = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["bb".into(), "panic".into()]).await }
+        });
+        let innocent = tokio::spawn({
+            let h = h.clone();
+            async move { h.embed_texts(vec!["dddd".into()]).await }
+        });
+        while h.queue_depth() < 3 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        assert!(blocker.await.expect("join").is_ok());
+        assert!(matches!(
+            at_fault.await.expect("join"),
+            Err(EmbedError::Panicked { .. })
+        ));
+        assert_eq!(
+            innocent.await.expect("join").expect("innocent"),
+            vec![vec![4.0, 1.0]]
+        );
     }
 }
