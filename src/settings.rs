@@ -128,6 +128,17 @@ pub struct Settings {
     )]
     pub max_queue_wait_ms: u64,
 
+    /// Seconds between saves of the vector graphs that changed (0: only at shutdown). A graph
+    /// not saved since its last change is caught up from the store at the next start, or
+    /// rebuilt from it when it has no file.
+    #[arg(
+        long,
+        env = "AIMP_GRAPH_SAVE_INTERVAL",
+        default_value_t = 300,
+        global = true
+    )]
+    pub graph_save_interval: u64,
+
     /// Most bytes of uploaded pictures that runs hold in memory at once, server-wide; a run
     /// needing more than is free is answered 503, one needing more than all of it 400.
     #[arg(
@@ -219,6 +230,7 @@ impl std::fmt::Debug for Settings {
             .field("max_batch", &self.max_batch)
             .field("max_queue_wait_ms", &self.max_queue_wait_ms)
             .field("media_in_flight", &self.media_in_flight)
+            .field("graph_save_interval", &self.graph_save_interval)
             .field("precision", &self.precision)
             .field("device", &self.device)
             .field("offline", &self.offline)

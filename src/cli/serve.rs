@@ -63,6 +63,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         state.clone(),
         Duration::from_secs(60),
     ));
+    let saver = (settings.graph_save_interval > 0).then(|| {
+        tokio::spawn(save_graphs_every(
+            index.clone(),
+            Duration::from_secs(settings.graph_save_interval),
+        ))
+    });
     let app = aimp_server::router(state);
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
@@ -100,6 +106,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     loader.abort();
     sweeper.abort();
+    if let Some(saver) = saver {
+        saver.abort();
+    }
     // Saved graphs make the next start fast; one that is not saved is rebuilt from redb.
     match tokio::task::spawn_blocking(move || index.save_graphs()).await {
         Ok(Ok(n)) => tracing::info!(graphs = n, "saved the vector graphs"),
@@ -111,6 +120,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // The router (and with it the last handle on the store) is gone: redb closes here.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Saves the graphs that changed every `every`, so a crash costs at most that much catching
+/// up at the next start instead of a rebuild from the store; writes and searches go on.
+async fn save_graphs_every(index: Arc<aimp_index::VectorIndex>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        let index = index.clone();
+        match tokio::task::spawn_blocking(move || index.save_graphs()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(graphs = n, "saved the vector graphs"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "periodic graph save failed"),
+            Err(e) => tracing::warn!(error = %e, "periodic graph save task failed"),
+        }
+    }
 }
 
 fn register_env_key(store: &aimp_index::Store, key: &str) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hnsw::{Hnsw, HnswParams, Nodes};
+use crate::hnsw::{Extent, Hnsw, HnswParams, Nodes};
 use crate::{Metric, StoreError};
 
 const MAGIC: &[u8; 8] = b"AIMPHNSW";
@@ -38,8 +38,14 @@ pub struct GraphFile {
     pub covers_deletion_seq: u64,
 }
 
-/// Writes the graph atomically to `dir/name`; returns its length and checksum.
-pub(crate) fn save(graph: &Hnsw, dir: &Path, name: &str) -> Result<(u64, u32), StoreError> {
+/// Writes the first `extent.nodes` nodes of the graph atomically to `dir/name`; returns the
+/// file's length and checksum.
+pub(crate) fn save(
+    graph: &Hnsw,
+    extent: Extent,
+    dir: &Path,
+    name: &str,
+) -> Result<(u64, u32), StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::GraphIo { path, source }
@@ -48,9 +54,7 @@ pub(crate) fn save(graph: &Hnsw, dir: &Path, name: &str) -> Result<(u64, u32), S
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let mut out = Hashing::new(BufWriter::with_capacity(1 << 20, file));
-    graph
-        .with_nodes(|nodes, entry| write(&mut out, graph.params(), nodes, entry))
-        .map_err(io(&tmp))?;
+    write(&mut out, graph, extent).map_err(io(&tmp))?;
     let (writer, crc, bytes) = out.finish();
     let file = writer.into_inner().map_err(|e| StoreError::GraphIo {
         path: tmp.clone(),
@@ -65,8 +69,21 @@ pub(crate) fn save(graph: &Hnsw, dir: &Path, name: &str) -> Result<(u64, u32), S
     Ok((bytes, crc))
 }
 
-fn write(out: &mut impl Write, p: &HnswParams, nodes: &Nodes, entry: u64) -> std::io::Result<()> {
-    let n = nodes.keys.len();
+/// Writes part of one section of the file for a range of nodes.
+type WriteNodes<'a> =
+    dyn Fn(&mut dyn Write, &Nodes, std::ops::Range<usize>) -> std::io::Result<()> + 'a;
+
+/// Nodes written per hold of the graph's node lock: appends (a commit adding items) wait
+/// for one chunk at most, never for the whole file.
+const WRITE_CHUNK: usize = 8192;
+
+/// Writes the first `extent.nodes` nodes (all fully linked) while the graph keeps taking
+/// inserts and deletes. Nodes never move and their keys, levels and vectors never change; a
+/// neighbour list may gain a node appended since, which is left out (such nodes are not in
+/// the file, and loading adds them from the store again).
+fn write(out: &mut impl Write, graph: &Hnsw, extent: Extent) -> std::io::Result<()> {
+    let p = graph.params();
+    let Extent { nodes: n, entry } = extent;
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
     out.write_all(&(p.dim as u32).to_le_bytes())?;
@@ -76,23 +93,70 @@ fn write(out: &mut impl Write, p: &HnswParams, nodes: &Nodes, entry: u64) -> std
     out.write_all(&p.seed.to_le_bytes())?;
     out.write_all(&(n as u64).to_le_bytes())?;
     out.write_all(&entry.to_le_bytes())?;
-    for k in &nodes.keys {
-        out.write_all(&k.to_le_bytes())?;
-    }
-    out.write_all(&nodes.levels)?;
-    for d in &nodes.deleted[..n.div_ceil(64)] {
-        out.write_all(&d.load(Relaxed).to_le_bytes())?;
-    }
-    for v in &nodes.vectors {
-        out.write_all(&v.to_le_bytes())?;
-    }
-    for s in &nodes.level0 {
-        out.write_all(&s.load(Relaxed).to_le_bytes())?;
-    }
-    for upper in &nodes.upper {
-        for s in upper.iter() {
-            out.write_all(&s.load(Relaxed).to_le_bytes())?;
+    let chunks = || {
+        (0..n)
+            .step_by(WRITE_CHUNK)
+            .map(move |a| a..(a + WRITE_CHUNK).min(n))
+    };
+    let section = |out: &mut dyn Write, f: &WriteNodes<'_>| -> std::io::Result<()> {
+        for range in chunks() {
+            graph.with_nodes(|nodes, _| f(out, nodes, range))?;
         }
+        Ok(())
+    };
+    section(out, &|out, nodes, r| {
+        nodes.keys[r]
+            .iter()
+            .try_for_each(|k| out.write_all(&k.to_le_bytes()))
+    })?;
+    section(out, &|out, nodes, r| out.write_all(&nodes.levels[r]))?;
+    // The tombstone words, the last one without bits of nodes past `n`.
+    graph.with_nodes(|nodes, _| {
+        for (w, d) in nodes.deleted[..n.div_ceil(64)].iter().enumerate() {
+            let mut word = d.load(Relaxed);
+            let past = (w + 1) * 64;
+            if past > n {
+                word &= u64::MAX >> (past - n);
+            }
+            out.write_all(&word.to_le_bytes())?;
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    section(out, &|out, nodes, r| {
+        nodes.vectors[r.start * p.dim..r.end * p.dim]
+            .iter()
+            .try_for_each(|v| out.write_all(&v.to_le_bytes()))
+    })?;
+    let level0 = 1 + 2 * p.m;
+    section(out, &|out, nodes, r| {
+        nodes.level0[r.start * level0..r.end * level0]
+            .chunks(level0)
+            .try_for_each(|list| write_list(out, list, n))
+    })?;
+    section(out, &|out, nodes, r| {
+        nodes.upper[r].iter().try_for_each(|upper| {
+            upper
+                .chunks(1 + p.m)
+                .try_for_each(|list| write_list(out, list, n))
+        })
+    })?;
+    Ok(())
+}
+
+/// A neighbour list (`count`, then slots) without the neighbours numbered `n` or above.
+fn write_list(out: &mut dyn Write, list: &[AtomicU32], n: usize) -> std::io::Result<()> {
+    let count = (list[0].load(Relaxed) as usize).min(list.len() - 1);
+    let kept: Vec<u32> = list[1..=count]
+        .iter()
+        .map(|s| s.load(Relaxed))
+        .filter(|&s| (s as usize) < n)
+        .collect();
+    out.write_all(&(kept.len() as u32).to_le_bytes())?;
+    for s in &kept {
+        out.write_all(&s.to_le_bytes())?;
+    }
+    for _ in kept.len()..list.len() - 1 {
+        out.write_all(&0u32.to_le_bytes())?;
     }
     Ok(())
 }
@@ -333,7 +397,7 @@ mod tests {
             .map(|(i, v)| (i as u64, &v[..]))
             .collect();
         graph.insert(&items);
-        let (bytes, crc32) = save(&graph, dir, "g.hnsw").expect("save");
+        let (bytes, crc32) = save(&graph, graph.extent(), dir, "g.hnsw").expect("save");
         let file = GraphFile {
             file: "g.hnsw".into(),
             bytes,

@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use crate::collection::{CollectionRecord, Effects};
 use crate::group_commit::panic_message;
+use crate::hnsw::Extent;
 use crate::vectors::GraphOrigin;
 use crate::{Hnsw, StoreError};
 
@@ -88,12 +89,14 @@ impl Loaded {
         self.state.read()
     }
 
-    /// The graph and the record it covers at least (changes that land later may reach the
-    /// graph too; loading tolerates that).
-    pub fn capture(&self) -> (Arc<Hnsw>, CollectionRecord) {
+    /// The graph, the record it matches, and its node count and entry point as of that
+    /// record: every node below the count is fully linked (changes take this lock while they
+    /// insert), so a save writes exactly those while later changes go on.
+    pub fn capture(&self) -> (Arc<Hnsw>, CollectionRecord, Extent) {
         let _changes = self.changes.lock();
         let s = self.state.read();
-        (s.graph.clone(), s.record.clone())
+        let extent = s.graph.extent();
+        (s.graph.clone(), s.record.clone(), extent)
     }
 
     /// Takes a change committed after the graph was published.

@@ -99,6 +99,13 @@ pub(crate) struct Nodes {
     pub(crate) deleted: Vec<AtomicU64>,
 }
 
+/// How much of a graph a save writes: its first `nodes` nodes, entered at `entry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    pub nodes: usize,
+    pub entry: u64,
+}
+
 /// An HNSW graph over `f32` vectors.
 #[derive(Debug)]
 pub struct Hnsw {
@@ -324,6 +331,14 @@ impl Hnsw {
     }
 
     /// Runs `f` on the node arrays and the packed entry point, with appends held off.
+    /// The node count and the packed entry point, read together.
+    pub(crate) fn extent(&self) -> Extent {
+        self.with_nodes(|nodes, entry| Extent {
+            nodes: nodes.keys.len(),
+            entry,
+        })
+    }
+
     pub(crate) fn with_nodes<R>(&self, f: impl FnOnce(&Nodes, u64) -> R) -> R {
         let nodes = self.nodes.read();
         f(&nodes, self.entry.load(Acquire))

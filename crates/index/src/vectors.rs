@@ -121,6 +121,7 @@ pub struct VectorIndex {
     graphs_dir: std::path::PathBuf,
     writes: GroupCommit<Op, Reply>,
     graphs: Graphs,
+    saving: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -139,6 +140,7 @@ impl VectorIndex {
             store,
             writes: GroupCommit::default(),
             graphs: Graphs::default(),
+            saving: parking_lot::Mutex::new(()),
         }
     }
 
@@ -430,16 +432,22 @@ impl VectorIndex {
     }
 
     /// Saves every loaded graph to its file and records it in redb; then prunes the deletion
-    /// log up to what each file covers. Returns how many graphs were saved. Writes go on
-    /// meanwhile (each graph is captured with the record it covers at least). The server
-    /// calls this periodically and at shutdown; a graph that is not saved is rebuilt from the
-    /// store next time.
+    /// log up to what each file covers. Returns how many graphs were saved; one whose file
+    /// already covers its collection is skipped. Writes go on meanwhile (each graph is
+    /// captured with the record it covers at least, and written a chunk of nodes at a time).
+    /// The server calls this periodically and at shutdown; a graph that is not saved is
+    /// rebuilt from the store next time.
     pub fn save_graphs(&self) -> Result<usize, StoreError> {
+        // One save at a time (a periodic one and the shutdown one write the same files).
+        let _saving = self.saving.lock();
         let mut saved = 0;
         for loaded in self.graphs.ready() {
-            let (graph, record) = loaded.capture();
+            let (graph, record, extent) = loaded.capture();
+            if self.saved_file_covers(&record)? {
+                continue; // nothing changed since its file was written
+            }
             let name = graph_file::file_name(record.id);
-            let (bytes, crc32) = graph_file::save(&graph, &self.graphs_dir, &name)?;
+            let (bytes, crc32) = graph_file::save(&graph, extent, &self.graphs_dir, &name)?;
             let file = GraphFile {
                 file: name,
                 bytes,
@@ -467,6 +475,18 @@ impl VectorIndex {
             saved += 1;
         }
         Ok(saved)
+    }
+
+    /// Whether the collection's recorded graph file already covers `record` exactly.
+    fn saved_file_covers(&self, record: &CollectionRecord) -> Result<bool, StoreError> {
+        let txn = self.store.db.begin_read()?;
+        let Some(v) = txn.open_table(GRAPHS)?.get(record.id)? else {
+            return Ok(false);
+        };
+        let file: GraphFile = collection::decode("graph file", v.value())?;
+        Ok(file.covers_next_item == record.next_item
+            && file.covers_deletion_seq == record.deletion_seq
+            && self.graphs_dir.join(&file.file).is_file())
     }
 
     /// The collection's graph from a snapshot of the store; `None` when it was dropped.

@@ -184,3 +184,84 @@ fn dropping_a_collection_removes_its_graph_file() {
     assert!(!file.exists());
     assert_eq!(index.count(&key()).expect("count"), None);
 }
+
+/// A save runs while writes go on (the server saves periodically): the file it leaves is
+/// trusted at the next open, which catches up whatever it missed; a graph that did not change
+/// since its last save is not written again.
+#[test]
+fn a_graph_saved_while_writes_go_on_reads_back_and_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _) = dataset::standard(6_001, 1, DIM, 4);
+    {
+        let index = std::sync::Arc::new(open(dir.path()));
+        index
+            .upsert(&key(), params(), items(&data[..2_000 * DIM], 0))
+            .expect("upsert");
+        let writer = {
+            let (index, data) = (index.clone(), data.clone());
+            std::thread::spawn(move || {
+                for b in 0..40usize {
+                    let from = 2_000 + b * 100;
+                    let batch = &data[from * DIM..(from + 100) * DIM];
+                    index
+                        .upsert(&key(), params(), items(batch, from))
+                        .expect("upsert while saving");
+                    if b % 4 == 0 {
+                        let gone = vec![format!("item-{}", b * 10)];
+                        index.delete(&key(), gone).expect("delete while saving");
+                    }
+                }
+            })
+        };
+        let mut saves = 0;
+        while !writer.is_finished() {
+            saves += index.save_graphs().expect("save while writing");
+        }
+        writer.join().expect("writer");
+        assert!(saves >= 1);
+        // A final save covers everything (unless the last one already did); one more finds
+        // nothing changed and writes nothing.
+        assert!(index.save_graphs().expect("final save") <= 1);
+        let file = graph_file(dir.path());
+        let written = std::fs::metadata(&file)
+            .expect("file")
+            .modified()
+            .expect("mtime");
+        assert_eq!(index.save_graphs().expect("unchanged"), 0);
+        assert_eq!(
+            std::fs::metadata(&file)
+                .expect("file")
+                .modified()
+                .expect("mtime"),
+            written
+        );
+        // One more write after the last save: the next open catches it up from the store.
+        index
+            .upsert(&key(), params(), items(&data[6_000 * DIM..], 6_000))
+            .expect("late upsert");
+    }
+    let index = open(dir.path());
+    let info = index.graph_info(&key()).expect("info").expect("exists");
+    assert_eq!(info.origin, GraphOrigin::File { caught_up: 1 }, "{info:?}");
+    assert_eq!(info.nodes, 6_001);
+    assert_eq!(info.tombstones, 10);
+    assert_eq!(index.count(&key()).expect("count"), Some(6_001 - 10));
+    // The graph read back finds items by their own vectors, those written during the saves
+    // included (a node left out of a file, or a list naming one, would not be).
+    let probes: Vec<usize> = (0..6_001)
+        .step_by(29)
+        .filter(|i| *i > 360 || i % 10 != 0)
+        .collect();
+    let found = probes
+        .iter()
+        .filter(|&&i| {
+            let v = &data[i * DIM..(i + 1) * DIM];
+            graph_search(&index, v).contains(&format!("item-{i}"))
+        })
+        .count();
+    assert!(
+        found as f64 >= 0.97 * probes.len() as f64,
+        "{found} of {} found themselves",
+        probes.len()
+    );
+}
