@@ -584,9 +584,13 @@ impl WithSimd for Link<'_> {
         for l in (level + 1..=top).rev() {
             cur = greedy(simd, g, nodes, query, cur, l, &mut scratch);
         }
+        // First the node's own lists at every level, then the links to it: a walk reaches
+        // the node only through those, so it never finds one whose lower lists are still
+        // empty (which left a search concurrent with an insert with one result).
         let mut entries = vec![cur];
         let mut visited = visited::take();
         let accept = |n: u32| n != node;
+        let mut chosen_at: Vec<(u8, Vec<Scored>)> = Vec::with_capacity(usize::from(level) + 1);
         for l in (0..=level.min(top)).rev() {
             visited.start(nodes.keys.len());
             let found = search_level(
@@ -603,26 +607,31 @@ impl WithSimd for Link<'_> {
             );
             let sorted = found.into_sorted_vec();
             let capacity = if l == 0 { 2 * m } else { m };
-            let chosen = select(simd, g, nodes, &sorted, capacity);
-            {
-                let _guard = g.lock(node);
-                write_list(nodes.list(node, l, m), chosen.iter().map(|s| s.1));
+            chosen_at.push((l, select(simd, g, nodes, &sorted, capacity)));
+            entries = sorted;
+        }
+        visited::give_back(visited);
+        {
+            let _guard = g.lock(node);
+            for (l, chosen) in &chosen_at {
+                write_list(nodes.list(node, *l, m), chosen.iter().map(|s| s.1));
             }
-            for s in &chosen {
+        }
+        for (l, chosen) in chosen_at.iter().rev() {
+            let capacity = if *l == 0 { 2 * m } else { m };
+            for s in chosen {
                 add_link(
                     simd,
                     g,
                     nodes,
                     s.1,
                     Scored(s.0, node),
-                    l,
+                    *l,
                     capacity,
                     &mut scratch,
                 );
             }
-            entries = sorted;
         }
-        visited::give_back(visited);
         if level > top {
             let _guard = g.entry_lock.lock();
             if g.entry().is_none_or(|(_, t)| level > t) {
