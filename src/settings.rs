@@ -128,6 +128,16 @@ pub struct Settings {
     )]
     pub max_queue_wait_ms: u64,
 
+    /// Collections created from now on are searched exactly while they hold at most this many
+    /// items (every item compared: recall 1), and through their HNSW graph above it.
+    #[arg(
+        long,
+        env = "AIMP_EXACT_BELOW",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub exact_below: usize,
+
     /// Seconds between saves of the vector graphs that changed (0: only at shutdown). A graph
     /// not saved since its last change is caught up from the store at the next start, or
     /// rebuilt from it when it has no file.
@@ -231,6 +241,7 @@ impl std::fmt::Debug for Settings {
             .field("max_queue_wait_ms", &self.max_queue_wait_ms)
             .field("media_in_flight", &self.media_in_flight)
             .field("graph_save_interval", &self.graph_save_interval)
+            .field("exact_below", &self.exact_below)
             .field("precision", &self.precision)
             .field("device", &self.device)
             .field("offline", &self.offline)

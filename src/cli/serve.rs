@@ -51,6 +51,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     config.max_upload_bytes = settings.max_upload_bytes;
     config.upload_ttl = Duration::from_secs(settings.upload_ttl);
     config.media_bytes_in_flight = settings.media_in_flight;
+    config.exact_below = settings.exact_below;
     config.public_url = settings.public_url.clone();
     config.decode = DecodeOptions {
         max_pixels: settings.max_image_pixels,

@@ -718,6 +718,48 @@ fn bench_collection_measures_a_live_collection() {
     assert_eq!(records[0]["exhaustive"], true);
     assert_eq!(records[1]["recall"], 1.0);
     assert!(stdout.contains("exact-search threshold"), "{stdout}");
+
+    // A collection created with the threshold at 0 is searched through its graph, and the
+    // bench measures that graph against exact search.
+    let mut cmd = aimp(data.path(), &shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_EXACT_BELOW", "0");
+    let server = Server::start(cmd);
+    let body = json!({"model": "demo-model", "mode": "index", "scope": "graph",
+        "input": {"texts": texts, "text_ids": ids}, "params": {}});
+    let (status, reply) = post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    server.stop();
+    let out = aimp(data.path(), &shared_models())
+        .args([
+            "bench",
+            "collection",
+            "--model",
+            "demo-model",
+            "--scope",
+            "graph",
+        ])
+        .args(["--queries", "10", "--ef", "16,64", "--out"])
+        .arg(&out_file)
+        .output()
+        .expect("bench collection");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("out")).expect("json");
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert_eq!(r["exhaustive"], false, "{r}");
+        let recall = r["recall"].as_f64().expect("recall");
+        assert!((0.9..=1.0).contains(&recall), "{r}");
+    }
 }
 
 #[test]

@@ -286,7 +286,27 @@ mod tests {
     #[test]
     fn every_engine_on_a_small_set() {
         let (base, queries) = generate(Kind::Clustered, 2000, 50, 16, 1);
-        let gt = truth::exact(&base, &queries, 10, Metric::L2);
+        // Ground truth from a naive f64 scan, not from the brute force the `exact` engine
+        // runs, so that engine's recall is measured, not assumed.
+        let mut ids = Vec::new();
+        for q in queries.data.chunks_exact(queries.dim) {
+            let mut all: Vec<(f64, i32)> = base
+                .data
+                .chunks_exact(base.dim)
+                .enumerate()
+                .map(|(i, v)| {
+                    let d: f64 = q
+                        .iter()
+                        .zip(v)
+                        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+                        .sum();
+                    (d, i as i32)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            ids.extend(all.iter().take(10).map(|(_, i)| *i));
+        }
+        let gt = crate::formats::Matrix::new(queries.rows, 10, ids);
         let config = Config {
             dataset: "test".into(),
             metric: Metric::L2,
@@ -301,7 +321,8 @@ mod tests {
         let records = run(&base, &queries, &gt, &config, &stop, &|_| {}).expect("run");
         assert_eq!(records.len(), 5);
         let exact = records.iter().find(|r| r.engine == "exact").expect("exact");
-        assert_eq!(exact.recall, 1.0);
+        // At most one neighbour in 500 may differ, by a tie that f32 and f64 order apart.
+        assert!(exact.recall >= 0.998, "{exact:?}");
         assert_eq!(exact.ef, None);
         for r in &records {
             assert!(

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     pub decode: DecodeOptions,
     /// Most bytes of uploaded pictures that runs may hold in memory at once, server-wide.
     pub media_bytes_in_flight: u64,
+    /// Collections created from now on are searched exactly (every item compared) while they
+    /// hold at most this many items, and through their graph above it.
+    pub exact_below: usize,
 }
 
 impl ServerConfig {
@@ -47,6 +50,7 @@ impl ServerConfig {
             public_url: None,
             decode: DecodeOptions::default(),
             media_bytes_in_flight: 512 * 1024 * 1024,
+            exact_below: 10_000,
         }
     }
 }
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("public_url", &self.public_url)
             .field("decode", &self.decode)
             .field("media_bytes_in_flight", &self.media_bytes_in_flight)
+            .field("exact_below", &self.exact_below)
             .finish()
     }
 }

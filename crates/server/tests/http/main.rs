@@ -110,6 +110,7 @@ struct Options {
     /// demo-model at int8 instead of fp32.
     int8: bool,
     media_in_flight: Option<u64>,
+    exact_below: Option<usize>,
 }
 
 impl Default for Options {
@@ -123,6 +124,7 @@ impl Default for Options {
             upload_ttl: None,
             int8: false,
             media_in_flight: None,
+            exact_below: None,
         }
     }
 }
@@ -163,6 +165,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     }
     if let Some(bytes) = opts.media_in_flight {
         config.media_bytes_in_flight = bytes;
+    }
+    if let Some(n) = opts.exact_below {
+        config.exact_below = n;
     }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {

@@ -38,12 +38,13 @@ fn collection_key(caller: &Caller, run: &ValidRun) -> Result<CollectionKey, ApiE
 
 /// A new collection's parameters: the model's dimension, distance and precision, default
 /// graph settings.
-fn collection_params(run: &ValidRun) -> Result<CollectionParams, ApiError> {
+fn collection_params(state: &AppState, run: &ValidRun) -> Result<CollectionParams, ApiError> {
     let metric: Metric = run.manifest.distance.parse().map_err(|reason: String| {
         ApiError::internal("manifest distance", std::io::Error::other(reason))
     })?;
     let mut params = CollectionParams::new(run.manifest.dimensions, metric);
     params.precision = precision(run);
+    params.exact_below = state.config.exact_below;
     Ok(params)
 }
 
@@ -63,7 +64,7 @@ pub async fn index(
     run: &ValidRun,
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
-    let params = collection_params(run)?;
+    let params = collection_params(state, run)?;
     let pictures = inputs::media(run, "images");
     let ids_field = if pictures.is_empty() {
         "text_ids"
