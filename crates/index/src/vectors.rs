@@ -387,9 +387,9 @@ impl VectorIndex {
                 return self.build_from_store(id, Some(reason));
             }
         };
-        // Catch up: deletions logged since the save, then items added since. The file may hold
-        // some of both already (a save captures a graph that keeps taking changes while it is
-        // written): deleting twice is harmless, and items it holds are skipped.
+        // Catch up: deletions logged since the save, then items added since. A save writes
+        // tombstones as they stand when it reaches them, so some later deletions may be in the
+        // file already (deleting twice is harmless); items the file holds are never added again.
         let deletions = txn.open_table(DELETIONS)?;
         for row in deletions.range((id, saved.covers_deletion_seq)..=(id, u64::MAX))? {
             graph.delete(row?.1.value());
@@ -433,8 +433,8 @@ impl VectorIndex {
 
     /// Saves every loaded graph to its file and records it in redb; then prunes the deletion
     /// log up to what each file covers. Returns how many graphs were saved; one whose file
-    /// already covers its collection is skipped. Writes go on meanwhile (each graph is
-    /// captured with the record it covers at least, and written a chunk of nodes at a time).
+    /// already covers its collection is skipped. Writes go on meanwhile: each graph's nodes
+    /// as of one record are captured, then written a chunk at a time.
     /// The server calls this periodically and at shutdown; a graph that is not saved is
     /// rebuilt from the store next time.
     pub fn save_graphs(&self) -> Result<usize, StoreError> {
