@@ -128,6 +128,25 @@ pub struct Settings {
     )]
     pub max_queue_wait_ms: u64,
 
+    /// Most client connections open at once; more wait in the accept queue until one closes.
+    #[arg(
+        long,
+        env = "AIMP_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        global = true
+    )]
+    pub max_connections: usize,
+
+    /// Seconds an upload PUT may go without receiving a byte before it is answered 408 and
+    /// nothing of it is kept.
+    #[arg(
+        long,
+        env = "AIMP_UPLOAD_IDLE_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub upload_idle_timeout: u64,
+
     /// Collections created from now on are searched exactly while they hold at most this many
     /// items (every item compared: recall 1), and through their HNSW graph above it.
     #[arg(
@@ -242,6 +261,8 @@ impl std::fmt::Debug for Settings {
             .field("media_in_flight", &self.media_in_flight)
             .field("graph_save_interval", &self.graph_save_interval)
             .field("exact_below", &self.exact_below)
+            .field("max_connections", &self.max_connections)
+            .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("precision", &self.precision)
             .field("device", &self.device)
             .field("offline", &self.offline)

@@ -52,6 +52,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     config.upload_ttl = Duration::from_secs(settings.upload_ttl);
     config.media_bytes_in_flight = settings.media_in_flight;
     config.exact_below = settings.exact_below;
+    config.upload_idle_timeout = Duration::from_secs(settings.upload_idle_timeout);
     config.public_url = settings.public_url.clone();
     config.decode = DecodeOptions {
         max_pixels: settings.max_image_pixels,
@@ -76,6 +77,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let addr = listener.local_addr()?;
+    let listener = aimp_server::LimitedListener::new(listener, settings.max_connections);
     // One plain line on stdout, for people and for the scripts that start us on port 0.
     println!("aimp listening on http://{addr}");
     tracing::info!(%addr, "listening");

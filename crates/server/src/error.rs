@@ -33,6 +33,8 @@ pub enum ApiError {
     },
     /// 405: a known path with a method it does not take.
     MethodNotAllowed,
+    /// 408: the client stopped sending the request before it was complete.
+    Timeout { code: &'static str, message: String },
     /// 409: the request conflicts with the current state.
     Conflict {
         code: &'static str,
@@ -84,6 +86,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -116,9 +119,9 @@ impl ApiError {
                 message,
                 param,
             } => (code, message.clone(), param.as_deref()),
-            ApiError::Unauthorized { code, message } | ApiError::Forbidden { code, message } => {
-                (code, message.clone(), None)
-            }
+            ApiError::Unauthorized { code, message }
+            | ApiError::Forbidden { code, message }
+            | ApiError::Timeout { code, message } => (code, message.clone(), None),
             ApiError::MethodNotAllowed => (
                 "method_not_allowed",
                 "this endpoint does not take that method".to_string(),

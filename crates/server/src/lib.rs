@@ -5,6 +5,7 @@
 //! binary serves it.
 
 mod auth;
+mod connections;
 mod error;
 mod extract;
 pub mod keys;
@@ -16,6 +17,7 @@ mod routes;
 mod state;
 mod validate;
 
+pub use connections::LimitedListener;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use models::{ModelSet, ModelState};

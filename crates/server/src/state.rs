@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// Collections created from now on are searched exactly (every item compared) while they
     /// hold at most this many items, and through their graph above it.
     pub exact_below: usize,
+    /// Longest an upload PUT may go without a byte arriving (408 after it).
+    pub upload_idle_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl ServerConfig {
             decode: DecodeOptions::default(),
             media_bytes_in_flight: 512 * 1024 * 1024,
             exact_below: 10_000,
+            upload_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -70,6 +73,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("decode", &self.decode)
             .field("media_bytes_in_flight", &self.media_bytes_in_flight)
             .field("exact_below", &self.exact_below)
+            .field("upload_idle_timeout", &self.upload_idle_timeout)
             .finish()
     }
 }

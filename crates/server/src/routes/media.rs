@@ -266,7 +266,21 @@ async fn receive(
             "size_bytes",
         )
     };
-    while let Some(frame) = body.frame().await {
+    let idle = state.config.upload_idle_timeout;
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
+            return Err(ApiError::Timeout {
+                code: "upload_stalled",
+                message: format!(
+                    "no bytes arrived for {} s after {received} of {}; nothing was kept, start a new upload",
+                    idle.as_secs(),
+                    record.size_bytes
+                ),
+            });
+        };
+        let Some(frame) = next else {
+            break;
+        };
         let frame = frame.map_err(|e| ApiError::BadRequest {
             code: "invalid_body",
             message: format!("the upload body could not be read: {e}"),

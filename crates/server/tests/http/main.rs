@@ -111,6 +111,7 @@ struct Options {
     int8: bool,
     media_in_flight: Option<u64>,
     exact_below: Option<usize>,
+    upload_idle: Option<std::time::Duration>,
 }
 
 impl Default for Options {
@@ -125,6 +126,7 @@ impl Default for Options {
             int8: false,
             media_in_flight: None,
             exact_below: None,
+            upload_idle: None,
         }
     }
 }
@@ -168,6 +170,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     }
     if let Some(n) = opts.exact_below {
         config.exact_below = n;
+    }
+    if let Some(idle) = opts.upload_idle {
+        config.upload_idle_timeout = idle;
     }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {

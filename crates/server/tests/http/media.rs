@@ -483,3 +483,42 @@ async fn an_upload_swept_in_the_middle_of_its_put_is_not_acknowledged() {
         Some("upload_id"),
     );
 }
+
+/// A PUT whose body stops arriving is answered 408 once it has been idle for the configured
+/// time, keeps nothing, and the upload is failed (so its URL cannot be retried half-way).
+#[tokio::test]
+async fn a_stalled_upload_put_times_out_and_keeps_nothing() {
+    let g = gateway(Options {
+        upload_idle: Some(std::time::Duration::from_millis(500)),
+        ..Options::default()
+    });
+    let png = fixture("palette.png");
+    let init = g.init(&g.key, init_body(png.len())).await;
+    let upload_id = init.body["upload_id"].as_str().expect("id").to_string();
+    let url = init.body["upload_url"].as_str().expect("url");
+    let path = url
+        .strip_prefix("http://gateway.test:8080")
+        .expect("own url");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    let req = Request::put(path)
+        .header("Content-Type", "image/png")
+        .body(Body::from_stream(stream))
+        .expect("request");
+    tx.send(png[..png.len() / 2].to_vec()).await.expect("half");
+    // The sender stays open and silent: the client stalled.
+    let put = g.send(req).await;
+    assert_error(&put, 408, "upload_stalled", None);
+    drop(tx);
+    assert!(files_in(&g, "uploads").is_empty(), "nothing is kept");
+    assert_error(
+        &g.complete(&g.key, &upload_id).await,
+        409,
+        "upload_failed",
+        Some("upload_id"),
+    );
+}
