@@ -57,9 +57,7 @@ impl Load {
         if items == 0 {
             return;
         }
-        let _ = self.queued[slot(kind)].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-            Some(q.saturating_sub(items))
-        });
+        self.dropped(kind, items);
         let per_item = (took.as_nanos() / items as u128).min(u64::MAX as u128) as u64;
         let cost = &self.cost[slot(kind)];
         let old = cost.load(Ordering::Relaxed);
@@ -69,6 +67,18 @@ impl Load {
             (old / 4) * 3 + per_item / 4
         };
         cost.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Items of `kind` that left the queue: run, or never to run (their job failed first).
+    pub fn dropped(&self, kind: Kind, items: usize) {
+        let _ = self.queued[slot(kind)].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+            Some(q.saturating_sub(items))
+        });
+    }
+
+    /// Items of `kind` admitted and not yet run.
+    pub fn queued(&self, kind: Kind) -> usize {
+        self.queued[slot(kind)].load(Ordering::Relaxed)
     }
 
     pub fn requests(&self) -> usize {
@@ -146,13 +156,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.load.requests.fetch_sub(1, Ordering::Relaxed);
-        if self.items > 0 {
-            let queued = &self.load.queued[slot(self.kind)];
-            let items = self.items;
-            let _ = queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-                Some(q.saturating_sub(items))
-            });
-        }
+        self.load.dropped(self.kind, self.items);
     }
 }
 

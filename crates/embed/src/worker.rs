@@ -398,6 +398,8 @@ fn run_batch(
                 }
             }
             Err(e) => {
+                // Its later items will not run: they leave the admission count now.
+                load.dropped(kind, job.work.len() - job.taken - n);
                 let _ = job.reply.send(Err(e));
             }
         }
@@ -862,6 +864,16 @@ mod tests {
         let bad = h.embed_texts(vec!["panic".into()]).await;
         assert!(matches!(bad, Err(EmbedError::Panicked { .. })));
         assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
+        // A job failing in its first batch (of three here) leaves nothing counted as queued.
+        let long = vec![
+            "panic".into(),
+            "x".into(),
+            "y".into(),
+            "z".into(),
+            "w".into(),
+        ];
+        assert!(h.embed_texts(long).await.is_err());
+        assert_eq!(h.load.queued(Kind::Texts), 0);
 
         // A batch of several jobs that fails: only the job at fault fails, the others are
         // answered with their rows.
