@@ -77,6 +77,7 @@ impl Load {
     }
 
     /// Items of `kind` admitted and not yet run.
+    #[cfg(test)]
     pub fn queued(&self, kind: Kind) -> usize {
         self.queued[slot(kind)].load(Ordering::Relaxed)
     }
