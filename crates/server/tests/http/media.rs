@@ -435,16 +435,13 @@ async fn expired_and_abandoned_uploads_are_swept() {
     );
 }
 
-/// An upload that expires, and is swept, while its PUT is still streaming in: the PUT must not
-/// answer 204 for bytes that were thrown away.
-#[tokio::test]
-async fn an_upload_swept_in_the_middle_of_its_put_is_not_acknowledged() {
-    let g = gateway(Options {
-        upload_ttl: Some(std::time::Duration::from_secs(1)),
-        ..Options::default()
-    });
-    let png = fixture("palette.png");
-    let init = g.init(&g.key, init_body(png.len())).await;
+/// Starts an upload of `size` PNG bytes and answers its id, a PUT whose body is whatever the
+/// sender sends (it ends when the sender is dropped), and that sender.
+async fn streamed_put(
+    g: &Gateway,
+    size: usize,
+) -> (String, Request<Body>, tokio::sync::mpsc::Sender<Vec<u8>>) {
+    let init = g.init(&g.key, init_body(size)).await;
     let upload_id = init.body["upload_id"].as_str().expect("id").to_string();
     let url = init.body["upload_url"].as_str().expect("url");
     let path = url
@@ -460,6 +457,19 @@ async fn an_upload_swept_in_the_middle_of_its_put_is_not_acknowledged() {
         .header("Content-Type", "image/png")
         .body(Body::from_stream(stream))
         .expect("request");
+    (upload_id, req, tx)
+}
+
+/// An upload that expires, and is swept, while its PUT is still streaming in: the PUT must not
+/// answer 204 for bytes that were thrown away.
+#[tokio::test]
+async fn an_upload_swept_in_the_middle_of_its_put_is_not_acknowledged() {
+    let g = gateway(Options {
+        upload_ttl: Some(std::time::Duration::from_secs(1)),
+        ..Options::default()
+    });
+    let png = fixture("palette.png");
+    let (upload_id, req, tx) = streamed_put(&g, png.len()).await;
     let (half, rest) = png.split_at(png.len() / 2);
     let (put, ()) = tokio::join!(g.send(req), async {
         tx.send(half.to_vec()).await.expect("first half");
@@ -493,22 +503,7 @@ async fn a_stalled_upload_put_times_out_and_keeps_nothing() {
         ..Options::default()
     });
     let png = fixture("palette.png");
-    let init = g.init(&g.key, init_body(png.len())).await;
-    let upload_id = init.body["upload_id"].as_str().expect("id").to_string();
-    let url = init.body["upload_url"].as_str().expect("url");
-    let path = url
-        .strip_prefix("http://gateway.test:8080")
-        .expect("own url");
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
-    });
-    let req = Request::put(path)
-        .header("Content-Type", "image/png")
-        .body(Body::from_stream(stream))
-        .expect("request");
+    let (upload_id, req, tx) = streamed_put(&g, png.len()).await;
     tx.send(png[..png.len() / 2].to_vec()).await.expect("half");
     // The sender stays open and silent: the client stalled.
     let put = g.send(req).await;
