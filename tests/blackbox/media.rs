@@ -68,7 +68,7 @@ fn png_of_length(len: usize) -> Vec<u8> {
     out
 }
 
-fn install_fixture_clipo(data: &Path, models: &Path) {
+pub(crate) fn install_fixture_clipo(data: &Path, models: &Path) {
     let folder = checkpoint_folder(data, "tiny-b");
     let out = aimp(data, models)
         .args(["models", "import", "clipo", "--unverified", "--from"])

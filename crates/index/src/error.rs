@@ -19,7 +19,7 @@ pub enum StoreError {
         source: redb::Error,
     },
     #[error("database operation failed")]
-    Database(#[from] redb::Error),
+    Database(#[source] redb::Error),
     #[error("stored record {key} cannot be decoded")]
     Corrupt {
         key: String,
@@ -38,6 +38,10 @@ pub enum StoreError {
     CommitFailed { reason: String },
     #[error("the writer stopped before answering")]
     WriterGone,
+    /// The data folder's file system refused a write or an fsync (full, or failing): nothing
+    /// of that write was committed.
+    #[error("{}: {reason}", fault.describe())]
+    Storage { fault: StorageFault, reason: String },
     #[error("graph file {path}")]
     GraphIo {
         path: PathBuf,
@@ -46,11 +50,78 @@ pub enum StoreError {
     },
 }
 
+/// Why the file system failed a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// No space left (or over quota).
+    Full,
+    /// Any other I/O failure, or the latch of an earlier one.
+    Io,
+}
+
+impl StorageFault {
+    /// The fault behind a redb error, if it is one of the file's.
+    pub(crate) fn of(e: &redb::Error) -> Option<StorageFault> {
+        match e {
+            redb::Error::Io(io) if is_full(io) => Some(StorageFault::Full),
+            redb::Error::Io(_) | redb::Error::PreviousIo => Some(StorageFault::Io),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            StorageFault::Full => "the data folder's file system is full",
+            StorageFault::Io => "the data folder's file system failed a write",
+        }
+    }
+}
+
+/// ENOSPC and EDQUOT.
+pub fn is_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+impl StoreError {
+    /// A redb error, with the file's faults told apart from the rest.
+    pub(crate) fn from_redb(e: redb::Error) -> StoreError {
+        match StorageFault::of(&e) {
+            Some(fault) => StoreError::Storage {
+                fault,
+                reason: e.to_string(),
+            },
+            None => StoreError::Database(e),
+        }
+    }
+
+    /// The error each writer of a failed group commit is answered: the same fault for a
+    /// storage failure, otherwise the reason in words.
+    pub(crate) fn for_each_writer(&self) -> StoreError {
+        match self {
+            StoreError::Storage { fault, reason } => StoreError::Storage {
+                fault: *fault,
+                reason: reason.clone(),
+            },
+            other => StoreError::CommitFailed {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::from_redb(e)
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Database(e.into())
+                StoreError::from_redb(e.into())
             }
         }
     )*};

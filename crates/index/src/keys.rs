@@ -1,7 +1,7 @@
 //! API key records. Only a hash of each key is stored; the key itself is never written.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError};
@@ -89,13 +89,13 @@ impl Store {
             let mut keys = txn.open_table(KEYS)?;
             keys.insert(record.id.as_str(), encode(record).as_slice())?;
         }
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// The record whose hash is `hash`, revoked or not.
     pub fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let hashes = txn.open_table(KEY_HASHES)?;
         let Some(id) = hashes.get(hash)? else {
             return Ok(None);
@@ -110,7 +110,7 @@ impl Store {
 
     /// The record with this id.
     pub fn get_key(&self, id: &str) -> Result<ApiKeyRecord, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let keys = txn.open_table(KEYS)?;
         match keys.get(id)? {
             Some(bytes) => decode(id, bytes.value()),
@@ -120,7 +120,7 @@ impl Store {
 
     /// Every key record, oldest first.
     pub fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let keys = txn.open_table(KEYS)?;
         let mut out = Vec::new();
         for entry in keys.iter()? {
@@ -164,7 +164,7 @@ impl Store {
             keys.insert(id, encode(&record).as_slice())?;
             record
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(record)
     }
 }

@@ -8,6 +8,8 @@ mod collection;
 pub mod dataset;
 pub mod distance;
 mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod graph_file;
 mod graphs;
 mod group_commit;
@@ -23,7 +25,7 @@ pub use collection::{
     Precision,
 };
 pub use distance::Metric;
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError, is_full};
 pub use graph_file::GraphFile;
 pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};

@@ -3,7 +3,7 @@
 //! (by sha256) a `media_ref` names, so an upload is acknowledged only once its record commits.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::{Store, StoreError};
@@ -86,13 +86,13 @@ impl Store {
         let txn = self.begin_write()?;
         txn.open_table(UPLOADS)?
             .insert(record.id.as_str(), encode(record).as_slice())?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// The upload with this id, whatever its state.
     pub fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(UPLOADS)?;
         table
             .get(id)?
@@ -126,7 +126,7 @@ impl Store {
                 }
             }
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(outcome)
     }
 
@@ -167,7 +167,7 @@ impl Store {
                 }
             }
         };
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(outcome)
     }
 
@@ -178,7 +178,7 @@ impl Store {
         now: DateTime<Utc>,
         keep_completed: chrono::Duration,
     ) -> Result<Vec<UploadRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(UPLOADS)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -199,13 +199,13 @@ impl Store {
     pub fn remove_upload(&self, id: &str) -> Result<(), StoreError> {
         let txn = self.begin_write()?;
         txn.open_table(UPLOADS)?.remove(id)?;
-        txn.commit()?;
+        self.commit(txn)?;
         Ok(())
     }
 
     /// The media record of `media_ref`, in any workspace (the caller checks whose it is).
     pub fn get_media(&self, media_ref: &str) -> Result<Option<MediaRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(MEDIA)?;
         table
             .get(media_ref)?

@@ -1,58 +1,225 @@
-//! Opening the redb database that holds everything acknowledged.
+//! Opening the redb database that holds everything acknowledged, and opening it again after a
+//! failed write.
+//!
+//! redb latches an I/O failure: once a write or fsync fails, every later operation on that
+//! `Database` (reads included) answers `PreviousIo` until it is closed. A full disk would then
+//! stop searches too, and nothing would recover without a restart. So a failed write marks the
+//! database for reopening; the next operation closes it and opens the file again (redb's
+//! repair puts it back at its last commit), and reads work again while writes keep failing
+//! with a clear error until there is room.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, WriteTransaction};
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use crate::StoreError;
+use crate::error::StorageFault;
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "aimp.redb";
 
+/// How often a database that cannot be opened again is retried.
+const REOPEN_EVERY: Duration = Duration::from_millis(200);
+
 /// A handle on the database; cheap to clone, safe to share between threads.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub(crate) db: Arc<Database>,
-    path: PathBuf,
+    shared: Arc<Shared>,
 }
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    /// None while the file cannot be opened again.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Set by a failed write: the next operation opens the file again.
+    failed: AtomicBool,
+    last_reopen: Mutex<Option<Instant>>,
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    faults: FaultHook,
+}
+
+/// What stands between redb and the file: the plain file, or a fault point in test builds.
+#[cfg(feature = "fault-injection")]
+type FaultHook = Option<Arc<crate::faults::Faults>>;
+#[cfg(not(feature = "fault-injection"))]
+type FaultHook = ();
 
 impl Store {
     /// Opens (or creates) `aimp.redb` inside `data_dir`, creating the directory if needed.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_inner(data_dir, FaultHook::default())
+    }
+
+    /// Opens the store with its file behind a fault point: `faults` makes chosen writes and
+    /// fsyncs fail. Test builds only.
+    #[cfg(feature = "fault-injection")]
+    pub fn open_with_faults(
+        data_dir: &Path,
+        faults: Arc<crate::faults::Faults>,
+    ) -> Result<Store, StoreError> {
+        Store::open_inner(data_dir, Some(faults))
+    }
+
+    fn open_inner(data_dir: &Path, faults: FaultHook) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
+        let store = Store {
+            shared: Arc::new(Shared {
+                path,
+                db: RwLock::new(None),
+                failed: AtomicBool::new(false),
+                last_reopen: Mutex::new(None),
+                faults,
+            }),
+        };
+        let db = store.open_file().map_err(|e| StoreError::Open {
+            path: store.shared.path.clone(),
             source: e.into(),
         })?;
-        let store = Store {
-            db: Arc::new(db),
-            path,
-        };
+        *store.shared.db.write() = Some(Arc::new(db));
         store.init_tables()?;
         Ok(store)
     }
 
+    #[cfg(not(feature = "fault-injection"))]
+    fn open_file(&self) -> Result<Database, redb::DatabaseError> {
+        Database::create(&self.shared.path)
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn open_file(&self) -> Result<Database, redb::DatabaseError> {
+        let Some(faults) = &self.shared.faults else {
+            return Database::create(&self.shared.path);
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.shared.path)?;
+        let backend = crate::faults::FaultyFile::new(file, faults.clone())?;
+        redb::Builder::new().create_with_backend(backend)
+    }
+
     /// Where the database file lives.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
     /// Whether a read transaction can be started: the readiness probe.
     pub fn is_readable(&self) -> bool {
-        self.db.begin_read().is_ok()
+        self.begin_read().is_ok()
     }
 
-    /// Starts a write transaction that is durable when `commit` returns. Quick-repair keeps
-    /// reopening after a crash fast (two-phase commit instead of a full scan).
+    /// A read transaction on the database as last committed.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.begin(|db| db.begin_read())
+    }
+
+    /// Starts a write transaction that is durable when [`Store::commit`] returns.
+    /// Quick-repair keeps reopening after a crash fast (two-phase commit instead of a full
+    /// scan).
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.begin(|db| db.begin_write())?;
         txn.set_quick_repair(true);
         Ok(txn)
+    }
+
+    /// Commits durably. A failure is the caller's error, and marks the database to be opened
+    /// again: redb refuses every later operation on it.
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.commit().map_err(|e| self.failure(e.into()))
+    }
+
+    /// Classifies an error; a storage fault marks the database to be opened again.
+    fn failure(&self, e: redb::Error) -> StoreError {
+        let e = StoreError::from_redb(e);
+        if let StoreError::Storage { reason, .. } = &e
+            && !self.shared.failed.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(error = %reason, "the store failed to write; it will be opened again");
+        }
+        e
+    }
+
+    /// Starts a transaction on the open database; a storage fault (the latch of an earlier
+    /// failure) opens the file again and tries once more.
+    fn begin<T>(
+        &self,
+        start: impl Fn(&Database) -> Result<T, redb::TransactionError>,
+    ) -> Result<T, StoreError> {
+        let mut retried = false;
+        loop {
+            let db = self.database()?;
+            match start(&db) {
+                Ok(txn) => return Ok(txn),
+                Err(e) => {
+                    let e = self.failure(e.into());
+                    if retried || !matches!(e, StoreError::Storage { .. }) {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    /// The database, opened again first when a write failed since.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        if !self.shared.failed.load(Ordering::Acquire)
+            && let Some(db) = self.shared.db.read().as_ref()
+        {
+            return Ok(db.clone());
+        }
+        self.reopen()
+    }
+
+    fn reopen(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = self.shared.db.write();
+        if !self.shared.failed.load(Ordering::Acquire)
+            && let Some(db) = slot.as_ref()
+        {
+            return Ok(db.clone()); // another thread opened it meanwhile
+        }
+        let unavailable = |reason: String| StoreError::Storage {
+            fault: StorageFault::Io,
+            reason,
+        };
+        {
+            let mut last = self.shared.last_reopen.lock();
+            if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) && slot.is_none() {
+                return Err(unavailable(
+                    "the database is being opened again after a failed write".into(),
+                ));
+            }
+            *last = Some(Instant::now());
+        }
+        // Closes the latched database (its file lock goes with the last handle).
+        *slot = None;
+        match self.open_file() {
+            Ok(db) => {
+                let db = Arc::new(db);
+                *slot = Some(db.clone());
+                self.shared.failed.store(false, Ordering::Release);
+                tracing::warn!(path = %self.shared.path.display(), "the store is open again");
+                Ok(db)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the store cannot be opened again yet");
+                Err(match StoreError::from_redb(e.into()) {
+                    e @ StoreError::Storage { .. } => e,
+                    other => unavailable(other.to_string()),
+                })
+            }
+        }
     }
 
     fn init_tables(&self) -> Result<(), StoreError> {
@@ -60,7 +227,6 @@ impl Store {
         crate::keys::init_tables(&txn)?;
         crate::collection::init_tables(&txn)?;
         crate::media::init_tables(&txn)?;
-        txn.commit()?;
-        Ok(())
+        self.commit(txn)
     }
 }

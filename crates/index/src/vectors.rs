@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use crate::collection::{
     self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, GRAPHS, ITEMS, ItemRecord,
@@ -197,7 +197,7 @@ impl VectorIndex {
         let Some(id) = self.collection_id(key)? else {
             return Ok(None);
         };
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         match txn.open_table(collection::COLLECTIONS)?.get(id)? {
             Some(v) => Ok(Some(collection::decode("collection", v.value())?)),
             None => Ok(None),
@@ -213,7 +213,7 @@ impl VectorIndex {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(None);
         };
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let ids = txn.open_table(collection::ITEM_IDS)?;
         let Some(number) = ids.get((coll, id))?.map(|v| v.value()) else {
             return Ok(None);
@@ -241,7 +241,7 @@ impl VectorIndex {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(Vec::new());
         };
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let ids = txn.open_table(collection::ITEM_IDS)?;
         let items = txn.open_table(ITEMS)?;
         let mut out = Vec::new();
@@ -263,7 +263,7 @@ impl VectorIndex {
 
     /// Every collection's record.
     pub fn collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         collection::all(&txn)
     }
 
@@ -321,7 +321,7 @@ impl VectorIndex {
             let ef = options.ef.unwrap_or(params.ef_search);
             graph.search(query, options.top_k, ef, None)
         };
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
         for n in found {
@@ -351,7 +351,7 @@ impl VectorIndex {
     }
 
     fn collection_id(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let ids = txn.open_table(collection::COLLECTION_IDS)?;
         let id = ids.get(key.tuple())?.map(|v| v.value());
         Ok(id)
@@ -360,7 +360,7 @@ impl VectorIndex {
     /// The collection's graph: its saved file caught up from the store when that file is
     /// sound, else rebuilt from the store (with a warning). `None` when it was dropped.
     fn open_graph(&self, id: u64) -> Result<Option<State>, StoreError> {
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let record: CollectionRecord = match txn.open_table(collection::COLLECTIONS)?.get(id)? {
             Some(v) => collection::decode("collection", v.value())?,
             None => return Ok(None),
@@ -471,7 +471,7 @@ impl VectorIndex {
                         })?;
                 }
             }
-            txn.commit()?;
+            self.store.commit(txn)?;
             saved += 1;
         }
         Ok(saved)
@@ -479,7 +479,7 @@ impl VectorIndex {
 
     /// Whether the collection's recorded graph file already covers `record` exactly.
     fn saved_file_covers(&self, record: &CollectionRecord) -> Result<bool, StoreError> {
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let Some(v) = txn.open_table(GRAPHS)?.get(record.id)? else {
             return Ok(false);
         };
@@ -495,7 +495,7 @@ impl VectorIndex {
         id: u64,
         distrusted: Option<String>,
     ) -> Result<Option<State>, StoreError> {
-        let txn = self.store.db.begin_read()?;
+        let txn = self.store.begin_read()?;
         let records = txn.open_table(collection::COLLECTIONS)?;
         let record: CollectionRecord = match records.get(id)? {
             Some(v) => collection::decode("collection", v.value())?,
@@ -528,15 +528,8 @@ impl VectorIndex {
         match self.apply(ops) {
             Ok(answers) => answers,
             Err(e) => {
-                let reason = e.to_string();
-                tracing::error!(error = %reason, "group commit failed");
-                (0..count)
-                    .map(|_| {
-                        Err(StoreError::CommitFailed {
-                            reason: reason.clone(),
-                        })
-                    })
-                    .collect()
+                tracing::error!(error = %e, "group commit failed");
+                (0..count).map(|_| Err(e.for_each_writer())).collect()
             }
         }
     }
@@ -585,7 +578,7 @@ impl VectorIndex {
                 }
             }
         }
-        txn.commit()?;
+        self.store.commit(txn)?;
         self.apply_to_graphs(changes, &dropped);
         Ok(replies)
     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use aimp_embed::EmbedError;
-use aimp_index::StoreError;
+use aimp_index::{StorageFault, StoreError};
 
 /// An error as the client sees it.
 #[derive(Debug)]
@@ -53,6 +53,8 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// 507: the data folder's file system is full; nothing of the request was stored.
+    InsufficientStorage { message: String },
     /// 500: logged in full, answered with a generic message.
     Internal {
         context: &'static str,
@@ -79,6 +81,20 @@ impl ApiError {
         }
     }
 
+    /// A file operation's failure: 507 when the file system is full, else internal.
+    pub fn file(context: &'static str, e: std::io::Error) -> ApiError {
+        if aimp_index::is_full(&e) {
+            ApiError::InsufficientStorage {
+                message: format!(
+                    "the data folder's file system is full ({context}: {e}); nothing was kept, \
+                     free space and retry"
+                ),
+            }
+        } else {
+            ApiError::internal(context, e)
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -92,6 +108,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +161,9 @@ impl ApiError {
             ),
             ApiError::NotImplemented { message } => ("not_implemented", message.clone(), None),
             ApiError::Unavailable { code, message, .. } => (code, message.clone(), None),
+            ApiError::InsufficientStorage { message } => {
+                ("insufficient_storage", message.clone(), None)
+            }
             ApiError::Internal { .. } => (
                 "internal_error",
                 "internal error; the details are in the server log".to_string(),
@@ -266,6 +286,26 @@ impl From<StoreError> for ApiError {
                 message: e.to_string(),
                 param: None,
             },
+            StoreError::Storage {
+                fault: StorageFault::Full,
+                ..
+            } => ApiError::InsufficientStorage {
+                message: format!(
+                    "{e}; nothing of this request was stored (searches keep working; free \
+                     space in the data folder and retry)"
+                ),
+            },
+            StoreError::Storage {
+                fault: StorageFault::Io,
+                ..
+            } => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::Unavailable {
+                    code: "storage_unavailable",
+                    message: format!("{e}; nothing of this request was stored; retry"),
+                    retry_after_secs: 1,
+                }
+            }
             StoreError::CreateDir { .. }
             | StoreError::Open { .. }
             | StoreError::Database(_)

@@ -252,7 +252,7 @@ async fn receive(
     let path = state.media.part_path(&record.id);
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| ApiError::internal("upload part file", e))?;
+        .map_err(|e| ApiError::file("upload part file", e))?;
     let mut hasher = Sha256::new();
     let mut received: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(16);
@@ -303,7 +303,7 @@ async fn receive(
         hasher.update(&chunk);
         file.write_all(&chunk)
             .await
-            .map_err(|e| ApiError::internal("upload part file", e))?;
+            .map_err(|e| ApiError::file("upload part file", e))?;
     }
     if received != record.size_bytes {
         return Err(ApiError::bad_request(
@@ -320,7 +320,7 @@ async fn receive(
     }
     file.flush()
         .await
-        .map_err(|e| ApiError::internal("upload part file", e))?;
+        .map_err(|e| ApiError::file("upload part file", e))?;
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -399,7 +399,7 @@ pub async fn complete(
         if info.is_ok() {
             media
                 .commit_content(&id, &sha)
-                .map_err(|e| ApiError::internal("media content", e))?;
+                .map_err(|e| ApiError::file("media content", e))?;
         }
         Ok(info)
     })
@@ -492,7 +492,7 @@ pub fn sweep(state: &AppState) -> Result<usize, ApiError> {
         state
             .media
             .remove_part(&upload.id)
-            .map_err(|e| ApiError::internal("upload part file", e))?;
+            .map_err(|e| ApiError::file("upload part file", e))?;
         state
             .store
             .remove_upload(&upload.id)
@@ -512,7 +512,7 @@ pub fn sweep(state: &AppState) -> Result<usize, ApiError> {
             state
                 .media
                 .remove_part(&id)
-                .map_err(|e| ApiError::internal("upload part file", e))?;
+                .map_err(|e| ApiError::file("upload part file", e))?;
         }
     }
     Ok(stale.len())

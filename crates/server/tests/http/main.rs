@@ -2,6 +2,7 @@
 
 mod media;
 mod precision;
+mod storage;
 mod vectors;
 
 use std::path::PathBuf;
@@ -112,6 +113,8 @@ struct Options {
     media_in_flight: Option<u64>,
     exact_below: Option<usize>,
     upload_idle: Option<std::time::Duration>,
+    /// The store behind its fault point.
+    faults: Option<Arc<aimp_index::faults::Faults>>,
 }
 
 impl Default for Options {
@@ -127,6 +130,7 @@ impl Default for Options {
             media_in_flight: None,
             exact_below: None,
             upload_idle: None,
+            faults: None,
         }
     }
 }
@@ -138,7 +142,11 @@ fn gateway(opts: Options) -> Gateway {
 
 /// A gateway on an existing data folder (a restart, when the folder was used before).
 fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
-    let store = Store::open(dir.path()).expect("store");
+    let store = match &opts.faults {
+        Some(faults) => Store::open_with_faults(dir.path(), faults.clone()),
+        None => Store::open(dir.path()),
+    }
+    .expect("store");
     let created = keys::create_key(&store, "tests", "default").expect("key");
     let precision = if opts.int8 {
         Precision::Int8
