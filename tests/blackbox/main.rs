@@ -1,6 +1,7 @@
 //! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
 
 mod bench;
+mod disk_full;
 mod kill_loop;
 mod media;
 
