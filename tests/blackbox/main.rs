@@ -4,6 +4,7 @@ mod bench;
 mod disk_full;
 mod kill_loop;
 mod media;
+mod overload;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
