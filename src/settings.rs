@@ -147,6 +147,17 @@ pub struct Settings {
     )]
     pub upload_idle_timeout: u64,
 
+    /// Seconds a connection may take to send a request's headers (the first request's, or the
+    /// next one's on a kept-alive connection) before it is closed.
+    #[arg(
+        long,
+        env = "AIMP_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout: u64,
+
     /// Collections created from now on are searched exactly while they hold at most this many
     /// items (every item compared: recall 1), and through their HNSW graph above it.
     #[arg(
@@ -263,6 +274,7 @@ impl std::fmt::Debug for Settings {
             .field("exact_below", &self.exact_below)
             .field("max_connections", &self.max_connections)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
             .field("precision", &self.precision)
             .field("device", &self.device)
             .field("offline", &self.offline)

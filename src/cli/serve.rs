@@ -88,19 +88,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    let header_read_timeout = Duration::from_secs(settings.header_read_timeout);
+    let server = tokio::spawn(aimp_server::serve(listener, app, header_read_timeout, {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.changed().await;
         }
-    });
-    let server = tokio::spawn(async move { server.await });
+    }));
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(settings.shutdown_timeout), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
             seconds = settings.shutdown_timeout,

@@ -426,4 +426,45 @@ mod tests {
             );
         }
     }
+
+    mod fuzz {
+        //! The reader on damaged files: any mix of flipped bytes, overwritten counts and
+        //! truncation is an error or a graph whose every link is in range (searching it
+        //! cannot panic); never a panic or a huge allocation. Seeded with a sound file.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn seed() -> (Vec<u8>, HnswParams) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (path, _, params) = saved(dir.path());
+            (std::fs::read(path).expect("read"), params)
+        }
+
+        proptest! {
+            #[test]
+            fn damaged_graph_files_are_refused_or_sound(
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+                count in prop::option::of(any::<u64>()),
+                cut in prop::option::of(any::<prop::sample::Index>()),
+            ) {
+                let (mut bytes, params) = seed();
+                for (at, byte) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= byte;
+                }
+                if let Some(n) = count {
+                    let at = 8 + 4 + 4 + 1 + 4 + 4 + 8;
+                    bytes[at..at + 8].copy_from_slice(&n.to_le_bytes());
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+                let len = bytes.len() as u64;
+                if let Ok(graph) = read(&mut bytes.as_slice(), &params, len) {
+                    let hits = graph.search(&[0.5, 1.0, -0.5, 0.5], 5, 16, None);
+                    prop_assert!(hits.len() <= graph.len());
+                }
+            }
+        }
+    }
 }

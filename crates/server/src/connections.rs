@@ -1,6 +1,9 @@
-//! A bound on open client connections: the listener accepts a connection only while fewer
-//! than the limit are open, so many idle or slow clients cannot exhaust the process's file
-//! descriptors or memory; the rest wait in the kernel's accept queue until one closes.
+//! How the gateway accepts and bounds client connections. The listener accepts a connection
+//! only while fewer than the limit are open, so many idle or slow clients cannot exhaust the
+//! process's file descriptors or memory (the rest wait in the kernel's accept queue until one
+//! closes); and [`serve`] closes a connection whose request headers do not arrive in time, so
+//! clients that trickle headers (or open a connection and send nothing) cannot hold those
+//! places. `axum::serve` has no header-read timeout, hence this accept loop.
 
 use std::io;
 use std::pin::Pin;
@@ -101,6 +104,54 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// Serves `app` on `listener` until `shutdown` completes, then lets every open connection
+/// finish its request in flight (idle ones close at once) and returns when all have.
+/// A connection whose request headers take longer than `header_read_timeout` to arrive
+/// (the first request's or a later one's on a kept-alive connection) is closed.
+pub async fn serve(
+    mut listener: LimitedListener,
+    app: axum::Router,
+    header_read_timeout: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut open = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _addr) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        // Finished connections leave the set as new ones arrive.
+        while open.try_join_next().is_some() {}
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        open.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    while open.join_next().await.is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -126,11 +177,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = Router::new().route("/", get(|| async { "ok" }));
-        tokio::spawn(async move {
-            axum::serve(LimitedListener::new(listener, 2), app)
-                .await
-                .expect("serve");
-        });
+        tokio::spawn(serve(
+            LimitedListener::new(listener, 2),
+            app,
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
         let mut a = TcpStream::connect(addr).await.expect("a");
         let mut b = TcpStream::connect(addr).await.expect("b");
         assert!(ask(&mut a).await.starts_with("HTTP/1.1 200"));
@@ -151,5 +203,83 @@ mod tests {
             .expect("served after a close")
             .expect("read");
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_or_sends_nothing_is_disconnected() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new().route("/", get(|| async { "ok" }));
+        tokio::spawn(serve(
+            LimitedListener::new(listener, 2),
+            app,
+            Duration::from_millis(300),
+            std::future::pending(),
+        ));
+        // Both places taken: one client never finishes its headers, one sends nothing.
+        let mut slow = TcpStream::connect(addr).await.expect("slow");
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            .await
+            .expect("write");
+        let mut silent = TcpStream::connect(addr).await.expect("silent");
+        for (name, stream) in [("trickling", &mut slow), ("silent", &mut silent)] {
+            // The server closes it (after a 408, or without a word): reads reach the end.
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+                    .await
+                    .expect("the server never closed the connection");
+            if let Err(e) = &closed {
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{name}: {e}");
+            }
+            let text = String::from_utf8_lossy(&rest);
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                "{name}: {text}"
+            );
+        }
+        // Their places are free again for a client that asks promptly.
+        let mut prompt = TcpStream::connect(addr).await.expect("prompt");
+        assert!(ask(&mut prompt).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_finishes_the_request_in_flight_and_then_returns() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new().route(
+            "/",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            LimitedListener::new(listener, 4),
+            app,
+            Duration::from_secs(10),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = stop.send(());
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.expect("read");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("done"),
+            "{reply}"
+        );
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("serve returned")
+            .expect("serve task");
     }
 }

@@ -17,7 +17,7 @@ mod routes;
 mod state;
 mod validate;
 
-pub use connections::LimitedListener;
+pub use connections::{LimitedListener, serve};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use models::{ModelSet, ModelState};

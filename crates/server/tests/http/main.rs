@@ -1,5 +1,6 @@
 //! In-process HTTP tests of the gateway through `router(state)`: every status of API.md.
 
+mod fuzz;
 mod media;
 mod precision;
 mod storage;
