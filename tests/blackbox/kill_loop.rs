@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::media::install_fixture_clipo;
-use super::{ENV_KEY, Server, aimp, parse, shared_models};
+use super::{ENV_KEY, Server, agent_with_timeout, aimp, env_setting, parse, shared_models};
 
 const TEXT_CLIENTS: usize = 2;
 /// Ids a text client draws from: small enough that ids are replaced and deleted again and again.
@@ -79,11 +79,7 @@ impl Base {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    agent_with_timeout(Duration::from_secs(60))
 }
 
 /// POSTs a body with the key: the status and JSON reply, or None when the connection broke.
@@ -253,6 +249,9 @@ fn serve(data: &Path, models: &Path) -> Command {
         .env("AIMP_MODELS", "demo-model,clipo")
         .env("AIMP_OFFLINE", "1")
         .env("RUST_LOG", "error")
+        // Durability, not one key's quota: the clients and the final check send more than
+        // the default 600 runs a minute.
+        .env("AIMP_RATE_LIMIT", "0")
         // The graph, not exact search, answers: it is what a kill can leave behind.
         .env("AIMP_EXACT_BELOW", "0");
     cmd
@@ -273,10 +272,7 @@ fn embeddings(base: &Base, model: &str, input: Value) -> Vec<Vec<f32>> {
 
 #[test]
 fn acknowledged_runs_survive_sigkill_after_sigkill() {
-    let kills: usize = std::env::var("AIMP_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(10);
+    let kills: usize = env_setting("AIMP_KILLS", 10);
     let data = tempfile::tempdir().expect("tempdir");
     let models = data.path().join("models");
     // demo-model's real weights, once for every test, then into this test's own models folder

@@ -135,11 +135,24 @@ impl Drop for Server {
 }
 
 fn agent() -> ureq::Agent {
+    agent_with_timeout(Duration::from_secs(120))
+}
+
+/// A client that reads error statuses as answers and gives up after `timeout`.
+fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
+        .timeout_global(Some(timeout))
         .build()
         .into()
+}
+
+/// A numeric setting of a long-run test from the environment, `default` when unset.
+fn env_setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn parse(mut response: ureq::http::Response<ureq::Body>) -> (u16, Value) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{ENV_KEY, Server, aimp, shared_models};
+use super::{ENV_KEY, Server, agent_with_timeout, aimp, env_setting, shared_models};
 
 const CLIENTS: usize = 96;
 
@@ -37,12 +37,8 @@ struct Sample {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // A request still unanswered after this is a hang, and fails the soak.
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    // A request still unanswered after this is a hang, and fails the soak.
+    agent_with_timeout(Duration::from_secs(60))
 }
 
 fn kind_of(n: u64) -> Kind {
@@ -314,10 +310,7 @@ fn summary(name: &str, samples: &[Sample], secs: f64) -> String {
 
 #[test]
 fn overload_is_shed_with_retry_after_and_memory_stays_flat() {
-    let secs: f64 = std::env::var("AIMP_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60.0);
+    let secs: f64 = env_setting("AIMP_SOAK_SECS", 60.0);
     let data = tempfile::tempdir().expect("tempdir");
     let mut cmd = aimp(data.path(), &shared_models());
     cmd.env("AIMP_API_KEY", ENV_KEY)
