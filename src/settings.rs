@@ -147,6 +147,16 @@ pub struct Settings {
     )]
     pub upload_idle_timeout: u64,
 
+    /// Seconds a JSON request body may take to arrive in full before it is answered 408.
+    #[arg(
+        long,
+        env = "AIMP_BODY_READ_TIMEOUT",
+        default_value_t = 30,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub body_read_timeout: u64,
+
     /// Seconds a connection may take to send a request's headers (the first request's, or the
     /// next one's on a kept-alive connection) before it is closed.
     #[arg(
@@ -274,6 +284,7 @@ impl std::fmt::Debug for Settings {
             .field("exact_below", &self.exact_below)
             .field("max_connections", &self.max_connections)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("precision", &self.precision)
             .field("device", &self.device)

@@ -53,6 +53,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     config.media_bytes_in_flight = settings.media_in_flight;
     config.exact_below = settings.exact_below;
     config.upload_idle_timeout = Duration::from_secs(settings.upload_idle_timeout);
+    config.body_read_timeout = Duration::from_secs(settings.body_read_timeout);
     config.public_url = settings.public_url.clone();
     config.decode = DecodeOptions {
         max_pixels: settings.max_image_pixels,

@@ -12,7 +12,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The request body as a JSON object. Malformed JSON, a non-object body and an over-limit
-/// body all answer in the API's error shape.
+/// body all answer in the API's error shape; a body that has not arrived in full within
+/// [`ServerConfig::body_read_timeout`](crate::ServerConfig) is 408 `body_timeout`.
 #[derive(Debug)]
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -20,7 +21,15 @@ impl FromRequest<AppState> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let deadline = state.config.body_read_timeout;
+        let read = tokio::time::timeout(deadline, Bytes::from_request(req, state));
+        let bytes = read.await.map_err(|_| ApiError::Timeout {
+            code: "body_timeout",
+            message: format!(
+                "the request body did not arrive in full within {deadline:?}; send it again"
+            ),
+        })?;
+        let bytes = bytes.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge {
                     limit: state.config.body_limit,

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub exact_below: usize,
     /// Longest an upload PUT may go without a byte arriving (408 after it).
     pub upload_idle_timeout: Duration,
+    /// Longest a JSON request body may take to arrive in full (408 after it).
+    pub body_read_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -54,6 +56,7 @@ impl ServerConfig {
             media_bytes_in_flight: 512 * 1024 * 1024,
             exact_below: 10_000,
             upload_idle_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +77,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("media_bytes_in_flight", &self.media_bytes_in_flight)
             .field("exact_below", &self.exact_below)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }

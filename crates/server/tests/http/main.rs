@@ -114,6 +114,7 @@ struct Options {
     media_in_flight: Option<u64>,
     exact_below: Option<usize>,
     upload_idle: Option<std::time::Duration>,
+    body_read: Option<std::time::Duration>,
     /// The store behind its fault point.
     faults: Option<Arc<aimp_index::faults::Faults>>,
 }
@@ -131,6 +132,7 @@ impl Default for Options {
             media_in_flight: None,
             exact_below: None,
             upload_idle: None,
+            body_read: None,
             faults: None,
         }
     }
@@ -182,6 +184,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     }
     if let Some(idle) = opts.upload_idle {
         config.upload_idle_timeout = idle;
+    }
+    if let Some(deadline) = opts.body_read {
+        config.body_read_timeout = deadline;
     }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
@@ -719,6 +724,40 @@ async fn a_model_that_failed_to_load_is_409_and_loading_is_503() {
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.body["models"]["demo-model"]["status"], "loading");
+}
+
+/// A JSON body that stops arriving half-way is 408 `body_timeout` once the deadline passes,
+/// and the connection is closed (its unread rest cannot start another request); without the
+/// deadline the request would hold its connection and handler forever.
+#[tokio::test]
+async fn a_json_body_that_stalls_is_408_and_closes_the_connection() {
+    let gw = gateway(Options {
+        body_read: Some(std::time::Duration::from_millis(300)),
+        ..Options::default()
+    });
+    let body = serde_json::to_vec(&page_body()).expect("json");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+    });
+    tx.send(body[..body.len() / 2].to_vec())
+        .await
+        .expect("half");
+    let req = Request::post("/api/runs")
+        .header("X-API-Key", &gw.key)
+        .header("Content-Type", "application/json")
+        .body(Body::from_stream(stream))
+        .expect("request");
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), gw.send(req))
+        .await
+        .expect("a stalled body is answered, not waited for forever");
+    assert_error(&r, 408, "body_timeout", None);
+    assert_eq!(r.headers["connection"], "close");
+    drop(tx);
+    // A body that arrives in time is served as usual.
+    assert_eq!(gw.run(page_body()).await.status, StatusCode::OK);
 }
 
 // ---- 413 / 429 / 503 ----
