@@ -431,7 +431,7 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
             }
         }
         // Nothing the clients never wrote.
-        let listed = index.list_items(&key, None, 10_000).expect("list");
+        let listed = index.list_items(&key, None, 10_000, None).expect("list");
         for item in listed {
             assert!(
                 ids.contains_key(&item.id),

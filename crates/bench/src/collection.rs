@@ -46,7 +46,7 @@ pub fn sample_queries(
     let mut ids = Vec::new();
     loop {
         let page = index
-            .list_items(key, ids.last().map(String::as_str), 1000)
+            .list_items(key, ids.last().map(String::as_str), 1000, None)
             .map_err(|e| e.to_string())?;
         let done = page.len() < 1000;
         ids.extend(page.into_iter().map(|i| i.id));
@@ -93,6 +93,7 @@ pub fn measure(
                 ef: None,
                 exact: true,
                 precision: None,
+                filter: None,
             };
             Ok(index
                 .search(key, q, exact)
@@ -114,6 +115,7 @@ pub fn measure(
             ef: Some(ef),
             exact: false,
             precision: None,
+            filter: None,
         };
         let mut latencies = Vec::with_capacity(queries.len());
         let mut hits = 0usize;
@@ -121,7 +123,7 @@ pub fn measure(
         let mut exhaustive = true;
         for (q, want) in queries.iter().zip(&truth) {
             let t = Instant::now();
-            let found = index.search(key, q, options).map_err(err)?;
+            let found = index.search(key, q, options.clone()).map_err(err)?;
             latencies.push(t.elapsed().as_secs_f64());
             exhaustive &= found.exhaustive;
             hits += want
@@ -183,6 +185,7 @@ mod tests {
                 vector: base.row(i).to_vec(),
                 filename: None,
                 media_ref: None,
+                system: None,
                 metadata: None,
             })
             .collect();

@@ -42,6 +42,7 @@ fn main() {
                         vector: v.to_vec(),
                         filename: None,
                         media_ref: None,
+                        system: None,
                         metadata: None,
                     })
                     .collect();

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::{HnswParams, Metric, StoreError};
+use crate::{Filter, HnswParams, Metric, StoreError};
 
 /// The on-disk format of a collection's rows; stored with it, checked on open.
 pub const FORMAT_VERSION: u32 = 1;
@@ -196,7 +196,9 @@ pub struct NewItem {
     pub vector: Vec<f32>,
     pub filename: Option<String>,
     pub media_ref: Option<String>,
-    /// Free-form JSON the caller wants back with search hits.
+    /// What the gateway records for the item (a picture's sha256 and size, a text).
+    pub system: Option<serde_json::Value>,
+    /// The caller's own fields, a JSON object checked by [`crate::metadata::check`].
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -208,7 +210,12 @@ pub struct ItemRecord {
     pub filename: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_ref: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the gateway records for the item (a picture's sha256, width, height and content
+    /// type; a text). Stored as `metadata`, its name before items had their own.
+    #[serde(default, rename = "metadata", skip_serializing_if = "Option::is_none")]
+    pub system: Option<serde_json::Value>,
+    /// The caller's own fields.
+    #[serde(default, rename = "user", skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -345,6 +352,7 @@ pub(crate) fn upsert(
             id: item.id.clone(),
             filename: item.filename,
             media_ref: item.media_ref,
+            system: item.system,
             metadata: item.metadata,
             created_at,
             updated_at: now,
@@ -359,41 +367,108 @@ pub(crate) fn upsert(
     Ok((record, effects, replaced))
 }
 
-/// Deletes the items with these external ids; returns the ids that were not there.
+/// What a delete removed and what it could not find.
+#[derive(Debug, Default)]
+pub(crate) struct Deleted {
+    /// External ids removed, in the order asked (or in item order for a filter alone).
+    pub ids: Vec<String>,
+    /// Ids asked for that were not in the collection.
+    pub not_found: Vec<String>,
+    /// Ids asked for that were there but did not pass the filter; kept.
+    pub kept: Vec<String>,
+}
+
+/// Deletes items: those with these external ids, those the filter passes, or the ids the
+/// filter passes when both are given.
 pub(crate) fn delete(
     txn: &WriteTransaction,
     key: &CollectionKey,
-    ids: &[String],
-) -> Result<(Option<CollectionRecord>, Effects, Vec<String>), StoreError> {
+    ids: Option<&[String]>,
+    filter: Option<&Filter>,
+) -> Result<(Option<CollectionRecord>, Effects, Deleted), StoreError> {
     let Some(mut record) = find(txn, key)? else {
-        return Ok((None, Effects::default(), ids.to_vec()));
+        let not_found = ids.map(<[String]>::to_vec).unwrap_or_default();
+        return Ok((
+            None,
+            Effects::default(),
+            Deleted {
+                not_found,
+                ..Deleted::default()
+            },
+        ));
     };
     let mut vectors = txn.open_table(VECTORS)?;
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
     let mut deletions = txn.open_table(DELETIONS)?;
     let mut effects = Effects::default();
-    let mut missing = Vec::new();
-    for id in ids {
-        let number = item_ids
-            .remove((record.id, id.as_str()))?
-            .map(|v| v.value());
-        match number {
-            Some(n) => {
-                vectors.remove((record.id, n))?;
-                item_rows.remove((record.id, n))?;
-                deletions.insert((record.id, record.deletion_seq), n)?;
-                record.deletion_seq += 1;
-                effects.removed.push(n);
-                record.count -= 1;
+    let mut outcome = Deleted::default();
+    // (item number, external id) of every item to remove.
+    let mut doomed: Vec<(u64, String)> = Vec::new();
+    match ids {
+        Some(ids) => {
+            for id in ids {
+                let Some(n) = item_ids.get((record.id, id.as_str()))?.map(|v| v.value()) else {
+                    outcome.not_found.push(id.clone());
+                    continue;
+                };
+                let passes = match filter {
+                    None => true,
+                    Some(f) => match item_rows.get((record.id, n))? {
+                        Some(row) => f.matches(&decode::<ItemRecord>("item", row.value())?),
+                        None => false,
+                    },
+                };
+                if passes {
+                    doomed.push((n, id.clone()));
+                } else {
+                    outcome.kept.push(id.clone());
+                }
             }
-            None => missing.push(id.clone()),
         }
+        None => {
+            if let Some(f) = filter {
+                for row in item_rows.range((record.id, 0)..=(record.id, u64::MAX))? {
+                    let (k, v) = row?;
+                    let item: ItemRecord = decode("item", v.value())?;
+                    if f.matches(&item) {
+                        doomed.push((k.value().1, item.id));
+                    }
+                }
+            }
+        }
+    }
+    for (n, id) in doomed {
+        item_ids.remove((record.id, id.as_str()))?;
+        vectors.remove((record.id, n))?;
+        item_rows.remove((record.id, n))?;
+        deletions.insert((record.id, record.deletion_seq), n)?;
+        record.deletion_seq += 1;
+        effects.removed.push(n);
+        record.count -= 1;
+        outcome.ids.push(id);
     }
     record.updated_at = Utc::now();
     txn.open_table(COLLECTIONS)?
         .insert(record.id, encode(&record).as_slice())?;
-    Ok((Some(record), effects, missing))
+    Ok((Some(record), effects, outcome))
+}
+
+/// The item numbers of collection `id` that `filter` passes, read in `txn`.
+pub(crate) fn matching(
+    txn: &redb::ReadTransaction,
+    id: u64,
+    filter: &Filter,
+) -> Result<std::collections::HashSet<u64>, StoreError> {
+    let items = txn.open_table(ITEMS)?;
+    let mut out = std::collections::HashSet::new();
+    for row in items.range((id, 0)..=(id, u64::MAX))? {
+        let (k, v) = row?;
+        if filter.matches(&decode::<ItemRecord>("item", v.value())?) {
+            out.insert(k.value().1);
+        }
+    }
+    Ok(out)
 }
 
 /// Removes a collection and every row of it; its record if it existed.

@@ -10,12 +10,14 @@ pub mod distance;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod filter;
 mod graph_file;
 mod graphs;
 mod group_commit;
 pub mod hnsw;
 mod keys;
 mod media;
+pub mod metadata;
 mod store;
 mod vectors;
 mod visited;
@@ -26,10 +28,12 @@ pub use collection::{
 };
 pub use distance::Metric;
 pub use error::{StorageFault, StoreError, is_full};
+pub use filter::{Filter, FilterError};
 pub use graph_file::GraphFile;
 pub use hnsw::{Hnsw, HnswParams, Neighbour};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
+pub use metadata::{MetadataError, json_type};
 pub use store::Store;
 pub use vectors::{
     DeleteOutcome, GraphInfo, GraphOrigin, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome,

@@ -21,7 +21,7 @@ use crate::collection::{
 use crate::graph_file::{self, GraphFile};
 use crate::graphs::{Change, Graphs, Loaded, State};
 use crate::group_commit::{Answer, GroupCommit, panic_message};
-use crate::{Hnsw, Store, StoreError};
+use crate::{Filter, Hnsw, Store, StoreError};
 
 /// Longest external id, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
@@ -41,8 +41,12 @@ pub struct UpsertOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeleteOutcome {
     pub deleted: usize,
-    /// Ids that were not in the collection.
+    /// The ids deleted.
+    pub ids: Vec<String>,
+    /// Ids asked for that were not in the collection.
     pub not_found: Vec<String>,
+    /// Ids asked for that the filter did not pass; they are kept.
+    pub kept: Vec<String>,
     pub count: u64,
 }
 
@@ -65,7 +69,7 @@ pub struct SearchOutcome {
 }
 
 /// How a search runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SearchOptions {
     pub top_k: usize,
     /// Candidates explored; the collection's `ef_search` when absent.
@@ -75,6 +79,8 @@ pub struct SearchOptions {
     /// The precision the query was encoded at; a collection built at another is refused.
     /// `None` for a raw vector of unknown origin.
     pub precision: Option<Precision>,
+    /// Only items this filter passes are candidates.
+    pub filter: Option<Arc<Filter>>,
 }
 
 enum Op {
@@ -85,7 +91,8 @@ enum Op {
     },
     Delete {
         key: CollectionKey,
-        ids: Vec<String>,
+        ids: Option<Vec<String>>,
+        filter: Option<Filter>,
     },
     Drop {
         key: CollectionKey,
@@ -169,9 +176,27 @@ impl VectorIndex {
         key: &CollectionKey,
         ids: Vec<String>,
     ) -> Result<DeleteOutcome, StoreError> {
+        self.delete_where(key, Some(ids), None)
+    }
+
+    /// Deletes the items with these ids (all items when `None`) that `filter` passes (all of
+    /// them when `None`; at least one of the two is given). Returns once the delete is durable.
+    pub fn delete_where(
+        &self,
+        key: &CollectionKey,
+        ids: Option<Vec<String>>,
+        filter: Option<Filter>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        if ids.is_none() && filter.is_none() {
+            return Err(StoreError::InvalidInput {
+                field: "ids".into(),
+                reason: "or a filter is needed to say what to delete".into(),
+            });
+        }
         match self.submit(Op::Delete {
             key: key.clone(),
             ids,
+            filter,
         })? {
             Reply::Delete(o) => Ok(o),
             Reply::Upsert(_) | Reply::Drop(_) => unreachable_reply(),
@@ -237,6 +262,7 @@ impl VectorIndex {
         key: &CollectionKey,
         after: Option<&str>,
         limit: usize,
+        filter: Option<&Filter>,
     ) -> Result<Vec<ItemRecord>, StoreError> {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(Vec::new());
@@ -255,7 +281,10 @@ impl VectorIndex {
                 continue;
             }
             if let Some(item) = items.get((coll, number.value()))? {
-                out.push(collection::decode("item", item.value())?);
+                let item: ItemRecord = collection::decode("item", item.value())?;
+                if filter.is_none_or(|f| f.matches(&item)) {
+                    out.push(item);
+                }
             }
         }
         Ok(out)
@@ -314,14 +343,24 @@ impl VectorIndex {
                 reason: "holds a value that is not a finite number".into(),
             });
         }
-        let exhaustive = options.exact || graph.live() <= params.exact_below;
-        let found = if exhaustive {
-            graph.exact(query, options.top_k, None)
-        } else {
-            let ef = options.ef.unwrap_or(params.ef_search);
-            graph.search(query, options.top_k, ef, None)
-        };
+        let ef = options.ef.unwrap_or(params.ef_search).max(options.top_k);
         let txn = self.store.begin_read()?;
+        let allowed = match options.filter.as_deref() {
+            Some(f) if !f.is_empty() => Some(collection::matching(&txn, id, f)?),
+            _ => None,
+        };
+        let exhaustive = options.exact
+            || graph.live() <= params.exact_below
+            || allowed
+                .as_ref()
+                .is_some_and(|a| exact_is_cheaper(a.len(), graph.live(), ef, params.m));
+        let pass = allowed.as_ref().map(|a| move |n: u64| a.contains(&n));
+        let pass = pass.as_ref().map(|f| f as &(dyn Fn(u64) -> bool + Sync));
+        let found = if exhaustive {
+            graph.exact(query, options.top_k, pass)
+        } else {
+            graph.search(query, options.top_k, ef, pass)
+        };
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
         for n in found {
@@ -557,11 +596,14 @@ impl VectorIndex {
                         Err(e) => return Err(e),
                     }
                 }
-                Op::Delete { key, ids } => {
-                    let (record, effects, not_found) = collection::delete(&txn, &key, &ids)?;
+                Op::Delete { key, ids, filter } => {
+                    let (record, effects, done) =
+                        collection::delete(&txn, &key, ids.as_deref(), filter.as_ref())?;
                     replies.push(Ok(Reply::Delete(DeleteOutcome {
                         deleted: effects.removed.len(),
-                        not_found,
+                        ids: done.ids,
+                        not_found: done.not_found,
+                        kept: done.kept,
                         count: record.as_ref().map_or(0, |r| r.count),
                     })));
                     if let Some(record) = record {
@@ -606,6 +648,16 @@ impl VectorIndex {
     }
 }
 
+/// Whether comparing every one of `matches` items costs less than a filtered walk of a graph
+/// of `live` nodes. A walk at breadth `ef` looks at about `ef × 2m` neighbours to collect
+/// `ef` candidates when every node passes; with a share `s = matches / live` passing it looks
+/// at about `1/s` times as many. Exact costs `matches` comparisons: so exact wins while
+/// `matches² < ef × 2m × live`.
+fn exact_is_cheaper(matches: usize, live: usize, ef: usize, m: usize) -> bool {
+    let (matches, walk) = (matches as f64, (ef * 2 * m) as f64 * live as f64);
+    matches * matches < walk
+}
+
 fn unreachable_reply<T>() -> Result<T, StoreError> {
     Err(StoreError::WriterGone)
 }
@@ -644,6 +696,16 @@ fn check_items(params: &CollectionParams, items: &[NewItem]) -> Result<(), Store
                 reason: "holds a value that is not a finite number".into(),
             });
         }
+        if let Some(meta) = &item.metadata {
+            crate::metadata::check(meta).map_err(|e| StoreError::InvalidInput {
+                field: if e.path.is_empty() {
+                    field("metadata")
+                } else {
+                    format!("{}.{}", field("metadata"), e.path)
+                },
+                reason: e.reason,
+            })?;
+        }
     }
     Ok(())
 }
@@ -673,6 +735,7 @@ mod tests {
             ],
             filename: None,
             media_ref: None,
+            system: None,
             metadata: None,
         }
     }
@@ -685,6 +748,7 @@ mod tests {
             ef: None,
             exact: true,
             precision: None,
+            filter: None,
         };
         let out = index
             .search(key, &item("q", x).vector, opts)

@@ -36,6 +36,7 @@ fn writer(dir: &str) {
                             vector: vector(t, batch, i),
                             filename: Some(format!("{t}-{batch}-{i}.jpg")),
                             media_ref: None,
+                            system: None,
                             metadata: None,
                         })
                         .collect();
@@ -116,6 +117,7 @@ fn acknowledged_batches_survive_sigkill() {
                 ef: None,
                 exact: true,
                 precision: None,
+                filter: None,
             },
         )
         .expect("search");

@@ -31,6 +31,7 @@ fn item(id: &str, seed: usize) -> NewItem {
             .collect(),
         filename: None,
         media_ref: None,
+        system: None,
         metadata: None,
     }
 }
@@ -51,6 +52,7 @@ fn ids(index: &VectorIndex) -> Vec<String> {
                 ef: None,
                 exact: false,
                 precision: None,
+                filter: None,
             },
         )
         .expect("search");

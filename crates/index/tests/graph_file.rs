@@ -28,6 +28,7 @@ fn items(data: &[f32], from: usize) -> Vec<NewItem> {
             vector: v.to_vec(),
             filename: None,
             media_ref: None,
+            system: None,
             metadata: None,
         })
         .collect()
@@ -43,6 +44,7 @@ fn graph_search(index: &VectorIndex, q: &[f32]) -> Vec<String> {
         ef: Some(64),
         exact: false,
         precision: None,
+        filter: None,
     };
     let out = index.search(&key(), q, opts).expect("search");
     assert!(!out.exhaustive);

@@ -27,6 +27,7 @@ fn item(id: usize, v: &[f32]) -> NewItem {
         vector: v.to_vec(),
         filename: None,
         media_ref: None,
+        system: None,
         metadata: None,
     }
 }
@@ -66,11 +67,12 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
         ef: Some(64),
         exact: false,
         precision: None,
+        filter: None,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for q in queries.chunks_exact(DIM) {
-            let out = index.search(&key(), q, opts).expect("search");
+            let out = index.search(&key(), q, opts.clone()).expect("search");
             assert_eq!(out.hits.len(), 10);
             for h in &out.hits {
                 assert!(
@@ -95,7 +97,7 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
     let exact = SearchOptions {
         exact: true,
         precision: None,
-        ..opts
+        ..opts.clone()
     };
     let (mut sampled, mut found_by_graph) = (0, 0);
     for i in (1..4_000).step_by(37) {
@@ -104,10 +106,14 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
             continue;
         }
         sampled += 1;
-        let out = index.search(&key(), rows[i], exact).expect("exact search");
+        let out = index
+            .search(&key(), rows[i], exact.clone())
+            .expect("exact search");
         assert!(out.exhaustive);
         assert_eq!(out.hits[0].item.id, id);
-        let out = index.search(&key(), rows[i], opts).expect("graph search");
+        let out = index
+            .search(&key(), rows[i], opts.clone())
+            .expect("graph search");
         found_by_graph += usize::from(out.hits.iter().any(|h| h.item.id == id));
     }
     assert!(

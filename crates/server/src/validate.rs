@@ -19,6 +19,10 @@ const PLATFORM_FIELDS: &[&str] = &["resources", "alias", "collection", "namespac
 /// Options this gateway understands (none yet: an unknown option is refused, not ignored).
 const KNOWN_OPTIONS: &[&str] = &[];
 
+/// The filter language's schema, which the contracts' `params.filter` refer to by its `$id`.
+const FILTER_SCHEMA: &str = include_str!("../../../models/schemas/filter.json");
+const FILTER_SCHEMA_ID: &str = "https://aimp.dev/schemas/filter.json";
+
 /// The mode used when a run names none.
 pub const DEFAULT_MODE: &str = "execute";
 
@@ -42,11 +46,19 @@ pub struct Contracts {
 
 impl Contracts {
     pub fn compile(registry: Arc<Registry>) -> Result<Contracts, String> {
+        let filter: Value = serde_json::from_str(FILTER_SCHEMA)
+            .map_err(|e| format!("the filter schema is not JSON: {e}"))?;
+        let shared = jsonschema::Registry::new()
+            .add(FILTER_SCHEMA_ID, filter)
+            .and_then(|r| r.prepare())
+            .map_err(|e| format!("the filter schema: {e}"))?;
         let mut validators = HashMap::new();
         for m in registry.manifests() {
             for (mode, contract) in &m.modes {
                 let compile = |schema: &Value, what: &str| {
-                    jsonschema::validator_for(schema)
+                    jsonschema::options()
+                        .with_registry(&shared)
+                        .build(schema)
                         .map_err(|e| format!("{}: modes.{mode}.{what}: {e}", m.slug))
                 };
                 let input = compile(&contract.input_schema, "input_schema")?;
@@ -226,17 +238,7 @@ fn invalid(field: &str, expected: &str, got: &Value) -> ApiError {
     )
 }
 
-/// The JSON type name of a value, for messages.
-pub fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use aimp_index::json_type;
 
 /// Validates `value` and names the first failing path, e.g. `input.texts[2]`.
 fn schema_check(
@@ -285,6 +287,22 @@ fn fill_defaults(schema: &Value, params: &mut Value) {
                 .or_insert_with(|| default.clone());
         }
     }
+}
+
+/// A filter given at `root` (`params.filter`, or a query string's `filter`).
+pub fn parse_filter(
+    value: &Value,
+    root: &str,
+    code: &'static str,
+) -> Result<aimp_index::Filter, ApiError> {
+    aimp_index::Filter::parse(value).map_err(|e| {
+        let param = if e.path.is_empty() {
+            root.to_string()
+        } else {
+            format!("{root}.{}", e.path)
+        };
+        ApiError::bad_request(code, format!("{param} {}", e.reason), &param)
+    })
 }
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ const MAX_PAGE: usize = 1000;
 pub struct ItemsQuery {
     after: Option<String>,
     limit: Option<usize>,
+    /// A filter as JSON (README: Filters).
+    filter: Option<String>,
 }
 
 /// `GET /api/knowledge-bases/{model}/{collection}/{scope}/items?after=ID&limit=N`: the live
@@ -109,13 +111,28 @@ pub async fn items(
             "limit",
         ));
     }
+    let filter = query
+        .filter
+        .as_deref()
+        .map(|text| {
+            let value: Value = serde_json::from_str(text).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("filter is not valid JSON: {e}"),
+                    "filter",
+                )
+            })?;
+            crate::validate::parse_filter(&value, "filter", "invalid_query")
+        })
+        .transpose()?;
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
     let index = state.index.clone();
     let after = query.after.clone();
     let (page, exists) = blocking(move || {
         let exists = index.record(&key)?.is_some();
         // One more than asked tells whether another page follows.
-        Ok((index.list_items(&key, after.as_deref(), limit + 1)?, exists))
+        let page = index.list_items(&key, after.as_deref(), limit + 1, filter.as_ref())?;
+        Ok((page, exists))
     })
     .await?;
     if !exists {
@@ -130,12 +147,13 @@ pub async fn items(
         .iter()
         .take(limit)
         .map(|item| {
-            let meta = item.metadata.as_ref();
+            let meta = item.system.as_ref();
             json!({
                 "id": item.id,
                 "filename": item.filename,
                 "media_ref": item.media_ref,
                 "sha256": meta.and_then(|m| m.get("sha256")),
+                "metadata": item.metadata,
                 "updated_at": timestamp(item.updated_at),
             })
         })

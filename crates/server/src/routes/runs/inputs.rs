@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aimp_embed::{EmbedError, EncoderHandle, Kind};
-use aimp_index::MediaRecord;
+use aimp_index::{Filter, MediaRecord};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -148,4 +148,48 @@ fn media_budget(
             ),
             retry_after_secs: 1,
         })
+}
+
+/// `input.metadata`: one object per item, checked, or none for every item when absent.
+pub fn metadata(
+    run: &ValidRun,
+    items: usize,
+    ids_field: &str,
+) -> Result<Vec<Option<Value>>, ApiError> {
+    let Some(Value::Array(list)) = run.input.get("metadata") else {
+        return Ok(vec![None; items]);
+    };
+    if list.len() != items {
+        return Err(ApiError::bad_request(
+            "length_mismatch",
+            format!(
+                "input.metadata has {} objects but input.{ids_field} has {items} ids; give one \
+                 object per item",
+                list.len()
+            ),
+            "input.metadata",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, meta)| {
+            aimp_index::metadata::check(meta).map_err(|e| {
+                let param = if e.path.is_empty() {
+                    format!("input.metadata[{i}]")
+                } else {
+                    format!("input.metadata[{i}].{}", e.path)
+                };
+                ApiError::bad_request("invalid_input", format!("{param} {}", e.reason), &param)
+            })?;
+            Ok(Some(meta.clone()))
+        })
+        .collect()
+}
+
+/// `params.filter`, read; a refusal names its path (`params.filter.must[1].range`).
+pub fn filter(run: &ValidRun) -> Result<Option<Filter>, ApiError> {
+    run.params
+        .get("filter")
+        .map(|value| crate::validate::parse_filter(value, "params.filter", "invalid_params"))
+        .transpose()
 }

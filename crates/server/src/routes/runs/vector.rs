@@ -74,37 +74,43 @@ pub async fn index(
     let items: Vec<NewItem> = if !pictures.is_empty() {
         let ids = inputs::strings(run, "image_ids");
         same_length(ids.len(), pictures.len(), "image_ids", "images")?;
+        let metadata = inputs::metadata(run, ids.len(), ids_field)?;
         let (records, vectors) = inputs::embed_media(state, caller, encoder, &pictures).await?;
         ids.into_iter()
             .zip(pictures)
             .zip(records.into_iter().zip(vectors))
-            .map(|((id, input), (media, vector))| NewItem {
+            .zip(metadata)
+            .map(|(((id, input), (media, vector)), metadata)| NewItem {
                 id,
                 vector,
                 filename: Some(input.filename.unwrap_or_else(|| media.filename.clone())),
                 media_ref: Some(media.media_ref.clone()),
-                metadata: Some(json!({
+                system: Some(json!({
                     "sha256": media.sha256,
                     "width": media.width,
                     "height": media.height,
                     "content_type": media.content_type,
                 })),
+                metadata,
             })
             .collect()
     } else {
         let texts = inputs::strings(run, "texts");
         let ids = inputs::strings(run, "text_ids");
         same_length(ids.len(), texts.len(), "text_ids", "texts")?;
+        let metadata = inputs::metadata(run, ids.len(), ids_field)?;
         let vectors = encoder.embed_texts(texts.clone()).await?;
         ids.into_iter()
             .zip(texts)
             .zip(vectors)
-            .map(|((id, text), vector)| NewItem {
+            .zip(metadata)
+            .map(|(((id, text), vector), metadata)| NewItem {
                 id,
                 vector,
                 filename: None,
                 media_ref: None,
-                metadata: Some(json!({ "text": text })),
+                system: Some(json!({ "text": text })),
+                metadata,
             })
             .collect()
     };
@@ -140,6 +146,11 @@ fn upsert_error(e: StoreError, ids_field: &str) -> ApiError {
                 .strip_prefix("items[")
                 .and_then(|rest| rest.split_once("]."));
             match item {
+                Some((i, path)) if path == "metadata" || path.starts_with("metadata.") => {
+                    let param =
+                        format!("input.{path}").replacen("metadata", &format!("metadata[{i}]"), 1);
+                    ApiError::bad_request("invalid_input", format!("{param} {reason}"), &param)
+                }
                 Some((i, "id")) => {
                     let name = |s: &str| {
                         s.replace("items[", &format!("input.{ids_field}["))
@@ -184,6 +195,8 @@ pub async fn search(
     run: &ValidRun,
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
+    // A bad filter is refused before any model time is spent.
+    let filter = inputs::filter(run)?;
     let pictures = inputs::media(run, "image");
     let query = if pictures.is_empty() {
         encoder
@@ -197,7 +210,8 @@ pub async fn search(
             .pop()
     }
     .ok_or_else(|| ApiError::internal("search", std::io::Error::other("no query vector")))?;
-    let options = search_options(&run.params, precision(run));
+    let mut options = search_options(&run.params, precision(run));
+    options.filter = filter.map(std::sync::Arc::new);
     let index = state.index.clone();
     let k = key.clone();
     let outcome = blocking(move || index.search(&k, &query, options)).await?;
@@ -210,8 +224,9 @@ pub async fn search(
                 "score": hit.score,
                 "filename": hit.item.filename,
                 "media_ref": hit.item.media_ref,
+                "metadata": hit.item.metadata,
             });
-            if let Some(text) = hit.item.metadata.as_ref().and_then(|m| m.get("text")) {
+            if let Some(text) = hit.item.system.as_ref().and_then(|m| m.get("text")) {
                 r["text"] = text.clone();
             }
             r
@@ -240,35 +255,53 @@ fn search_options(params: &Map<String, Value>, precision: Precision) -> SearchOp
             .and_then(Value::as_bool)
             .unwrap_or(false),
         precision: Some(precision),
+        filter: None,
     }
 }
 
-/// `delete`: by ids; ids that are not there are listed, not an error.
+/// Most deleted ids a delete answer lists; a delete by filter may remove more.
+const MAX_LISTED_IDS: usize = 1000;
+
+/// `delete`: by ids, by filter, or the ids the filter passes; ids that are not there are
+/// listed, not an error.
 pub async fn delete(
     state: &AppState,
     caller: &Caller,
     run: &ValidRun,
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
-    let ids = inputs::strings(run, "ids");
+    let filter = inputs::filter(run)?;
+    let ids = run
+        .input
+        .contains_key("ids")
+        .then(|| inputs::strings(run, "ids"));
+    if ids.is_none() && filter.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "input.ids is required unless params.filter says what to delete",
+            "input.ids",
+        ));
+    }
+    let with_filter = filter.is_some();
+    let asked = ids.as_ref().map(Vec::len);
     let index = state.index.clone();
-    let (k, asked) = (key.clone(), ids.clone());
-    let outcome = blocking(move || index.delete(&k, asked)).await?;
-    let deleted: Vec<&String> = ids
-        .iter()
-        .filter(|id| !outcome.not_found.contains(id))
-        .collect();
-    Ok((
-        json!({
-            "deleted": outcome.deleted,
-            "ids": deleted,
-            "not_found": outcome.not_found,
-            "collection": key.collection,
-            "scope": key.scope,
-            "count": outcome.count,
-        }),
-        ids.len(),
-    ))
+    let k = key.clone();
+    let outcome = blocking(move || index.delete_where(&k, ids, filter)).await?;
+    let mut output = json!({
+        "deleted": outcome.deleted,
+        "ids": outcome.ids.iter().take(MAX_LISTED_IDS).collect::<Vec<_>>(),
+        "not_found": outcome.not_found,
+        "collection": key.collection,
+        "scope": key.scope,
+        "count": outcome.count,
+    });
+    if outcome.ids.len() > MAX_LISTED_IDS {
+        output["ids_truncated"] = true.into();
+    }
+    if with_filter {
+        output["kept"] = json!(outcome.kept);
+    }
+    Ok((output, asked.unwrap_or(outcome.deleted)))
 }
 
 #[cfg(test)]
