@@ -250,7 +250,14 @@ fn schema_check(
     let Some(error) = validator.iter_errors(value).next() else {
         return Ok(());
     };
-    let path = dotted_path(root, error.instance_path().as_str());
+    let mut path = dotted_path(root, error.instance_path().as_str());
+    // A member the schema does not allow is named itself, not the object holding it.
+    if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+        error.kind()
+        && let Some(name) = unexpected.first()
+    {
+        path = format!("{path}.{name}");
+    }
     Err(ApiError::bad_request(
         code,
         format!("{path}: {error}"),

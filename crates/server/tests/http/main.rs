@@ -1,5 +1,6 @@
 //! In-process HTTP tests of the gateway through `router(state)`: every status of API.md.
 
+mod filters;
 mod fuzz;
 mod media;
 mod precision;
@@ -427,7 +428,7 @@ async fn params_against_the_schema_names_the_path() {
     let r = gw
         .run(json!({"model": "demo-model", "input": {"text": "q"}, "params": {"temperature": 1}}))
         .await;
-    assert_error(&r, 400, "invalid_params", Some("params"));
+    assert_error(&r, 400, "invalid_params", Some("params.temperature"));
 }
 
 #[tokio::test]
