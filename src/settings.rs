@@ -199,6 +199,17 @@ pub struct Settings {
     )]
     pub media_in_flight: u64,
 
+    /// Mebibytes of memory the store's page cache may take (pages read and the write buffer
+    /// together).
+    #[arg(
+        long,
+        env = "AIMP_STORE_CACHE_MB",
+        default_value_t = 256,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub store_cache_mb: u64,
+
     /// Per-model precision on the CPU, `SLUG=fp32|int8`, comma-separated (e.g.
     /// `clipo=int8`); overrides the manifest's `precision`. int8 is about twice as fast, and
     /// its collections never mix with fp32 ones.
@@ -280,6 +291,7 @@ impl std::fmt::Debug for Settings {
             .field("max_batch", &self.max_batch)
             .field("max_queue_wait_ms", &self.max_queue_wait_ms)
             .field("media_in_flight", &self.media_in_flight)
+            .field("store_cache_mb", &self.store_cache_mb)
             .field("graph_save_interval", &self.graph_save_interval)
             .field("exact_below", &self.exact_below)
             .field("max_connections", &self.max_connections)

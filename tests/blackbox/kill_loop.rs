@@ -1,8 +1,9 @@
 //! The kill loop: clients stream index, delete and upload runs through the API while the
 //! gateway is SIGKILLed at random moments and restarted on the same data folder. Afterwards the
 //! store is checked against what the clients were told: every acknowledged item is there with
-//! the vector of what it was last acknowledged as (or of a later run whose answer the kill cut
-//! off), every acknowledged delete stays deleted, and every upload is complete or absent.
+//! the vector and metadata of what it was last acknowledged as (or of a later run whose answer
+//! the kill cut off) and is found by a filter on that metadata, every acknowledged delete stays
+//! deleted, and every upload is complete or absent.
 //!
 //! `AIMP_KILLS` sets the number of kills: 10 in the test suite, and
 //! `AIMP_KILLS=100 cargo test --test blackbox kill_loop -- --nocapture` for the full run. The
@@ -16,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aimp_index::{CollectionKey, Store, VectorIndex};
+use aimp_index::{CollectionKey, Filter, Store, VectorIndex};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -121,8 +122,9 @@ fn text_client(client: usize, base: Base, stop: Arc<AtomicBool>) -> Log {
                 .iter()
                 .map(|id| format!("client {client} run {run} writes {id}"))
                 .collect();
+            let metadata: Vec<Value> = texts.iter().map(|t| text_metadata(t)).collect();
             let body = json!({"model": "demo-model", "mode": "index", "scope": SCOPE,
-                "input": {"texts": texts, "text_ids": ids}, "params": {}});
+                "input": {"texts": texts, "text_ids": ids, "metadata": metadata}, "params": {}});
             let states = texts.into_iter().map(State::Text).collect::<Vec<_>>();
             (body, states)
         } else {
@@ -138,6 +140,13 @@ fn text_client(client: usize, base: Base, stop: Arc<AtomicBool>) -> Log {
         }
     }
     log
+}
+
+/// The metadata a text item is indexed with: a function of its text alone, so the check knows
+/// what each allowed state holds.
+fn text_metadata(text: &str) -> Value {
+    json!({"text": text, "length": text.len(), "tags": ["kill-loop", "text"],
+           "written": {"by": "kill loop"}})
 }
 
 /// A small picture no other upload has: random pixels.
@@ -404,19 +413,24 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
 
     // The store itself, read as the next start would read it.
     let index = VectorIndex::new(Store::open(data.path()).expect("open store"));
-    let (mut present, mut absent, mut worst) = (0, 0, 0.0f32);
+    let (mut present, mut absent, mut worst, mut filtered) = (0, 0, 0.0f32, 0);
     for ((model, collection), ids) in &expected {
         let key = CollectionKey::new("default", model, collection, SCOPE);
         for (id, states) in ids {
             let got = index.get(&key, id).expect("get");
             let matched = match &got {
                 None => states.contains(&State::Absent),
-                Some((_, stored)) => states.iter().any(|s| {
-                    vector_of.get(s).is_some_and(|want| {
-                        let diff = max_diff(want, stored);
-                        worst = if diff < 1e-4 { worst.max(diff) } else { worst };
-                        diff < 1e-4
-                    })
+                Some((record, stored)) => states.iter().any(|s| {
+                    let metadata_ok = match s {
+                        State::Text(t) => record.metadata == Some(text_metadata(t)),
+                        _ => true,
+                    };
+                    metadata_ok
+                        && vector_of.get(s).is_some_and(|want| {
+                            let diff = max_diff(want, stored);
+                            worst = if diff < 1e-4 { worst.max(diff) } else { worst };
+                            diff < 1e-4
+                        })
                 }),
             };
             assert!(
@@ -424,6 +438,24 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
                 "{model}/{id}: stored {:?}, allowed {states:?}",
                 got.map(|(record, _)| record)
             );
+            // A filter on the metadata it was acknowledged with finds it.
+            if let Some((record, _)) = &got
+                && let Some(text) = record.metadata.as_ref().and_then(|m| m.get("text"))
+            {
+                let filter = Filter::parse(&json!({"must": [
+                    {"key": "text", "match": {"value": text}},
+                    {"key": "tags", "match": {"value": "kill-loop"}},
+                    {"key": "written.by", "match": {"any": ["kill loop"]}}]}))
+                .expect("filter");
+                let found = index
+                    .list_items(&key, None, 10, Some(&filter))
+                    .expect("filtered listing");
+                assert!(
+                    found.iter().any(|i| i.id == *id),
+                    "{model}/{id}: not found by a filter on its metadata"
+                );
+                filtered += 1;
+            }
             if got.is_some() {
                 present += 1;
             } else {
@@ -449,7 +481,7 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
     println!(
         "kill loop: {kills} kills; {} runs acknowledged, {} cut off, {} refused while loading; \
          {present} ids present and {absent} absent as acknowledged (largest vector difference \
-         {worst:.1e}); uploads {} complete, {} never received; reopen to listening p50 {:.2} s \
+         {worst:.1e}; {filtered} found by a filter on their metadata); uploads {} complete, {} never received; reopen to listening p50 {:.2} s \
          max {:.2} s, to ready p50 {:.2} s max {:.2} s",
         count(Answer::Acknowledged),
         count(Answer::CutOff),
@@ -465,7 +497,7 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
         count(Answer::Acknowledged) > kills,
         "too few runs to prove anything"
     );
-    assert!(present > 0 && absent > 0);
+    assert!(present > 0 && absent > 0 && filtered > 0);
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

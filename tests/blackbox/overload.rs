@@ -357,17 +357,24 @@ fn overload_is_shed_with_retry_after_and_memory_stays_flat() {
         rss(&footprints[..third]),
         rss(&footprints[footprints.len() - third..]),
     );
+    let tenths: Vec<String> = footprints
+        .chunks(footprints.len().div_ceil(10))
+        .map(|c| format!("{}", rss(c) / 1024))
+        .collect();
+    let store_mib = std::fs::metadata(data.path().join("aimp.redb")).map_or(0, |m| m.len()) >> 20;
     let threads = footprints.iter().map(|f| f.1).max().unwrap_or(0);
     let files = footprints.iter().map(|f| f.2).max().unwrap_or(0);
     println!(
         "overload soak, {secs:.0} s, {CLIENTS} clients, demo-model; saturation {capacity:.1} \
          admitted/s\n  {}\n  {}\n  {}\n  resident memory max {} MiB in the first third, {} MiB \
-         in the last; at most {threads} threads and {files} open files",
+         in the last (by tenth: {} MiB; store file {store_mib} MiB); at most {threads} threads \
+         and {files} open files",
         summary("saturated (96 clients, no wait)", &saturated, phase),
         summary("50 % of saturation", &half, phase),
         summary("90 % of saturation", &ninety, phase),
         warm / 1024,
         late / 1024,
+        tenths.join(", "),
     );
     assert!(admitted > 0.0, "nothing was admitted");
     assert!(

@@ -22,6 +22,11 @@ use crate::error::StorageFault;
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "aimp.redb";
 
+/// The most memory redb's page cache (reads and the write buffer together) takes unless told
+/// otherwise: the database's own default is 1 GiB, which on a store smaller than that means
+/// resident memory grows with the file.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// How often a database that cannot be opened again is retried.
 const REOPEN_EVERY: Duration = Duration::from_millis(200);
 
@@ -39,6 +44,8 @@ struct Shared {
     /// Set by a failed write: the next operation opens the file again.
     failed: AtomicBool,
     last_reopen: Mutex<Option<Instant>>,
+    /// The page cache's size, for every (re)opening.
+    cache_bytes: usize,
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     faults: FaultHook,
 }
@@ -52,7 +59,12 @@ type FaultHook = ();
 impl Store {
     /// Opens (or creates) `aimp.redb` inside `data_dir`, creating the directory if needed.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        Store::open_inner(data_dir, FaultHook::default())
+        Store::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        Store::open_inner(data_dir, FaultHook::default(), cache_bytes)
     }
 
     /// Opens the store with its file behind a fault point: `faults` makes chosen writes and
@@ -62,10 +74,14 @@ impl Store {
         data_dir: &Path,
         faults: Arc<crate::faults::Faults>,
     ) -> Result<Store, StoreError> {
-        Store::open_inner(data_dir, Some(faults))
+        Store::open_inner(data_dir, Some(faults), DEFAULT_CACHE_BYTES)
     }
 
-    fn open_inner(data_dir: &Path, faults: FaultHook) -> Result<Store, StoreError> {
+    fn open_inner(
+        data_dir: &Path,
+        faults: FaultHook,
+        cache_bytes: usize,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
@@ -77,6 +93,7 @@ impl Store {
                 db: RwLock::new(None),
                 failed: AtomicBool::new(false),
                 last_reopen: Mutex::new(None),
+                cache_bytes,
                 faults,
             }),
         };
@@ -89,15 +106,21 @@ impl Store {
         Ok(store)
     }
 
+    fn builder(&self) -> redb::Builder {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.shared.cache_bytes);
+        builder
+    }
+
     #[cfg(not(feature = "fault-injection"))]
     fn open_file(&self) -> Result<Database, redb::DatabaseError> {
-        Database::create(&self.shared.path)
+        self.builder().create(&self.shared.path)
     }
 
     #[cfg(feature = "fault-injection")]
     fn open_file(&self) -> Result<Database, redb::DatabaseError> {
         let Some(faults) = &self.shared.faults else {
-            return Database::create(&self.shared.path);
+            return self.builder().create(&self.shared.path);
         };
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -106,7 +129,7 @@ impl Store {
             .truncate(false)
             .open(&self.shared.path)?;
         let backend = crate::faults::FaultyFile::new(file, faults.clone())?;
-        redb::Builder::new().create_with_backend(backend)
+        self.builder().create_with_backend(backend)
     }
 
     /// Where the database file lives.
