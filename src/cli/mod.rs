@@ -14,8 +14,8 @@ use crate::settings::Settings;
 
 /// Opens the store of the data directory, explaining the usual reason it is locked.
 pub fn open_store(settings: &Settings) -> anyhow::Result<aimp_index::Store> {
-    let cache = usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024))
-        .unwrap_or(usize::MAX);
+    let cache =
+        usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     aimp_index::Store::open_with_cache(&settings.data_dir, cache).with_context(|| {
         format!(
             "cannot open the store in {} (if `aimp serve` is running on it, stop it first or use the HTTP API)",

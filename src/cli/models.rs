@@ -33,6 +33,11 @@ pub enum ModelsCommand {
 pub fn run(settings: &Settings, cmd: ModelsCommand) -> anyhow::Result<()> {
     let registry = super::registry(settings)?;
     let options = settings.install_options();
+    if let ModelsCommand::Pull { slug } | ModelsCommand::Import { slug, .. } = &cmd
+        && !registry.get(slug)?.architecture.has_encoder()
+    {
+        anyhow::bail!("{slug} has no encoder and nothing to install: it is always ready");
+    }
     match cmd {
         ModelsCommand::List => {
             let rows: Vec<_> = registry

@@ -157,7 +157,8 @@ fn register_env_key(store: &aimp_index::Store, key: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The default models, then every other installed one.
+/// The default models, then every other installed one; never a model without an encoder
+/// (`vectors`), which has nothing to load and is always ready.
 fn models_to_load(settings: &Settings, registry: &Registry) -> Vec<String> {
     let mut slugs = settings.models.clone();
     for m in registry.manifests() {
@@ -165,6 +166,11 @@ fn models_to_load(settings: &Settings, registry: &Registry) -> Vec<String> {
             slugs.push(m.slug.clone());
         }
     }
+    slugs.retain(|slug| {
+        registry
+            .get(slug)
+            .is_ok_and(|m| m.architecture.has_encoder())
+    });
     slugs
 }
 

@@ -19,6 +19,8 @@ pub enum EmbedError {
     NoImageTower { slug: String },
     #[error("no model named {slug}")]
     UnknownModel { slug: String },
+    #[error("model {slug} has no encoder: it takes vectors, not texts or pictures")]
+    NoEncoder { slug: String },
     #[error("model {slug} cannot run at precision {precision}: {reason}")]
     PrecisionUnsupported {
         slug: String,

@@ -15,6 +15,9 @@ pub fn load_encoder(
     device: DeviceChoice,
     worker: WorkerOptions,
 ) -> Result<EncoderHandle, EmbedError> {
+    if !manifest.architecture.has_encoder() {
+        return Err(no_encoder(manifest));
+    }
     let options = InstallOptions::default();
     let receipt = Installer::new(manifest, models_dir, &options).verify_installed()?;
     let dir = models_dir.join(&manifest.slug);
@@ -28,6 +31,7 @@ pub fn load_encoder(
             let encoder = ClipEncoder::load(manifest, &dir, &device)?;
             EncoderHandle::spawn(encoder, worker)
         }
+        Architecture::Vectors => return Err(no_encoder(manifest)),
     };
     // The installed weights' revision: the manifest's pin, or `local-…` for an unverified
     // import, which runs then report.
@@ -42,5 +46,12 @@ pub(crate) fn check_checkpoint(manifest: &Manifest, dir: &Path) -> Result<(), Em
     match manifest.architecture {
         Architecture::BertMeanPooling => SentenceEncoder::load(manifest, dir, &device).map(drop),
         Architecture::Clip => ClipEncoder::load(manifest, dir, &device).map(drop),
+        Architecture::Vectors => Err(no_encoder(manifest)),
+    }
+}
+
+fn no_encoder(manifest: &Manifest) -> EmbedError {
+    EmbedError::NoEncoder {
+        slug: manifest.slug.clone(),
     }
 }

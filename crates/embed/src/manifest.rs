@@ -19,6 +19,9 @@ pub enum Architecture {
     BertMeanPooling,
     /// CLIP with image and text towers (ViT-B/32 and checkpoints of the same layout).
     Clip,
+    /// No encoder: the caller brings the vectors (the built-in `vectors` model). Nothing to
+    /// install or load; each scope's dimension and metric are fixed by its first index run.
+    Vectors,
 }
 
 impl Architecture {
@@ -26,6 +29,7 @@ impl Architecture {
         match self {
             Architecture::BertMeanPooling => "bert-mean-pooling",
             Architecture::Clip => "clip",
+            Architecture::Vectors => "vectors",
         }
     }
 
@@ -36,7 +40,13 @@ impl Architecture {
             Architecture::BertMeanPooling | Architecture::Clip => {
                 &["config.json", "tokenizer.json", "model.safetensors"]
             }
+            Architecture::Vectors => &[],
         }
+    }
+
+    /// Whether the model computes embeddings itself (and so has weights to install and load).
+    pub fn has_encoder(self) -> bool {
+        self != Architecture::Vectors
     }
 }
 
@@ -185,8 +195,16 @@ impl Manifest {
                 manifest.slug
             )));
         }
-        if manifest.dimensions == 0 {
+        let raw = !manifest.architecture.has_encoder();
+        if manifest.dimensions == 0 && !raw {
             return Err(invalid("dimensions must be positive".into()));
+        }
+        if raw && (!manifest.files.is_empty() || manifest.dimensions != 0) {
+            return Err(invalid(
+                "a model of architecture vectors has no files, and dimensions 0 (each scope's \
+                 first index run fixes its own)"
+                    .into(),
+            ));
         }
         if manifest.distance != "cosine" {
             return Err(invalid(format!(
@@ -231,6 +249,9 @@ impl Manifest {
 
     /// The command that installs this model, for error messages.
     pub fn install_command(&self) -> String {
+        if !self.architecture.has_encoder() {
+            return "nothing to install".to_string();
+        }
         if self.sources.hub.is_some() || self.sources.pip.is_some() {
             format!("aimp models pull {}", self.slug)
         } else {

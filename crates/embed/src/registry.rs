@@ -16,6 +16,10 @@ pub(crate) const BUILTIN_MANIFESTS: &[(&str, &str)] = &[
         include_str!("../../../models/demo-model/manifest.json"),
     ),
     ("clipo", include_str!("../../../models/clipo/manifest.json")),
+    (
+        "vectors",
+        include_str!("../../../models/vectors/manifest.json"),
+    ),
 ];
 
 /// What the registry knows of one model's installation.
@@ -101,6 +105,19 @@ impl Registry {
 
     /// Installation status from the receipt (cheap: no hashing).
     pub fn status(&self, slug: &str) -> ModelStatus {
+        // A model without an encoder has nothing to install: it is always ready.
+        if self
+            .manifests
+            .get(slug)
+            .is_some_and(|m| !m.architecture.has_encoder())
+        {
+            return ModelStatus {
+                installed: true,
+                verified: true,
+                revision: None,
+                size_bytes: 0,
+            };
+        }
         let receipt = InstallReceipt::read(&self.model_dir(slug).join(RECEIPT_FILE)).ok();
         match receipt {
             Some(r) => ModelStatus {

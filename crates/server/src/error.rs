@@ -251,6 +251,7 @@ impl From<EmbedError> for ApiError {
                 retry_after_secs: 5,
             },
             EmbedError::Panicked { .. }
+            | EmbedError::NoEncoder { .. }
             | EmbedError::NoImageTower { .. }
             | EmbedError::Model { .. }
             | EmbedError::Tokenizer { .. }

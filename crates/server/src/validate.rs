@@ -417,7 +417,10 @@ mod tests {
         assert_eq!((status, code), (400, "invalid_input"));
         assert_eq!(param.as_deref(), Some("input.texts[1]"));
         let (_, code, param) = reject(json!({"model": "demo-model", "input": {"txt": "x"}}));
-        assert_eq!((code, param.as_deref()), ("invalid_input", Some("input.txt")));
+        assert_eq!(
+            (code, param.as_deref()),
+            ("invalid_input", Some("input.txt"))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod filters;
 mod fuzz;
 mod media;
 mod precision;
+mod raw_vectors;
 mod storage;
 mod vectors;
 

@@ -193,3 +193,35 @@ pub fn filter(run: &ValidRun) -> Result<Option<Filter>, ApiError> {
         .map(|value| crate::validate::parse_filter(value, "params.filter", "invalid_params"))
         .transpose()
 }
+
+/// `input.<field>` as vectors: an array of number arrays (`vectors`), or one number array
+/// (`vector`). A number that is not finite as a 32-bit float is refused, naming it.
+pub fn vectors(run: &ValidRun, field: &str) -> Result<Vec<Vec<f32>>, ApiError> {
+    let one = |v: &Value, param: String| -> Result<Vec<f32>, ApiError> {
+        let numbers = v.as_array().map(Vec::as_slice).unwrap_or_default();
+        numbers
+            .iter()
+            .enumerate()
+            .map(|(j, x)| {
+                let value = x.as_f64().map(|x| x as f32).filter(|x| x.is_finite());
+                value.ok_or_else(|| {
+                    let at = format!("{param}[{j}]");
+                    ApiError::bad_request(
+                        "invalid_input",
+                        format!("{at} is not a finite 32-bit number"),
+                        &at,
+                    )
+                })
+            })
+            .collect()
+    };
+    match run.input.get(field) {
+        Some(Value::Array(items)) if items.first().is_some_and(Value::is_array) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| one(v, format!("input.{field}[{i}]")))
+            .collect(),
+        Some(v @ Value::Array(_)) => Ok(vec![one(v, format!("input.{field}"))?]),
+        _ => Ok(Vec::new()),
+    }
+}

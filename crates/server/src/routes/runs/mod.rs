@@ -54,7 +54,11 @@ async fn execute(
     started: Instant,
 ) -> Result<Value, ApiError> {
     let slug = run.manifest.slug.clone();
+    let raw = !run.manifest.architecture.has_encoder();
     let (output, items) = match run.mode.as_str() {
+        // The `vectors` model: the caller's own vectors, no encoder.
+        "index" if raw => vector::index_vectors(state, caller, &run).await?,
+        "search" if raw => vector::search_vectors(state, caller, &run).await?,
         "execute" => {
             let encoder = ready_encoder(state, &run)?;
             embed::execute(state, caller, &encoder, &run).await?

@@ -210,8 +210,18 @@ pub async fn search(
             .pop()
     }
     .ok_or_else(|| ApiError::internal("search", std::io::Error::other("no query vector")))?;
-    let mut options = search_options(&run.params, precision(run));
+    let mut options = search_options(&run.params, Some(precision(run)));
     options.filter = filter.map(std::sync::Arc::new);
+    nearest(state, key, query, options).await
+}
+
+/// The search itself and its answer, whatever made the query vector.
+async fn nearest(
+    state: &AppState,
+    key: CollectionKey,
+    query: Vec<f32>,
+    options: SearchOptions,
+) -> Result<(Value, usize), ApiError> {
     let index = state.index.clone();
     let k = key.clone();
     let outcome = blocking(move || index.search(&k, &query, options)).await?;
@@ -245,7 +255,7 @@ pub async fn search(
 
 /// `top_k`, `ef` and `exact` from the (schema-checked, defaults filled) params, for a query
 /// encoded at `precision`.
-fn search_options(params: &Map<String, Value>, precision: Precision) -> SearchOptions {
+fn search_options(params: &Map<String, Value>, precision: Option<Precision>) -> SearchOptions {
     let number = |name: &str| params.get(name).and_then(Value::as_u64).map(|n| n as usize);
     SearchOptions {
         top_k: number("top_k").unwrap_or(10),
@@ -254,9 +264,129 @@ fn search_options(params: &Map<String, Value>, precision: Precision) -> SearchOp
             .get("exact")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        precision: Some(precision),
+        precision,
         filter: None,
     }
+}
+
+/// `index` of the `vectors` model: the caller's vectors, upserted as given. The scope's first
+/// run fixes its dimension (`params.dimensions`, else the first vector's length) and metric
+/// (`params.metric`, default cosine); a later run that disagrees is a 400 naming the field.
+pub async fn index_vectors(
+    state: &AppState,
+    caller: &Caller,
+    run: &ValidRun,
+) -> Result<(Value, usize), ApiError> {
+    let key = collection_key(caller, run)?;
+    let ids = inputs::strings(run, "ids");
+    let vectors = inputs::vectors(run, "vectors")?;
+    same_length(ids.len(), vectors.len(), "ids", "vectors")?;
+    let metadata = inputs::metadata(run, ids.len(), "ids")?;
+    let metric = match run.params.get("metric").and_then(Value::as_str) {
+        Some(name) => Some(name.parse::<Metric>().map_err(|reason| {
+            ApiError::bad_request(
+                "invalid_params",
+                format!("params.metric: {reason}"),
+                "params.metric",
+            )
+        })?),
+        None => None,
+    };
+    let asked_dim = run
+        .params
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .map(|d| d as usize);
+    let index = state.index.clone();
+    let k = key.clone();
+    let stored = blocking(move || index.record(&k)).await?.map(|r| r.params);
+    // The scope's dimension and metric: as stored, else as this first run sets them.
+    let (dim, metric) = match stored {
+        Some(p) => {
+            if let Some(m) = metric.filter(|m| *m != p.metric) {
+                return Err(ApiError::bad_request(
+                    "invalid_params",
+                    format!(
+                        "params.metric is {} but scope {} compares by {}, fixed by its first run",
+                        m.as_str(),
+                        key.scope,
+                        p.metric.as_str()
+                    ),
+                    "params.metric",
+                ));
+            }
+            if let Some(d) = asked_dim.filter(|d| *d != p.dim) {
+                return Err(ApiError::bad_request(
+                    "invalid_params",
+                    format!(
+                        "params.dimensions is {d} but scope {} holds {}-dimensional vectors",
+                        key.scope, p.dim
+                    ),
+                    "params.dimensions",
+                ));
+            }
+            (p.dim, p.metric)
+        }
+        None => (
+            asked_dim.unwrap_or_else(|| vectors.first().map_or(0, Vec::len)),
+            metric.unwrap_or(Metric::Cosine),
+        ),
+    };
+    if let Some((i, v)) = vectors.iter().enumerate().find(|(_, v)| v.len() != dim) {
+        let param = format!("input.vectors[{i}]");
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!(
+                "{param} has {} numbers but scope {} holds {dim}-dimensional vectors",
+                v.len(),
+                key.scope
+            ),
+            &param,
+        ));
+    }
+    let mut params = CollectionParams::new(dim, metric);
+    params.exact_below = state.config.exact_below;
+    let items: Vec<NewItem> = ids
+        .iter()
+        .zip(vectors)
+        .zip(metadata)
+        .map(|((id, vector), metadata)| NewItem {
+            id: id.clone(),
+            vector,
+            filename: None,
+            media_ref: None,
+            system: None,
+            metadata,
+        })
+        .collect();
+    let index = state.index.clone();
+    let (k, n) = (key.clone(), ids.len());
+    let outcome = blocking(move || index.upsert(&k, params, items)).await?;
+    Ok((
+        json!({
+            "indexed": outcome.written,
+            "ids": ids,
+            "replaced": outcome.replaced,
+            "collection": key.collection,
+            "scope": key.scope,
+            "count": outcome.count,
+        }),
+        n,
+    ))
+}
+
+/// `search` of the `vectors` model: by the caller's query vector.
+pub async fn search_vectors(
+    state: &AppState,
+    caller: &Caller,
+    run: &ValidRun,
+) -> Result<(Value, usize), ApiError> {
+    let key = collection_key(caller, run)?;
+    let filter = inputs::filter(run)?;
+    let query = inputs::vectors(run, "vector")?.pop().unwrap_or_default();
+    let mut options = search_options(&run.params, None);
+    options.filter = filter.map(std::sync::Arc::new);
+    nearest(state, key, query, options).await
 }
 
 /// Most deleted ids a delete answer lists; a delete by filter may remove more.
