@@ -176,8 +176,14 @@ fn arbitrary_bytes_as_a_run_body_get_a_clear_answer() {
 fn upload_flows_with_random_declarations_and_bytes_get_clear_answers() {
     let rt = runtime();
     let gw = gateway(Options::default());
-    let pictures =
-        ["photo.jpg", "palette.png", "square.webp", "frame.gif"].map(|name| fixture(name).to_vec());
+    // Each fixture with its true content type.
+    let pictures = [
+        ("photo.jpg", "image/jpeg"),
+        ("palette.png", "image/png"),
+        ("square.webp", "image/webp"),
+        ("frame.gif", "image/gif"),
+    ]
+    .map(|(name, kind)| (fixture(name).to_vec(), kind));
     let types = vec![
         "image/png",
         "image/jpeg",
@@ -189,7 +195,10 @@ fn upload_flows_with_random_declarations_and_bytes_get_clear_answers() {
     ];
     let completed = std::sync::atomic::AtomicUsize::new(0);
     proptest!(|(
-        picture in prop::sample::select(pictures.to_vec()),
+        (picture, kind) in prop::sample::select(pictures.to_vec()),
+        // A third of the flows are honest (true type, exact size, intact bytes) and must
+        // complete; the rest damage or misdeclare something.
+        honest in prop::bool::weighted(0.33),
         declared in prop::sample::select(types.clone()),
         sent in prop::sample::select(types.clone()),
         size_delta in prop_oneof![Just(0i64), -3i64..3, Just(i64::MIN / 2)],
@@ -198,14 +207,20 @@ fn upload_flows_with_random_declarations_and_bytes_get_clear_answers() {
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
     )| {
         let mut bytes = picture.clone();
-        for (at, byte) in flips {
-            let i = at.index(bytes.len());
-            bytes[i] ^= byte;
-        }
+        let (declared, sent, size_delta, filename, media_type) = if honest {
+            (kind, kind, 0, "p.png".to_string(), json!("image"))
+        } else {
+            for (at, byte) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= byte;
+            }
+            (declared, sent, size_delta, filename, media_type)
+        };
         let size = (bytes.len() as i64).saturating_add(size_delta);
         let done = rt.block_on(async {
             flow(&gw, &bytes, declared, sent, size, &filename, media_type).await
         })?;
+        prop_assert!(done || !honest, "an honest upload of a {kind} did not complete");
         if done {
             completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
