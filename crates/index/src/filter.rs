@@ -203,7 +203,7 @@ impl Condition {
                 .iter()
                 .all(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty)),
             Condition::IsNull(key) => key.values(item).iter().any(|v| v.is_null()),
-            Condition::HasId(ids) => ids.iter().any(|id| *id == item.id),
+            Condition::HasId(ids) => ids.contains(&item.id),
             Condition::Nested(filter) => filter.matches(item),
         }
     }
