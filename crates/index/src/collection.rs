@@ -428,13 +428,9 @@ pub(crate) fn delete(
         }
         None => {
             if let Some(f) = filter {
-                for row in item_rows.range((record.id, 0)..=(record.id, u64::MAX))? {
-                    let (k, v) = row?;
-                    let item: ItemRecord = decode("item", v.value())?;
-                    if f.matches(&item) {
-                        doomed.push((k.value().1, item.id));
-                    }
-                }
+                passing(&item_rows, record.id, f, |n, item| {
+                    doomed.push((n, item.id))
+                })?;
             }
         }
     }
@@ -460,15 +456,28 @@ pub(crate) fn matching(
     id: u64,
     filter: &Filter,
 ) -> Result<std::collections::HashSet<u64>, StoreError> {
-    let items = txn.open_table(ITEMS)?;
     let mut out = std::collections::HashSet::new();
+    passing(&txn.open_table(ITEMS)?, id, filter, |n, _| {
+        out.insert(n);
+    })?;
+    Ok(out)
+}
+
+/// Each item of collection `id` in `items` that `filter` passes, with its number, in order.
+fn passing(
+    items: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    id: u64,
+    filter: &Filter,
+    mut each: impl FnMut(u64, ItemRecord),
+) -> Result<(), StoreError> {
     for row in items.range((id, 0)..=(id, u64::MAX))? {
         let (k, v) = row?;
-        if filter.matches(&decode::<ItemRecord>("item", v.value())?) {
-            out.insert(k.value().1);
+        let item: ItemRecord = decode("item", v.value())?;
+        if filter.matches(&item) {
+            each(k.value().1, item);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Removes a collection and every row of it; its record if it existed.

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use super::vectors::ids_of;
 use super::{Gateway, Options, Reply, assert_error, gateway};
 
 /// Five notes with fields: team, year, tags, a date, a nested author.
@@ -89,13 +90,9 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The ids of a search's results, in id order.
 fn result_ids(reply: &Reply) -> Vec<String> {
-    let mut ids: Vec<String> = reply.body["output"]["results"]
-        .as_array()
-        .unwrap_or_else(|| panic!("results: {:?}", reply.body))
-        .iter()
-        .map(|r| r["id"].as_str().expect("id").to_string())
-        .collect();
+    let mut ids = ids_of(reply);
     ids.sort();
     ids
 }

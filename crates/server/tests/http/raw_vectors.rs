@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::vectors::ids_of;
 use super::{Gateway, Options, Reply, assert_error, gateway};
 
 impl Gateway {
@@ -13,15 +14,6 @@ impl Gateway {
             "input": input, "params": params}))
             .await
     }
-}
-
-fn ids(reply: &Reply) -> Vec<&str> {
-    reply.body["output"]["results"]
-        .as_array()
-        .unwrap_or_else(|| panic!("results: {:?}", reply.body))
-        .iter()
-        .map(|r| r["id"].as_str().expect("id"))
-        .collect()
 }
 
 #[tokio::test]
@@ -49,7 +41,7 @@ async fn own_vectors_index_search_filter_and_delete() {
         )
         .await;
     assert_eq!(near.status, StatusCode::OK, "{:?}", near.body);
-    assert_eq!(ids(&near), ["x", "o", "far"]);
+    assert_eq!(ids_of(&near), ["x", "o", "far"]);
     // l2 answers the Euclidean distance: 0.1 to x.
     let score = near.body["output"]["results"][0]["score"]
         .as_f64()
@@ -68,7 +60,7 @@ async fn own_vectors_index_search_filter_and_delete() {
             json!({"filter": {"must_not": [{"key": "kind", "match": {"value": "axis"}}]}}),
         )
         .await;
-    assert_eq!(ids(&filtered), ["o", "far"]);
+    assert_eq!(ids_of(&filtered), ["o", "far"]);
 
     // An upsert replaces; a later run may restate the scope's own settings.
     let again = g

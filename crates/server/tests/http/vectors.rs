@@ -52,7 +52,8 @@ impl Gateway {
     }
 }
 
-fn ids_of(reply: &Reply) -> Vec<String> {
+/// The ids of a search's results, best first.
+pub(super) fn ids_of(reply: &Reply) -> Vec<String> {
     reply.body["output"]["results"]
         .as_array()
         .expect("results")

@@ -3,7 +3,8 @@
 
 use aimp_embed::EncoderHandle;
 use aimp_index::{
-    CollectionKey, CollectionParams, Metric, NewItem, Precision, SearchOptions, StoreError,
+    CollectionKey, CollectionParams, Filter, Metric, NewItem, Precision, SearchOptions, StoreError,
+    UpsertOutcome,
 };
 use serde_json::{Map, Value, json};
 
@@ -116,22 +117,26 @@ pub async fn index(
     };
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     let index = state.index.clone();
-    let (k, n) = (key.clone(), ids.len());
+    let k = key.clone();
     let outcome = tokio::task::spawn_blocking(move || index.upsert(&k, params, items))
         .await
         .map_err(|join| ApiError::internal("blocking task", join))?
         .map_err(|e| upsert_error(e, ids_field))?;
-    Ok((
-        json!({
-            "indexed": outcome.written,
-            "ids": ids,
-            "replaced": outcome.replaced,
-            "collection": key.collection,
-            "scope": key.scope,
-            "count": outcome.count,
-        }),
-        n,
-    ))
+    Ok(indexed(&key, ids, &outcome))
+}
+
+/// The answer of an `index` run: what it wrote, and the collection's count afterwards.
+fn indexed(key: &CollectionKey, ids: Vec<String>, outcome: &UpsertOutcome) -> (Value, usize) {
+    let n = ids.len();
+    let output = json!({
+        "indexed": outcome.written,
+        "ids": ids,
+        "replaced": outcome.replaced,
+        "collection": key.collection,
+        "scope": key.scope,
+        "count": outcome.count,
+    });
+    (output, n)
 }
 
 /// What an upsert refused, in the API's terms: an id is the client's (named as the input
@@ -210,8 +215,7 @@ pub async fn search(
             .pop()
     }
     .ok_or_else(|| ApiError::internal("search", std::io::Error::other("no query vector")))?;
-    let mut options = search_options(&run.params, Some(precision(run)));
-    options.filter = filter.map(std::sync::Arc::new);
+    let options = search_options(&run.params, Some(precision(run)), filter);
     nearest(state, key, query, options).await
 }
 
@@ -254,8 +258,12 @@ async fn nearest(
 }
 
 /// `top_k`, `ef` and `exact` from the (schema-checked, defaults filled) params, for a query
-/// encoded at `precision`.
-fn search_options(params: &Map<String, Value>, precision: Option<Precision>) -> SearchOptions {
+/// encoded at `precision` (`None` for a caller's own vector), among what `filter` passes.
+fn search_options(
+    params: &Map<String, Value>,
+    precision: Option<Precision>,
+    filter: Option<Filter>,
+) -> SearchOptions {
     let number = |name: &str| params.get(name).and_then(Value::as_u64).map(|n| n as usize);
     SearchOptions {
         top_k: number("top_k").unwrap_or(10),
@@ -265,7 +273,7 @@ fn search_options(params: &Map<String, Value>, precision: Option<Precision>) -> 
             .and_then(Value::as_bool)
             .unwrap_or(false),
         precision,
-        filter: None,
+        filter: filter.map(std::sync::Arc::new),
     }
 }
 
@@ -360,19 +368,9 @@ pub async fn index_vectors(
         })
         .collect();
     let index = state.index.clone();
-    let (k, n) = (key.clone(), ids.len());
+    let k = key.clone();
     let outcome = blocking(move || index.upsert(&k, params, items)).await?;
-    Ok((
-        json!({
-            "indexed": outcome.written,
-            "ids": ids,
-            "replaced": outcome.replaced,
-            "collection": key.collection,
-            "scope": key.scope,
-            "count": outcome.count,
-        }),
-        n,
-    ))
+    Ok(indexed(&key, ids, &outcome))
 }
 
 /// `search` of the `vectors` model: by the caller's query vector.
@@ -384,8 +382,7 @@ pub async fn search_vectors(
     let key = collection_key(caller, run)?;
     let filter = inputs::filter(run)?;
     let query = inputs::vectors(run, "vector")?.pop().unwrap_or_default();
-    let mut options = search_options(&run.params, None);
-    options.filter = filter.map(std::sync::Arc::new);
+    let options = search_options(&run.params, None, filter);
     nearest(state, key, query, options).await
 }
 
