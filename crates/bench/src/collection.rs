@@ -94,6 +94,7 @@ pub fn measure(
                 exact: true,
                 precision: None,
                 filter: None,
+                walk: false,
             };
             Ok(index
                 .search(key, q, exact)
@@ -116,6 +117,7 @@ pub fn measure(
             exact: false,
             precision: None,
             filter: None,
+            walk: false,
         };
         let mut latencies = Vec::with_capacity(queries.len());
         let mut hits = 0usize;

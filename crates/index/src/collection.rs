@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::{Filter, HnswParams, Metric, StoreError};
+use crate::{Filter, HnswParams, Metric, StoreError, payload};
 
 /// The on-disk format of a collection's rows; stored with it, checked on open.
 pub const FORMAT_VERSION: u32 = 1;
@@ -185,6 +185,10 @@ pub struct CollectionRecord {
     /// The next position in the deletion log.
     #[serde(default)]
     pub deletion_seq: u64,
+    /// Its items are in the payload indexes ([`crate::payload`]); false for a collection
+    /// stored before they existed, until opening the store indexes it.
+    #[serde(default)]
+    pub payload_indexed: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -230,6 +234,33 @@ pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(COUNTERS)?;
     txn.open_table(DELETIONS)?;
     txn.open_table(GRAPHS)?;
+    txn.open_table(payload::PAYLOAD)?;
+    txn.open_table(payload::PAYLOAD_COUNTS)?;
+    index_payloads(txn)
+}
+
+/// Puts the items of every collection stored before payload indexes existed into them, once.
+fn index_payloads(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut records = txn.open_table(COLLECTIONS)?;
+    let mut pending: Vec<CollectionRecord> = Vec::new();
+    for row in records.iter()? {
+        let record: CollectionRecord = decode("collection", row?.1.value())?;
+        if !record.payload_indexed {
+            pending.push(record);
+        }
+    }
+    let items = txn.open_table(ITEMS)?;
+    let mut writer = payload::Writer::open(txn)?;
+    for mut record in pending {
+        let id = record.id;
+        writer.drop_collection(id)?;
+        for row in items.range((id, 0)..=(id, u64::MAX))? {
+            let (k, v) = row?;
+            writer.add(id, k.value().1, &decode("item", v.value())?)?;
+        }
+        record.payload_indexed = true;
+        records.insert(id, encode(&record).as_slice())?;
+    }
     Ok(())
 }
 
@@ -317,6 +348,7 @@ pub(crate) fn upsert(
                 next_item: 0,
                 count: 0,
                 deletion_seq: 0,
+                payload_indexed: true,
                 created_at: now,
                 updated_at: now,
             }
@@ -326,6 +358,7 @@ pub(crate) fn upsert(
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
     let mut deletions = txn.open_table(DELETIONS)?;
+    let mut payloads = payload::Writer::open(txn)?;
     let mut replaced = 0;
     for item in items {
         let mut created_at = now;
@@ -336,6 +369,7 @@ pub(crate) fn upsert(
             if let Some(row) = item_rows.remove((record.id, old))? {
                 let previous: ItemRecord = decode("item", row.value())?;
                 created_at = previous.created_at;
+                payloads.remove(record.id, old, &previous)?;
             }
             vectors.remove((record.id, old))?;
             deletions.insert((record.id, record.deletion_seq), old)?;
@@ -357,6 +391,7 @@ pub(crate) fn upsert(
             created_at,
             updated_at: now,
         };
+        payloads.add(record.id, number, &row)?;
         item_rows.insert((record.id, number), encode(&row).as_slice())?;
         item_ids.insert((record.id, item.id.as_str()), number)?;
         effects.added.push((number, item.vector));
@@ -434,10 +469,13 @@ pub(crate) fn delete(
             }
         }
     }
+    let mut payloads = payload::Writer::open(txn)?;
     for (n, id) in doomed {
         item_ids.remove((record.id, id.as_str()))?;
         vectors.remove((record.id, n))?;
-        item_rows.remove((record.id, n))?;
+        if let Some(row) = item_rows.remove((record.id, n))? {
+            payloads.remove(record.id, n, &decode("item", row.value())?)?;
+        }
         deletions.insert((record.id, record.deletion_seq), n)?;
         record.deletion_seq += 1;
         effects.removed.push(n);
@@ -497,6 +535,7 @@ pub(crate) fn drop_collection(
         .retain_in((id, "")..(id + 1, ""), |_, _| false)?;
     txn.open_table(DELETIONS)?
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    payload::Writer::open(txn)?.drop_collection(id)?;
     txn.open_table(GRAPHS)?.remove(id)?;
     txn.open_table(COLLECTIONS)?.remove(id)?;
     txn.open_table(COLLECTION_IDS)?.remove(key.tuple())?;

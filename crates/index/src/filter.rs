@@ -144,7 +144,7 @@ impl SystemField {
     }
 
     /// The field's value on `item`, if it has one.
-    fn value(self, item: &ItemRecord) -> Option<Value> {
+    pub(crate) fn value(self, item: &ItemRecord) -> Option<Value> {
         let system = |name: &str| item.system.as_ref().and_then(|m| m.get(name)).cloned();
         match self {
             SystemField::Filename => item.filename.clone().map(Value::String),
@@ -229,7 +229,8 @@ impl Scalar {
 }
 
 impl Range {
-    fn contains(&self, v: &Value) -> bool {
+    /// Whether `v` (a number, or a datetime string, as the bounds are) lies inside.
+    pub(crate) fn contains(&self, v: &Value) -> bool {
         let Some(at) = self.point_of(v) else {
             return false;
         };

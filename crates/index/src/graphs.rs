@@ -376,6 +376,7 @@ mod tests {
             next_item: 0,
             count: 0,
             deletion_seq: 0,
+            payload_indexed: true,
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

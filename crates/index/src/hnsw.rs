@@ -259,9 +259,24 @@ impl Hnsw {
         ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Vec<Neighbour> {
+        self.search_within(query, k, ef, filter, usize::MAX)
+            .unwrap_or_default()
+    }
+
+    /// [`Hnsw::search`], giving up (`None`) once the bottom-level walk has computed more than
+    /// `limit` distances: what a caller with a cheaper way to answer (exact search over the
+    /// items a filter matches) stops a walk that a restrictive filter keeps going with.
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+        limit: usize,
+    ) -> Option<Vec<Neighbour>> {
         assert_eq!(query.len(), self.params.dim, "query length");
         if k == 0 {
-            return Vec::new();
+            return Some(Vec::new());
         }
         let query = self.params.metric.prepare(query);
         let nodes = self.nodes.read();
@@ -272,6 +287,7 @@ impl Hnsw {
             k,
             ef: ef.max(k),
             filter,
+            limit,
         })
     }
 
@@ -294,6 +310,26 @@ impl Hnsw {
             query: &query,
             k,
             filter,
+            among: None,
+        })
+    }
+
+    /// The exact `k` nearest live nodes among the nodes of `keys` (ascending): those vectors
+    /// compared and no other. Keys not in the graph are passed over.
+    pub fn exact_among(&self, query: &[f32], k: usize, keys: &[u64]) -> Vec<Neighbour> {
+        assert_eq!(query.len(), self.params.dim, "query length");
+        if k == 0 {
+            return Vec::new();
+        }
+        let query = self.params.metric.prepare(query);
+        let nodes = self.nodes.read();
+        self.arch.dispatch(Exact {
+            graph: self,
+            nodes: &nodes,
+            query: &query,
+            k,
+            filter: None,
+            among: Some(keys),
         })
     }
 
@@ -457,8 +493,10 @@ fn search_level<S: Simd>(
     visited: &mut Visited,
     accept: &impl Fn(u32) -> bool,
     scratch: &mut Vec<u32>,
-) -> BinaryHeap<Scored> {
+    limit: usize,
+) -> Option<BinaryHeap<Scored>> {
     let (dim, metric, m) = (g.params.dim, g.params.metric, g.params.m);
+    let mut computed = 0usize;
     let mut candidates: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
     let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
     for &e in entries {
@@ -495,6 +533,10 @@ fn search_level<S: Simd>(
         if fresh > 0 {
             touch(nodes.vector(scratch[0], dim));
         }
+        computed += fresh;
+        if computed > limit {
+            return None;
+        }
         for i in 0..fresh {
             let n = scratch[i];
             if i + 1 < fresh {
@@ -515,7 +557,7 @@ fn search_level<S: Simd>(
             }
         }
     }
-    results
+    Some(results)
 }
 
 /// The paper's heuristic (algorithm 4): walk candidates nearest first and keep one unless a
@@ -604,7 +646,9 @@ impl WithSimd for Link<'_> {
                 &mut visited,
                 &accept,
                 &mut scratch,
-            );
+                usize::MAX,
+            )
+            .unwrap_or_default();
             let sorted = found.into_sorted_vec();
             let capacity = if l == 0 { 2 * m } else { m };
             chosen_at.push((l, select(simd, g, nodes, &sorted, capacity)));
@@ -685,13 +729,15 @@ struct Search<'a> {
     k: usize,
     ef: usize,
     filter: Option<&'a (dyn Fn(u64) -> bool + Sync)>,
+    /// Most distances the bottom-level walk may compute before it gives up.
+    limit: usize,
 }
 
 impl WithSimd for Search<'_> {
-    type Output = Vec<Neighbour>;
+    type Output = Option<Vec<Neighbour>>;
 
     #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) -> Vec<Neighbour> {
+    fn with_simd<S: Simd>(self, simd: S) -> Option<Vec<Neighbour>> {
         let Search {
             graph: g,
             nodes,
@@ -699,9 +745,10 @@ impl WithSimd for Search<'_> {
             k,
             ef,
             filter,
+            limit,
         } = self;
         let Some((entry, top)) = g.entry() else {
-            return Vec::new();
+            return Some(Vec::new());
         };
         let dim = g.params.dim;
         let mut scratch = Vec::with_capacity(2 * g.params.m + 1);
@@ -729,11 +776,12 @@ impl WithSimd for Search<'_> {
             &mut visited,
             &accept,
             &mut scratch,
+            limit,
         );
         visited::give_back(visited);
-        let mut sorted = found.into_sorted_vec();
+        let mut sorted = found?.into_sorted_vec();
         sorted.truncate(k);
-        neighbours(nodes, sorted)
+        Some(neighbours(nodes, sorted))
     }
 }
 
@@ -743,6 +791,8 @@ struct Exact<'a> {
     query: &'a [f32],
     k: usize,
     filter: Option<&'a (dyn Fn(u64) -> bool + Sync)>,
+    /// Only the nodes of these keys (ascending), instead of every node.
+    among: Option<&'a [u64]>,
 }
 
 impl WithSimd for Exact<'_> {
@@ -756,10 +806,23 @@ impl WithSimd for Exact<'_> {
             query,
             k,
             filter,
+            among,
         } = self;
         let dim = g.params.dim;
         let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
-        for n in 0..nodes.keys.len() as u32 {
+        let candidates: Box<dyn Iterator<Item = u32>> = match among {
+            // Both sorted: each key's node is found after the previous one's.
+            Some(keys) => {
+                let mut from = 0;
+                Box::new(keys.iter().filter_map(move |key| {
+                    let at = from + nodes.keys[from..].binary_search(key).ok()?;
+                    from = at + 1;
+                    Some(at as u32)
+                }))
+            }
+            None => Box::new(0..nodes.keys.len() as u32),
+        };
+        for n in candidates {
             if nodes.is_deleted(n) || filter.is_some_and(|f| !f(nodes.keys[n as usize])) {
                 continue;
             }

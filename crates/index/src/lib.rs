@@ -18,6 +18,7 @@ pub mod hnsw;
 mod keys;
 mod media;
 pub mod metadata;
+mod payload;
 mod store;
 mod vectors;
 mod visited;

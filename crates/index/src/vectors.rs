@@ -21,7 +21,7 @@ use crate::collection::{
 use crate::graph_file::{self, GraphFile};
 use crate::graphs::{Change, Graphs, Loaded, State};
 use crate::group_commit::{Answer, GroupCommit, panic_message};
-use crate::{Filter, Hnsw, Store, StoreError};
+use crate::{Filter, Hnsw, Store, StoreError, payload};
 
 /// Longest external id, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
@@ -81,6 +81,9 @@ pub struct SearchOptions {
     pub precision: Option<Precision>,
     /// Only items this filter passes are candidates.
     pub filter: Option<Arc<Filter>>,
+    /// Apply the filter inside the graph walk whatever the planner would choose: the plain
+    /// in-walk filter, the baseline `aimp bench filter` measures the planner against.
+    pub walk: bool,
 }
 
 enum Op {
@@ -345,21 +348,23 @@ impl VectorIndex {
         }
         let ef = options.ef.unwrap_or(params.ef_search).max(options.top_k);
         let txn = self.store.begin_read()?;
-        let allowed = match options.filter.as_deref() {
-            Some(f) if !f.is_empty() => Some(collection::matching(&txn, id, f)?),
-            _ => None,
-        };
-        let exhaustive = options.exact
-            || graph.live() <= params.exact_below
-            || allowed
-                .as_ref()
-                .is_some_and(|a| exact_is_cheaper(a.len(), graph.live(), ef, params.m));
-        let pass = allowed.as_ref().map(|a| move |n: u64| a.contains(&n));
-        let pass = pass.as_ref().map(|f| f as &(dyn Fn(u64) -> bool + Sync));
-        let found = if exhaustive {
-            graph.exact(query, options.top_k, pass)
-        } else {
-            graph.search(query, options.top_k, ef, pass)
+        let must_be_exact = options.exact || graph.live() <= params.exact_below;
+        let (found, exhaustive) = match options.filter.as_deref() {
+            Some(f) if !f.is_empty() => {
+                let planner = Planner {
+                    txn: &txn,
+                    coll: id,
+                    filter: f,
+                    graph: &graph,
+                    query,
+                    k: options.top_k,
+                    ef,
+                    m: params.m,
+                };
+                planner.search(must_be_exact && !options.walk, options.walk)?
+            }
+            _ if must_be_exact => (graph.exact(query, options.top_k, None), true),
+            _ => (graph.search(query, options.top_k, ef, None), false),
         };
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
@@ -648,14 +653,106 @@ impl VectorIndex {
     }
 }
 
-/// Whether comparing every one of `matches` items costs less than a filtered walk of a graph
+/// How one filtered search is answered. The payload indexes narrow the filter to its
+/// candidate items when they can do so within [`exact_limit`] items; those (checked against
+/// the filter where the indexes alone cannot say) are compared exactly. A filter that passes
+/// more, or that the indexes cannot narrow, is applied inside the graph walk, item by item;
+/// a walk that computes more distances than twice that limit (a restrictive filter the indexes
+/// could not narrow) gives up for an exact search over every item the filter passes.
+struct Planner<'a> {
+    txn: &'a redb::ReadTransaction,
+    coll: u64,
+    filter: &'a Filter,
+    graph: &'a crate::Hnsw,
+    query: &'a [f32],
+    k: usize,
+    ef: usize,
+    m: usize,
+}
+
+impl Planner<'_> {
+    /// The hits (item numbers and distances) and whether every match was compared.
+    /// `walk`: filter inside the walk, without narrowing and without giving up.
+    fn search(
+        &self,
+        must_be_exact: bool,
+        walk: bool,
+    ) -> Result<(Vec<crate::hnsw::Neighbour>, bool), StoreError> {
+        let limit = if must_be_exact {
+            usize::MAX
+        } else {
+            exact_limit(self.graph.live(), self.ef, self.m)
+        };
+        let reader = payload::Reader::open(self.txn, self.coll)?;
+        let narrowed = if walk {
+            payload::Narrowed::Broad
+        } else {
+            reader.narrow(self.filter, limit)?
+        };
+        if let payload::Narrowed::Among { items, exact } = narrowed {
+            let matches = if exact {
+                items
+            } else {
+                payload::verify(self.txn, self.coll, &items, self.filter)?
+            };
+            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
+        }
+        if !must_be_exact {
+            let items = self.txn.open_table(ITEMS)?;
+            let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
+            let pass = |n: u64| match passes(&items, self.coll, n, self.filter) {
+                Ok(yes) => yes,
+                Err(e) => {
+                    failed.lock().get_or_insert(e);
+                    false
+                }
+            };
+            let walked = self.graph.search_within(
+                self.query,
+                self.k,
+                self.ef,
+                Some(&pass),
+                if walk {
+                    usize::MAX
+                } else {
+                    limit.saturating_mul(2)
+                },
+            );
+            if let Some(e) = failed.into_inner() {
+                return Err(e);
+            }
+            if let Some(found) = walked {
+                return Ok((found, false));
+            }
+        }
+        let mut matches: Vec<u64> = collection::matching(self.txn, self.coll, self.filter)?
+            .into_iter()
+            .collect();
+        matches.sort_unstable();
+        Ok((self.graph.exact_among(self.query, self.k, &matches), true))
+    }
+}
+
+/// Whether item `n` of collection `coll` is stored and passes `filter`.
+fn passes(
+    items: &redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+    coll: u64,
+    n: u64,
+    filter: &Filter,
+) -> Result<bool, StoreError> {
+    Ok(match items.get((coll, n))? {
+        Some(row) => filter.matches(&collection::decode::<ItemRecord>("item", row.value())?),
+        None => false,
+    })
+}
+
+/// The most matches for which comparing every one costs less than a filtered walk of a graph
 /// of `live` nodes. A walk at breadth `ef` looks at about `ef × 2m` neighbours to collect
 /// `ef` candidates when every node passes; with a share `s = matches / live` passing it looks
 /// at about `1/s` times as many. Exact costs `matches` comparisons: so exact wins while
 /// `matches² < ef × 2m × live`.
-fn exact_is_cheaper(matches: usize, live: usize, ef: usize, m: usize) -> bool {
-    let (matches, walk) = (matches as f64, (ef * 2 * m) as f64 * live as f64);
-    matches * matches < walk
+fn exact_limit(live: usize, ef: usize, m: usize) -> usize {
+    ((ef * 2 * m) as f64 * live as f64).sqrt() as usize
 }
 
 fn unreachable_reply<T>() -> Result<T, StoreError> {
@@ -749,6 +846,7 @@ mod tests {
             exact: true,
             precision: None,
             filter: None,
+            walk: false,
         };
         let out = index
             .search(key, &item("q", x).vector, opts)

@@ -118,6 +118,7 @@ fn acknowledged_batches_survive_sigkill() {
                 exact: true,
                 precision: None,
                 filter: None,
+                walk: false,
             },
         )
         .expect("search");

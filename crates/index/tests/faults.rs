@@ -53,6 +53,7 @@ fn ids(index: &VectorIndex) -> Vec<String> {
                 exact: false,
                 precision: None,
                 filter: None,
+                walk: false,
             },
         )
         .expect("search");

@@ -117,6 +117,7 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
                         exact: false,
                         precision: None,
                         filter: Some(parsed.clone()),
+                        walk: false,
                     },
                 )
                 .expect("search");

@@ -45,6 +45,7 @@ fn graph_search(index: &VectorIndex, q: &[f32]) -> Vec<String> {
         exact: false,
         precision: None,
         filter: None,
+        walk: false,
     };
     let out = index.search(&key(), q, opts).expect("search");
     assert!(!out.exhaustive);

@@ -326,6 +326,7 @@ fn run(seed: u64, steps: usize) {
                             exact,
                             precision: None,
                             filter: f.as_ref().map(|f| Arc::new(f.parse())),
+                            walk: false,
                         },
                     )
                     .expect(&ctx);

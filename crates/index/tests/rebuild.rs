@@ -68,6 +68,7 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
         exact: false,
         precision: None,
         filter: None,
+        walk: false,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

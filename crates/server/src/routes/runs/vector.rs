@@ -274,6 +274,7 @@ fn search_options(
             .unwrap_or(false),
         precision,
         filter: filter.map(std::sync::Arc::new),
+        walk: false,
     }
 }
 

@@ -1,0 +1,738 @@
+//! Payload indexes: every value an item's fields hold (its own metadata and the system fields),
+//! kept in redb beside the item and written in the same transaction, so a filter's matches can
+//! be counted and listed without reading every item.
+//!
+//! One row per (collection, entry, item), where an entry is a field's path and one of its
+//! values, typed: a keyword (any string), a number (integers and floats alike, as `f64`), a
+//! boolean, or a datetime (a string that reads as RFC 3339, indexed as a keyword too). Entries
+//! sort by value within a field, so a `range` is one scan. A second table counts the items of
+//! each entry, for the planner's estimates.
+//!
+//! What an entry holds mirrors [`Filter::matches`] exactly: the values a dotted path reaches,
+//! looking through arrays on the way, and the elements of an array at its end. So a candidate
+//! set built only from `match` (`value`, `any`), `range` and `has_id` conditions is the match
+//! set itself; anything else (`except`, `is_empty`, `is_null`, `must_not`) is checked on each
+//! candidate.
+
+use std::collections::BTreeSet;
+
+use redb::{ReadableTable, TableDefinition};
+use serde_json::Value;
+
+use crate::collection::{ITEM_IDS, ITEMS, ItemRecord, decode};
+use crate::filter::{Bound, Condition, Key, Match, Range, Scalar, SystemField, parse_time};
+use crate::{Filter, StoreError};
+
+/// (collection, entry, item) → nothing: the item holds the entry's value at its field.
+pub(crate) const PAYLOAD: TableDefinition<(u64, &[u8], u64), ()> = TableDefinition::new("payload");
+/// (collection, entry) → how many items hold it.
+pub(crate) const PAYLOAD_COUNTS: TableDefinition<(u64, &[u8]), u64> =
+    TableDefinition::new("payload_counts");
+
+const KEYWORD: u8 = b'k';
+const NUMBER: u8 = b'n';
+const BOOL: u8 = b'b';
+const TIME: u8 = b't';
+
+/// The bytes every entry of one field and type starts with: the field's length-prefixed name
+/// (`u` and the dotted path for the item's own fields, `s` and the `$name` for system fields)
+/// and the type.
+fn prefix(field: &str, kind: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len() + 3);
+    out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+    out.extend_from_slice(field.as_bytes());
+    out.push(kind);
+    out
+}
+
+fn field_name(key: &Key) -> String {
+    match key {
+        Key::User(parts) => format!("u{}", parts.join(".")),
+        Key::System(field) => format!("s{}", field.key()),
+    }
+}
+
+/// A number's bytes, ordered as the numbers are (`-0` is `0`, as JSON equality has it).
+fn number_bytes(x: f64) -> [u8; 8] {
+    let x = if x == 0.0 { 0.0 } else { x };
+    let bits = x.to_bits();
+    let ordered = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits ^ (1 << 63)
+    };
+    ordered.to_be_bytes()
+}
+
+fn number_of(bytes: &[u8]) -> Option<f64> {
+    let ordered = u64::from_be_bytes(bytes.try_into().ok()?);
+    let bits = if ordered >> 63 == 1 {
+        ordered ^ (1 << 63)
+    } else {
+        !ordered
+    };
+    Some(f64::from_bits(bits))
+}
+
+/// A datetime's bytes, ordered as the instants are: seconds (sign flipped) and nanoseconds.
+fn time_bytes(t: chrono::DateTime<chrono::Utc>) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..8].copy_from_slice(&((t.timestamp() as u64) ^ (1 << 63)).to_be_bytes());
+    out[8..].copy_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
+    out
+}
+
+fn time_of(bytes: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let secs = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    let nanos = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+    chrono::DateTime::from_timestamp(secs as i64, nanos)
+}
+
+fn entry(field: &str, kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = prefix(field, kind);
+    out.extend_from_slice(value);
+    out
+}
+
+/// The entries of one scalar value at `field`.
+fn scalar_entries(field: &str, v: &Value, out: &mut BTreeSet<Vec<u8>>) {
+    match v {
+        Value::String(s) => {
+            out.insert(entry(field, KEYWORD, s.as_bytes()));
+            if let Some(t) = parse_time(s) {
+                out.insert(entry(field, TIME, &time_bytes(t)));
+            }
+        }
+        Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.insert(entry(field, NUMBER, &number_bytes(x)));
+            }
+        }
+        Value::Bool(b) => {
+            out.insert(entry(field, BOOL, &[u8::from(*b)]));
+        }
+        Value::Null | Value::Array(_) | Value::Object(_) => {}
+    }
+}
+
+/// The entries of the value a path ends at: itself, or each element of an array; and the
+/// fields below it, reached through arrays at any depth.
+fn value_entries(path: &str, v: &Value, out: &mut BTreeSet<Vec<u8>>) {
+    let field = format!("u{path}");
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                scalar_entries(&field, item, out);
+                below(path, item, out);
+            }
+        }
+        other => {
+            scalar_entries(&field, other, out);
+            below(path, other, out);
+        }
+    }
+}
+
+/// The fields under `v` (an object, or arrays holding objects) at `path`.
+fn below(path: &str, v: &Value, out: &mut BTreeSet<Vec<u8>>) {
+    match v {
+        Value::Object(map) => {
+            for (name, child) in map {
+                let at = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                value_entries(&at, child, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                below(path, item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every entry of `item`: its own fields and the system fields.
+pub(crate) fn entries(item: &ItemRecord) -> BTreeSet<Vec<u8>> {
+    let mut out = BTreeSet::new();
+    if let Some(root) = &item.metadata {
+        below("", root, &mut out);
+    }
+    for field in SystemField::ALL {
+        let name = format!("s{}", field.key());
+        match field.value(item) {
+            Some(Value::Array(items)) => {
+                for v in &items {
+                    scalar_entries(&name, v, &mut out);
+                }
+            }
+            Some(v) => scalar_entries(&name, &v, &mut out),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The payload tables, open for writing in the caller's transaction.
+pub(crate) struct Writer<'txn> {
+    rows: redb::Table<'txn, (u64, &'static [u8], u64), ()>,
+    counts: redb::Table<'txn, (u64, &'static [u8]), u64>,
+}
+
+impl<'txn> Writer<'txn> {
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Writer<'txn>, StoreError> {
+        Ok(Writer {
+            rows: txn.open_table(PAYLOAD)?,
+            counts: txn.open_table(PAYLOAD_COUNTS)?,
+        })
+    }
+
+    /// Indexes item `number` of collection `coll`.
+    pub fn add(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), StoreError> {
+        for e in entries(item) {
+            self.rows.insert((coll, e.as_slice(), number), ())?;
+            let n = self
+                .counts
+                .get((coll, e.as_slice()))?
+                .map_or(0, |v| v.value());
+            self.counts.insert((coll, e.as_slice()), n + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Takes item `number`, as it was indexed, out of the indexes.
+    pub fn remove(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), StoreError> {
+        for e in entries(item) {
+            if self.rows.remove((coll, e.as_slice(), number))?.is_none() {
+                continue;
+            }
+            let n = self
+                .counts
+                .get((coll, e.as_slice()))?
+                .map_or(0, |v| v.value());
+            if n <= 1 {
+                self.counts.remove((coll, e.as_slice()))?;
+            } else {
+                self.counts.insert((coll, e.as_slice()), n - 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every entry of collection `coll`.
+    pub fn drop_collection(&mut self, coll: u64) -> Result<(), StoreError> {
+        let empty: &[u8] = &[];
+        self.rows
+            .retain_in((coll, empty, 0)..(coll + 1, empty, 0), |_, _| false)?;
+        self.counts
+            .retain_in((coll, empty)..(coll + 1, empty), |_, _| false)?;
+        Ok(())
+    }
+}
+
+/// What the indexes narrowed a filter's matches to.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Narrowed {
+    /// The matches are among these item numbers (ascending); when `exact`, they are exactly
+    /// these.
+    Among { items: Vec<u64>, exact: bool },
+    /// More items than the limit asked for may match, or the filter's conditions are not
+    /// ones the indexes answer.
+    Broad,
+}
+
+/// A candidate set of one condition: `None` when the indexes cannot narrow it (or it
+/// would take more than the limit), else the items (ascending) and whether exactly they match.
+type Candidates = Option<(Vec<u64>, bool)>;
+
+/// Reads the indexes of one collection in a read transaction.
+pub(crate) struct Reader {
+    rows: redb::ReadOnlyTable<(u64, &'static [u8], u64), ()>,
+    counts: redb::ReadOnlyTable<(u64, &'static [u8]), u64>,
+    ids: redb::ReadOnlyTable<(u64, &'static str), u64>,
+    coll: u64,
+}
+
+impl Reader {
+    pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            rows: txn.open_table(PAYLOAD)?,
+            counts: txn.open_table(PAYLOAD_COUNTS)?,
+            ids: txn.open_table(ITEM_IDS)?,
+            coll,
+        })
+    }
+
+    /// The items `filter` may pass, when the indexes can say and they are at most `limit`;
+    /// candidates that are not known to match are checked against the filter by the caller.
+    pub fn narrow(&self, filter: &Filter, limit: usize) -> Result<Narrowed, StoreError> {
+        Ok(match self.filter(filter, limit)? {
+            Some((items, exact)) => Narrowed::Among { items, exact },
+            None => Narrowed::Broad,
+        })
+    }
+
+    fn filter(&self, filter: &Filter, limit: usize) -> Result<Candidates, StoreError> {
+        // `must`: the intersection of what each condition narrows to.
+        let mut must: Option<Vec<u64>> = None;
+        let mut all_exact = true;
+        for c in &filter.must {
+            match self.condition(c, limit)? {
+                Some((items, exact)) => {
+                    all_exact &= exact;
+                    must = Some(match must {
+                        None => items,
+                        Some(have) => intersect(&have, &items),
+                    });
+                }
+                None => all_exact = false,
+            }
+        }
+        let mut should: Option<Vec<u64>> = None;
+        if !filter.should.is_empty() {
+            let mut union = Vec::new();
+            let mut narrowed = true;
+            for c in &filter.should {
+                match self.condition(c, limit)? {
+                    Some((items, exact)) => {
+                        all_exact &= exact;
+                        union = merge(&union, &items);
+                        if union.len() > limit {
+                            narrowed = false;
+                            break;
+                        }
+                    }
+                    None => {
+                        narrowed = false;
+                        break;
+                    }
+                }
+            }
+            if narrowed {
+                should = Some(union);
+            } else {
+                all_exact = false;
+            }
+        }
+        if !filter.must_not.is_empty() {
+            all_exact = false;
+        }
+        let items = match (must, should) {
+            (None, None) => return Ok(None),
+            (Some(m), None) => m,
+            (None, Some(s)) => s,
+            (Some(m), Some(s)) => intersect(&m, &s),
+        };
+        Ok(Some((items, all_exact)))
+    }
+
+    fn condition(&self, c: &Condition, limit: usize) -> Result<Candidates, StoreError> {
+        match c {
+            Condition::Match {
+                key,
+                test: Match::Value(v),
+            } => self.values(key, std::slice::from_ref(v), limit),
+            Condition::Match {
+                key,
+                test: Match::Any(vs),
+            } => self.values(key, vs, limit),
+            Condition::Range { key, range } => self.range(key, range, limit),
+            Condition::HasId(ids) => {
+                let mut items = Vec::with_capacity(ids.len());
+                for id in ids {
+                    if let Some(n) = self.ids.get((self.coll, id.as_str()))? {
+                        items.push(n.value());
+                    }
+                }
+                items.sort_unstable();
+                items.dedup();
+                Ok(Some((items, true)))
+            }
+            Condition::Nested(inner) => self.filter(inner, limit),
+            Condition::Match {
+                test: Match::Except(_),
+                ..
+            }
+            | Condition::IsEmpty(_)
+            | Condition::IsNull(_) => Ok(None),
+        }
+    }
+
+    /// Items holding any of `values` at `key`.
+    fn values(&self, key: &Key, values: &[Scalar], limit: usize) -> Result<Candidates, StoreError> {
+        let field = field_name(key);
+        let wanted: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| match v {
+                Scalar::Str(s) => entry(&field, KEYWORD, s.as_bytes()),
+                Scalar::Num(x) => entry(&field, NUMBER, &number_bytes(*x)),
+                Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
+            })
+            .collect();
+        let mut total = 0u64;
+        for e in &wanted {
+            total += self
+                .counts
+                .get((self.coll, e.as_slice()))?
+                .map_or(0, |v| v.value());
+        }
+        if total > limit as u64 {
+            return Ok(None);
+        }
+        let mut items = Vec::with_capacity(total as usize);
+        for e in &wanted {
+            let e = e.as_slice();
+            for row in self
+                .rows
+                .range((self.coll, e, 0)..=(self.coll, e, u64::MAX))?
+            {
+                items.push(row?.0.value().2);
+            }
+        }
+        items.sort_unstable();
+        items.dedup();
+        Ok(Some((items, true)))
+    }
+
+    /// Items with a value at `key` inside `range`: one scan of the field's entries from the
+    /// lowest bound to the highest, each value checked against every bound.
+    fn range(&self, key: &Key, range: &Range, limit: usize) -> Result<Candidates, StoreError> {
+        let field = field_name(key);
+        let Some(kind) = range.gt.or(range.gte).or(range.lt).or(range.lte) else {
+            return Ok(None);
+        };
+        let (tag, bytes): (u8, fn(Bound) -> Vec<u8>) = match kind {
+            Bound::Num(_) => (NUMBER, |b| match b {
+                Bound::Num(x) => number_bytes(x).to_vec(),
+                Bound::Time(_) => Vec::new(),
+            }),
+            Bound::Time(_) => (TIME, |b| match b {
+                Bound::Time(t) => time_bytes(t).to_vec(),
+                Bound::Num(_) => Vec::new(),
+            }),
+        };
+        let start = prefix(&field, tag);
+        let mut low = start.clone();
+        if let Some(b) = lowest(range.gt, range.gte) {
+            low.extend_from_slice(&bytes(b));
+        }
+        let mut high = start.clone();
+        match highest(range.lt, range.lte) {
+            Some(b) => high.extend_from_slice(&bytes(b)),
+            // Past every value of this field and type.
+            None => high.push(0xff),
+        }
+        high.extend_from_slice(&[0xff; 16]);
+        let value = |e: &[u8]| -> Value {
+            let raw = &e[start.len()..];
+            match tag {
+                NUMBER => number_of(raw)
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number),
+                _ => time_of(raw).map_or(Value::Null, |t| Value::String(t.to_rfc3339())),
+            }
+        };
+        let holds = |e: &[u8]| e.starts_with(&start) && range.contains(&value(e));
+        // The count of each value in the range first: a range passing more than `limit` items
+        // is known to after at most `limit` distinct values, without reading its rows.
+        let mut total = 0u64;
+        for row in self
+            .counts
+            .range((self.coll, low.as_slice())..=(self.coll, high.as_slice()))?
+        {
+            let (k, n) = row?;
+            if holds(k.value().1) {
+                total += n.value();
+                if total > limit as u64 {
+                    return Ok(None);
+                }
+            }
+        }
+        let mut items = Vec::with_capacity(total as usize);
+        for row in self
+            .rows
+            .range((self.coll, low.as_slice(), 0)..=(self.coll, high.as_slice(), u64::MAX))?
+        {
+            let (k, _) = row?;
+            let (_, e, n) = k.value();
+            if holds(e) {
+                items.push(n);
+            }
+        }
+        items.sort_unstable();
+        items.dedup();
+        Ok(Some((items, true)))
+    }
+}
+
+/// The lower of a range's two lower bounds, where the scan starts.
+fn lowest(a: Option<Bound>, b: Option<Bound>) -> Option<Bound> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if less(x, y) { x } else { y }),
+        (x, y) => x.or(y),
+    }
+}
+
+/// The higher of a range's two upper bounds, where the scan ends.
+fn highest(a: Option<Bound>, b: Option<Bound>) -> Option<Bound> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if less(x, y) { y } else { x }),
+        (x, y) => x.or(y),
+    }
+}
+
+fn less(a: Bound, b: Bound) -> bool {
+    match (a, b) {
+        (Bound::Num(x), Bound::Num(y)) => x < y,
+        (Bound::Time(x), Bound::Time(y)) => x < y,
+        _ => false,
+    }
+}
+
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::with_capacity(a.len().min(b.len())));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn merge(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The item numbers of `candidates` whose items `filter` passes.
+pub(crate) fn verify(
+    txn: &redb::ReadTransaction,
+    coll: u64,
+    candidates: &[u64],
+    filter: &Filter,
+) -> Result<Vec<u64>, StoreError> {
+    let items = txn.open_table(ITEMS)?;
+    let mut out = Vec::with_capacity(candidates.len());
+    for &n in candidates {
+        if let Some(row) = items.get((coll, n))?
+            && filter.matches(&decode::<ItemRecord>("item", row.value())?)
+        {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::collection::{self, CollectionKey, CollectionParams, NewItem};
+    use crate::{Metric, Store};
+
+    #[test]
+    fn numbers_and_times_sort_as_their_values() {
+        let xs = [
+            f64::MIN,
+            -1e300,
+            -2.5,
+            -1.0,
+            -0.0,
+            0.0,
+            1e-300,
+            1.0,
+            2.5,
+            1e300,
+        ];
+        for w in xs.windows(2) {
+            assert!(number_bytes(w[0]) <= number_bytes(w[1]), "{w:?}");
+            assert_eq!(number_of(&number_bytes(w[1])), Some(w[1]));
+        }
+        assert_eq!(number_bytes(-0.0), number_bytes(0.0));
+        let times = [
+            "1601-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.5Z",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T12:00:00.000000001+01:00",
+            "9999-12-31T23:59:59Z",
+        ];
+        let times: Vec<_> = times.iter().map(|t| parse_time(t).expect("time")).collect();
+        for w in times.windows(2) {
+            assert!(time_bytes(w[0]) < time_bytes(w[1]), "{w:?}");
+            assert_eq!(time_of(&time_bytes(w[1])), Some(w[1]));
+        }
+    }
+
+    /// Items of awkward shapes, and conditions on them: the indexes' candidates must hold
+    /// every match, and be exactly the matches when they say so.
+    #[test]
+    fn candidates_hold_every_match_and_exact_ones_no_more() {
+        let metadata = [
+            json!({"tag": "a", "n": 1, "when": "2024-01-05T00:00:00Z"}),
+            json!({"tag": ["a", "b"], "n": [2, 3.5], "flag": true}),
+            json!({"tag": [["a"]], "n": -0.0, "nested": [{"x": 1}, [{"x": 2}]]}),
+            json!({"tag": null, "n": "1", "nested": {"x": [3, 4]}}),
+            json!({"tag": "b", "when": "2023-12-31T23:00:00-02:00", "flag": false}),
+            json!({"deep": {"er": {"still": ["a", 5]}}, "n": 0}),
+            json!({}),
+        ];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = CollectionKey::new("w", "m", "c", "s");
+        let items = metadata
+            .iter()
+            .enumerate()
+            .map(|(i, m)| NewItem {
+                id: format!("i{i}"),
+                vector: vec![i as f32, 1.0],
+                filename: (i % 2 == 0).then(|| format!("f{i}.png")),
+                media_ref: None,
+                system: Some(json!({"width": 10 * i})),
+                metadata: Some(m.clone()),
+            })
+            .collect();
+        let txn = store.begin_write().expect("write");
+        let (record, _, _) =
+            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
+                .expect("upsert");
+        txn.commit().expect("commit");
+        let conditions = [
+            json!({"must": [{"key": "tag", "match": {"value": "a"}}]}),
+            json!({"must": [{"key": "tag", "match": {"any": ["a", "b"]}}]}),
+            json!({"must": [{"key": "n", "match": {"value": 0}}]}),
+            json!({"must": [{"key": "n", "match": {"value": 1}}]}),
+            json!({"must": [{"key": "n", "range": {"gt": 0, "lte": 3.5}}]}),
+            json!({"must": [{"key": "n", "range": {"gte": 1, "gt": 1}}]}),
+            json!({"must": [{"key": "n", "range": {"lt": 1}}]}),
+            json!({"must": [{"key": "when", "range": {"gte": "2024-01-01T00:00:00Z"}}]}),
+            json!({"must": [{"key": "when", "match": {"value": "2024-01-05T00:00:00Z"}}]}),
+            json!({"must": [{"key": "nested.x", "match": {"any": [1, 2, 3]}}]}),
+            json!({"must": [{"key": "deep.er.still", "match": {"value": 5}}]}),
+            json!({"must": [{"key": "flag", "match": {"value": false}}]}),
+            json!({"must": [{"key": "$filename", "match": {"value": "f2.png"}}]}),
+            json!({"must": [{"key": "$width", "range": {"gte": 20}}]}),
+            json!({"must": [{"has_id": ["i1", "i5", "nope"]}]}),
+            json!({"should": [{"key": "tag", "match": {"value": "b"}},
+                {"key": "n", "match": {"value": 0}}]}),
+            json!({"must": [{"key": "tag", "match": {"value": "a"}}],
+                "must_not": [{"key": "flag", "match": {"value": true}}]}),
+            json!({"must": [{"key": "tag", "match": {"except": ["a"]}}]}),
+            json!({"must": [{"is_null": {"key": "tag"}}, {"key": "n", "match": {"value": "1"}}]}),
+            json!({"must": [{"must": [{"key": "tag", "match": {"value": "a"}}],
+                "should": [{"key": "n", "range": {"gte": 2}}]}]}),
+        ];
+        let txn = store.begin_read().expect("read");
+        let reader = Reader::open(&txn, record.id).expect("reader");
+        let stored: Vec<(u64, ItemRecord)> = txn
+            .open_table(ITEMS)
+            .expect("items")
+            .range((record.id, 0)..=(record.id, u64::MAX))
+            .expect("range")
+            .map(|r| {
+                let (k, v) = r.expect("row");
+                (k.value().1, decode("item", v.value()).expect("item"))
+            })
+            .collect();
+        for c in &conditions {
+            let filter = Filter::parse(c).expect("filter");
+            let want: Vec<u64> = stored
+                .iter()
+                .filter(|(_, item)| filter.matches(item))
+                .map(|(n, _)| *n)
+                .collect();
+            match reader.narrow(&filter, usize::MAX).expect("narrow") {
+                Narrowed::Among { items, exact: true } => assert_eq!(items, want, "{c}"),
+                Narrowed::Among {
+                    items,
+                    exact: false,
+                } => {
+                    assert!(
+                        want.iter().all(|n| items.contains(n)),
+                        "{c}: {items:?} {want:?}"
+                    );
+                    assert_eq!(
+                        verify(&txn, record.id, &items, &filter).expect("verify"),
+                        want
+                    );
+                }
+                Narrowed::Broad => {
+                    assert!(c.to_string().contains("except"), "{c} was not narrowed")
+                }
+            }
+        }
+        // A limit below the matches is broad.
+        let filter =
+            Filter::parse(&json!({"must": [{"key": "tag", "match": {"any": ["a", "b"]}}]}))
+                .expect("filter");
+        assert_eq!(reader.narrow(&filter, 1).expect("narrow"), Narrowed::Broad);
+    }
+
+    /// A collection stored before payload indexes existed is indexed when the store opens.
+    #[test]
+    fn a_store_from_before_payload_indexes_is_indexed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = CollectionKey::new("w", "m", "c", "s");
+        let id = {
+            let store = Store::open(dir.path()).expect("open");
+            let txn = store.begin_write().expect("write");
+            let items = (0..20)
+                .map(|i| NewItem {
+                    id: format!("i{i}"),
+                    vector: vec![i as f32, 1.0],
+                    filename: None,
+                    media_ref: None,
+                    system: None,
+                    metadata: Some(json!({"even": i % 2 == 0})),
+                })
+                .collect();
+            let (mut record, _, _) =
+                collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
+                    .expect("upsert");
+            // What an older build left: no payload rows, and the record without the flag.
+            Writer::open(&txn)
+                .expect("writer")
+                .drop_collection(record.id)
+                .expect("drop");
+            record.payload_indexed = false;
+            let mut json = serde_json::to_value(&record).expect("json");
+            json.as_object_mut()
+                .expect("object")
+                .remove("payload_indexed");
+            txn.open_table(collection::COLLECTIONS)
+                .expect("collections")
+                .insert(
+                    record.id,
+                    serde_json::to_vec(&json).expect("bytes").as_slice(),
+                )
+                .expect("insert");
+            txn.commit().expect("commit");
+            record.id
+        };
+        let store = Store::open(dir.path()).expect("reopen");
+        let txn = store.begin_read().expect("read");
+        let filter = Filter::parse(&json!({"must": [{"key": "even", "match": {"value": true}}]}))
+            .expect("filter");
+        let Narrowed::Among { items, exact: true } = Reader::open(&txn, id)
+            .expect("reader")
+            .narrow(&filter, usize::MAX)
+            .expect("narrow")
+        else {
+            panic!("not narrowed")
+        };
+        assert_eq!(items, (0..20).step_by(2).collect::<Vec<u64>>());
+    }
+}
