@@ -488,16 +488,14 @@ pub(crate) fn delete(
     Ok((Some(record), effects, outcome))
 }
 
-/// The item numbers of collection `id` that `filter` passes, read in `txn`.
+/// The item numbers (ascending) of collection `id` that `filter` passes, read in `txn`.
 pub(crate) fn matching(
     txn: &redb::ReadTransaction,
     id: u64,
     filter: &Filter,
-) -> Result<std::collections::HashSet<u64>, StoreError> {
-    let mut out = std::collections::HashSet::new();
-    passing(&txn.open_table(ITEMS)?, id, filter, |n, _| {
-        out.insert(n);
-    })?;
+) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    passing(&txn.open_table(ITEMS)?, id, filter, |n, _| out.push(n))?;
     Ok(out)
 }
 

@@ -298,6 +298,22 @@ impl Hnsw {
         k: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Vec<Neighbour> {
+        self.exact_over(query, k, filter, None)
+    }
+
+    /// The exact `k` nearest live nodes among the nodes of `keys` (ascending): those vectors
+    /// compared and no other. Keys not in the graph are passed over.
+    pub fn exact_among(&self, query: &[f32], k: usize, keys: &[u64]) -> Vec<Neighbour> {
+        self.exact_over(query, k, None, Some(keys))
+    }
+
+    fn exact_over(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+        among: Option<&[u64]>,
+    ) -> Vec<Neighbour> {
         assert_eq!(query.len(), self.params.dim, "query length");
         if k == 0 {
             return Vec::new();
@@ -310,26 +326,7 @@ impl Hnsw {
             query: &query,
             k,
             filter,
-            among: None,
-        })
-    }
-
-    /// The exact `k` nearest live nodes among the nodes of `keys` (ascending): those vectors
-    /// compared and no other. Keys not in the graph are passed over.
-    pub fn exact_among(&self, query: &[f32], k: usize, keys: &[u64]) -> Vec<Neighbour> {
-        assert_eq!(query.len(), self.params.dim, "query length");
-        if k == 0 {
-            return Vec::new();
-        }
-        let query = self.params.metric.prepare(query);
-        let nodes = self.nodes.read();
-        self.arch.dispatch(Exact {
-            graph: self,
-            nodes: &nodes,
-            query: &query,
-            k,
-            filter: None,
-            among: Some(keys),
+            among,
         })
     }
 

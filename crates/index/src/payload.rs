@@ -404,15 +404,14 @@ impl Reader {
         let Some(kind) = range.gt.or(range.gte).or(range.lt).or(range.lte) else {
             return Ok(None);
         };
-        let (tag, bytes): (u8, fn(Bound) -> Vec<u8>) = match kind {
-            Bound::Num(_) => (NUMBER, |b| match b {
-                Bound::Num(x) => number_bytes(x).to_vec(),
-                Bound::Time(_) => Vec::new(),
-            }),
-            Bound::Time(_) => (TIME, |b| match b {
-                Bound::Time(t) => time_bytes(t).to_vec(),
-                Bound::Num(_) => Vec::new(),
-            }),
+        let tag = match kind {
+            Bound::Num(_) => NUMBER,
+            Bound::Time(_) => TIME,
+        };
+        // A range's bounds are all of one kind (the filter's parser sees to it).
+        let bytes = |b: Bound| match b {
+            Bound::Num(x) => number_bytes(x).to_vec(),
+            Bound::Time(t) => time_bytes(t).to_vec(),
         };
         let start = prefix(&field, tag);
         let mut low = start.clone();
@@ -527,13 +526,24 @@ pub(crate) fn verify(
     let items = txn.open_table(ITEMS)?;
     let mut out = Vec::with_capacity(candidates.len());
     for &n in candidates {
-        if let Some(row) = items.get((coll, n))?
-            && filter.matches(&decode::<ItemRecord>("item", row.value())?)
-        {
+        if passes(&items, coll, n, filter)? {
             out.push(n);
         }
     }
     Ok(out)
+}
+
+/// Whether item `n` of collection `coll` is stored and passes `filter`.
+pub(crate) fn passes(
+    items: &redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+    coll: u64,
+    n: u64,
+    filter: &Filter,
+) -> Result<bool, StoreError> {
+    Ok(match items.get((coll, n))? {
+        Some(row) => filter.matches(&decode::<ItemRecord>("item", row.value())?),
+        None => false,
+    })
 }
 
 #[cfg(test)]

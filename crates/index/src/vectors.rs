@@ -700,7 +700,7 @@ impl Planner<'_> {
         if !must_be_exact {
             let items = self.txn.open_table(ITEMS)?;
             let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
-            let pass = |n: u64| match passes(&items, self.coll, n, self.filter) {
+            let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
                 Ok(yes) => yes,
                 Err(e) => {
                     failed.lock().get_or_insert(e);
@@ -725,25 +725,9 @@ impl Planner<'_> {
                 return Ok((found, false));
             }
         }
-        let mut matches: Vec<u64> = collection::matching(self.txn, self.coll, self.filter)?
-            .into_iter()
-            .collect();
-        matches.sort_unstable();
+        let matches = collection::matching(self.txn, self.coll, self.filter)?;
         Ok((self.graph.exact_among(self.query, self.k, &matches), true))
     }
-}
-
-/// Whether item `n` of collection `coll` is stored and passes `filter`.
-fn passes(
-    items: &redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
-    coll: u64,
-    n: u64,
-    filter: &Filter,
-) -> Result<bool, StoreError> {
-    Ok(match items.get((coll, n))? {
-        Some(row) => filter.matches(&collection::decode::<ItemRecord>("item", row.value())?),
-        None => false,
-    })
 }
 
 /// The most matches for which comparing every one costs less than a filtered walk of a graph
