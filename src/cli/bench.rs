@@ -1,4 +1,4 @@
-//! `aimp bench ann` and `aimp bench gen`: ANN benchmarks on standard sets, synthetic sets and
+//! `aimp bench ann`, `gen` and `collection` (`filter` and `embed` are in `bench_filter`): ANN benchmarks on standard sets, synthetic sets and
 //! the user's own vectors, with our index and hnsw_rs side by side.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +25,12 @@ pub enum BenchCommand {
     /// Recall and latency of a live collection against its exact search (stop `serve`
     /// first: the store is opened directly).
     Collection(CollectionArgs),
+    /// Filtered recall@k and queries/s across selectivities, uncorrelated and correlated
+    /// filters: ours, exact filtered search, the plain in-walk filter (and hnswlib).
+    Filter(super::bench_filter::FilterArgs),
+    /// Embed a text corpus (one text a line) with an installed model into base.fvecs and
+    /// query.fvecs.
+    Embed(super::bench_filter::EmbedArgs),
 }
 
 #[derive(Args, Debug)]
@@ -129,11 +135,13 @@ pub fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ann(args) => ann(&args),
         BenchCommand::Gen(args) => gen_set(&args),
         BenchCommand::Collection(args) => collection(settings, &args),
+        BenchCommand::Filter(args) => super::bench_filter::filter(&args),
+        BenchCommand::Embed(args) => super::bench_filter::embed(settings, &args),
     }
 }
 
 /// Ctrl-C sets the flag (the run stops and keeps what it has); a second one quits at once.
-fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+pub(super) fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -332,7 +340,7 @@ fn load(args: &AnnArgs) -> anyhow::Result<Set> {
     })
 }
 
-fn file_name(p: &Path) -> String {
+pub(super) fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

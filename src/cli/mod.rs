@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod bench;
+pub mod bench_filter;
 pub mod client;
 pub mod index;
 pub mod keys;

@@ -2,6 +2,8 @@
 //! sets, the engines side by side (ours, hnsw_rs, exact), reports and recall–QPS plots.
 
 pub mod collection;
+pub mod filter;
+pub mod filter_plot;
 pub mod formats;
 pub mod machine;
 pub mod plot;

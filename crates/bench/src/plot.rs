@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
+use plotters::style::{FontStyle, register_font as add_font};
 
 use crate::run::Record;
 
@@ -15,11 +15,12 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 600;
 
-fn register() {
+/// Registers the embedded font once.
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and known to parse.
-        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+        let _ = add_font("sans-serif", FontStyle::Normal, FONT);
     });
 }
 
@@ -43,7 +44,7 @@ pub fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 /// Draws `records` (single-thread q/s against recall) to `path`: SVG, or PNG when the name
 /// ends in `.png`.
 pub fn draw(path: &Path, records: &[Record], title: &str) -> Result<(), String> {
-    register();
+    register_font();
     let png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));

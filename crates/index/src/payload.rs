@@ -64,6 +64,7 @@ fn number_bytes(x: f64) -> [u8; 8] {
     ordered.to_be_bytes()
 }
 
+#[cfg(test)]
 fn number_of(bytes: &[u8]) -> Option<f64> {
     let ordered = u64::from_be_bytes(bytes.try_into().ok()?);
     let bits = if ordered >> 63 == 1 {
@@ -82,6 +83,7 @@ fn time_bytes(t: chrono::DateTime<chrono::Utc>) -> [u8; 12] {
     out
 }
 
+#[cfg(test)]
 fn time_of(bytes: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
     let secs = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?) ^ (1 << 63);
     let nanos = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
@@ -378,9 +380,9 @@ impl Reader {
                 .counts
                 .get((self.coll, e.as_slice()))?
                 .map_or(0, |v| v.value());
-        }
-        if total > limit as u64 {
-            return Ok(None);
+            if total > limit as u64 {
+                return Ok(None);
+            }
         }
         let mut items = Vec::with_capacity(total as usize);
         for e in &wanted {
@@ -425,16 +427,20 @@ impl Reader {
             None => high.push(0xff),
         }
         high.extend_from_slice(&[0xff; 16]);
-        let value = |e: &[u8]| -> Value {
-            let raw = &e[start.len()..];
-            match tag {
-                NUMBER => number_of(raw)
-                    .and_then(serde_json::Number::from_f64)
-                    .map_or(Value::Null, Value::Number),
-                _ => time_of(raw).map_or(Value::Null, |t| Value::String(t.to_rfc3339())),
-            }
+        // Entries are order-preserving bytes: a value is inside when its bytes compare so
+        // with each bound's.
+        let width = if tag == NUMBER { 8 } else { 12 };
+        let (gt, gte) = (range.gt.map(bytes), range.gte.map(bytes));
+        let (lt, lte) = (range.lt.map(bytes), range.lte.map(bytes));
+        let holds = |e: &[u8]| {
+            e.strip_prefix(start.as_slice()).is_some_and(|raw| {
+                raw.len() == width
+                    && gt.as_deref().is_none_or(|b| raw > b)
+                    && gte.as_deref().is_none_or(|b| raw >= b)
+                    && lt.as_deref().is_none_or(|b| raw < b)
+                    && lte.as_deref().is_none_or(|b| raw <= b)
+            })
         };
-        let holds = |e: &[u8]| e.starts_with(&start) && range.contains(&value(e));
         // The count of each value in the range first: a range passing more than `limit` items
         // is known to after at most `limit` distinct values, without reading its rows.
         let mut total = 0u64;
