@@ -44,6 +44,13 @@ fn aimp(data: &Path, models: &Path) -> Command {
         .env("AIMP_ADDR", "127.0.0.1:0")
         .env("AIMP_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "warn");
+    // glibc's allocator settings pass through, so a soak can be rerun under them
+    // (`MALLOC_ARENA_MAX=2 AIMP_SOAK_SECS=600 cargo test --test blackbox overload`).
+    for (name, value) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MALLOC_") {
+            cmd.env(name, value);
+        }
+    }
     cmd
 }
 

@@ -432,6 +432,12 @@ pub(crate) fn delete(
             },
         ));
     };
+    // A filter alone: the candidates its payload indexes narrow it to, read before the
+    // tables are opened for writing.
+    let narrowed = match (ids, filter) {
+        (None, Some(f)) => Some(payload::Reader::open_in(txn, record.id)?.narrow(f, usize::MAX)?),
+        _ => None,
+    };
     let mut vectors = txn.open_table(VECTORS)?;
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
@@ -461,13 +467,22 @@ pub(crate) fn delete(
                 }
             }
         }
-        None => {
-            if let Some(f) = filter {
-                passing(&item_rows, record.id, f, |n, item| {
-                    doomed.push((n, item.id))
-                })?;
+        None => match (filter, narrowed) {
+            (Some(f), Some(payload::Narrowed::Among { items, exact })) => {
+                for n in items {
+                    if let Some(row) = item_rows.get((record.id, n))? {
+                        let item: ItemRecord = decode("item", row.value())?;
+                        if exact || f.matches(&item) {
+                            doomed.push((n, item.id));
+                        }
+                    }
+                }
             }
-        }
+            (Some(f), _) => passing(&item_rows, record.id, f, |n, item| {
+                doomed.push((n, item.id))
+            })?,
+            (None, _) => {}
+        },
     }
     let mut payloads = payload::Writer::open(txn)?;
     for (n, id) in doomed {
@@ -494,6 +509,15 @@ pub(crate) fn matching(
     id: u64,
     filter: &Filter,
 ) -> Result<Vec<u64>, StoreError> {
+    if let payload::Narrowed::Among { items, exact } =
+        payload::Reader::open(txn, id)?.narrow(filter, usize::MAX)?
+    {
+        return if exact {
+            Ok(items)
+        } else {
+            payload::verify(txn, id, &items, filter)
+        };
+    }
     let mut out = Vec::new();
     passing(&txn.open_table(ITEMS)?, id, filter, |n, _| out.push(n))?;
     Ok(out)

@@ -250,16 +250,29 @@ pub(crate) enum Narrowed {
 /// would take more than the limit), else the items (ascending) and whether exactly they match.
 type Candidates = Option<(Vec<u64>, bool)>;
 
-/// Reads the indexes of one collection in a read transaction.
-pub(crate) struct Reader {
-    rows: redb::ReadOnlyTable<(u64, &'static [u8], u64), ()>,
-    counts: redb::ReadOnlyTable<(u64, &'static [u8]), u64>,
-    ids: redb::ReadOnlyTable<(u64, &'static str), u64>,
+/// Reads the indexes of one collection, in a read transaction or in the write transaction
+/// that is about to change them (a delete by filter).
+pub(crate) struct Reader<R, C, I> {
+    rows: R,
+    counts: C,
+    ids: I,
     coll: u64,
 }
 
-impl Reader {
-    pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<Reader, StoreError> {
+type ReadOnly = Reader<
+    redb::ReadOnlyTable<(u64, &'static [u8], u64), ()>,
+    redb::ReadOnlyTable<(u64, &'static [u8]), u64>,
+    redb::ReadOnlyTable<(u64, &'static str), u64>,
+>;
+
+type InWrite<'txn> = Reader<
+    redb::Table<'txn, (u64, &'static [u8], u64), ()>,
+    redb::Table<'txn, (u64, &'static [u8]), u64>,
+    redb::Table<'txn, (u64, &'static str), u64>,
+>;
+
+impl ReadOnly {
+    pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<ReadOnly, StoreError> {
         Ok(Reader {
             rows: txn.open_table(PAYLOAD)?,
             counts: txn.open_table(PAYLOAD_COUNTS)?,
@@ -267,7 +280,29 @@ impl Reader {
             coll,
         })
     }
+}
 
+impl<'txn> InWrite<'txn> {
+    /// Drop it before opening these tables again in `txn` (redb opens a table once at a time).
+    pub fn open_in(
+        txn: &'txn redb::WriteTransaction,
+        coll: u64,
+    ) -> Result<InWrite<'txn>, StoreError> {
+        Ok(Reader {
+            rows: txn.open_table(PAYLOAD)?,
+            counts: txn.open_table(PAYLOAD_COUNTS)?,
+            ids: txn.open_table(ITEM_IDS)?,
+            coll,
+        })
+    }
+}
+
+impl<R, C, I> Reader<R, C, I>
+where
+    R: ReadableTable<(u64, &'static [u8], u64), ()>,
+    C: ReadableTable<(u64, &'static [u8]), u64>,
+    I: ReadableTable<(u64, &'static str), u64>,
+{
     /// The items `filter` may pass, when the indexes can say and they are at most `limit`;
     /// candidates that are not known to match are checked against the filter by the caller.
     pub fn narrow(&self, filter: &Filter, limit: usize) -> Result<Narrowed, StoreError> {

@@ -271,8 +271,28 @@ impl VectorIndex {
             return Ok(Vec::new());
         };
         let txn = self.store.begin_read()?;
-        let ids = txn.open_table(collection::ITEM_IDS)?;
         let items = txn.open_table(ITEMS)?;
+        // A filter its payload indexes narrow to a few items: read just those, in id order.
+        if let Some(f) = filter
+            && let payload::Narrowed::Among {
+                items: numbers,
+                exact,
+            } = payload::Reader::open(&txn, coll)?.narrow(f, LIST_NARROW_LIMIT)?
+        {
+            let mut out = Vec::with_capacity(numbers.len());
+            for n in numbers {
+                if let Some(row) = items.get((coll, n))? {
+                    let item: ItemRecord = collection::decode("item", row.value())?;
+                    if after.is_none_or(|a| item.id.as_str() > a) && (exact || f.matches(&item)) {
+                        out.push(item);
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            out.truncate(limit);
+            return Ok(out);
+        }
+        let ids = txn.open_table(collection::ITEM_IDS)?;
         let mut out = Vec::new();
         for entry in ids.range((coll, after.unwrap_or(""))..)? {
             let (k, number) = entry?;
@@ -729,6 +749,10 @@ impl Planner<'_> {
         Ok((self.graph.exact_among(self.query, self.k, &matches), true))
     }
 }
+
+/// A filtered listing reads the matches its payload indexes narrow to when there are at most
+/// this many, sorting them by id; past that it walks the items in id order.
+const LIST_NARROW_LIMIT: usize = 20_000;
 
 /// The most matches for which comparing every one costs less than a filtered walk of a graph
 /// of `live` nodes. A walk at breadth `ef` looks at about `ef × 2m` neighbours to collect
