@@ -313,6 +313,21 @@ impl VectorIndex {
         Ok(out)
     }
 
+    /// How many live items of a collection `filter` passes, exactly (counted through the
+    /// payload indexes where they answer the filter, else over every item); `None` when the
+    /// collection does not exist.
+    pub fn count_matching(
+        &self,
+        key: &CollectionKey,
+        filter: &Filter,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(coll) = self.collection_id(key)? else {
+            return Ok(None);
+        };
+        let txn = self.store.begin_read()?;
+        Ok(Some(collection::matching(&txn, coll, filter)?.len() as u64))
+    }
+
     /// Every collection's record.
     pub fn collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
         let txn = self.store.begin_read()?;

@@ -411,6 +411,15 @@ fn run(seed: u64, steps: usize) {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(filter) = parsed.as_ref() {
+            let counted = index.count_matching(key, filter).expect(&ctx);
+            assert_eq!(
+                counted,
+                oracle.get(key).map(|_| live.len() as u64),
+                "{ctx}: count matching {:?}",
+                f.as_ref().map(|f| f.json())
+            );
+        }
         assert_eq!(listed, live, "{ctx}: listing by {:?}", f.map(|f| f.json()));
     }
 }

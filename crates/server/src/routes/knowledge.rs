@@ -94,9 +94,10 @@ pub struct ItemsQuery {
     filter: Option<String>,
 }
 
-/// `GET /api/knowledge-bases/{model}/{collection}/{scope}/items?after=ID&limit=N`: the live
-/// items in id order, a page at a time (what `aimp index` reads to skip content it already
-/// indexed).
+/// `GET /api/knowledge-bases/{model}/{collection}/{scope}/items?after=ID&limit=N&filter=F`:
+/// the live items in id order (those `filter` passes), a page at a time (what `aimp index`
+/// reads to skip content it already indexed). The first page (no `after`) also gives `count`,
+/// the exact number of items the whole listing holds.
 pub async fn items(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -128,20 +129,28 @@ pub async fn items(
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
     let index = state.index.clone();
     let after = query.after.clone();
-    let (page, exists) = blocking(move || {
-        let exists = index.record(&key)?.is_some();
+    let (page, count) = blocking(move || {
+        let Some(record) = index.record(&key)? else {
+            return Ok((Vec::new(), None));
+        };
         // One more than asked tells whether another page follows.
         let page = index.list_items(&key, after.as_deref(), limit + 1, filter.as_ref())?;
-        Ok((page, exists))
+        // The first page says how many items the whole listing holds, exactly.
+        let count = match (&after, &filter) {
+            (Some(_), _) => None,
+            (None, None) => Some(record.count),
+            (None, Some(f)) => index.count_matching(&key, f)?,
+        };
+        Ok((page, Some(count)))
     })
     .await?;
-    if !exists {
+    let Some(count) = count else {
         return Err(ApiError::NotFound {
             code: "knowledge_base_not_found",
             message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
             param: None,
         });
-    }
+    };
     let has_more = page.len() > limit;
     let data: Vec<Value> = page
         .iter()
@@ -158,9 +167,13 @@ pub async fn items(
             })
         })
         .collect();
-    Ok(Json(json!({
+    let mut body = json!({
         "object": "list",
         "data": data,
         "has_more": has_more,
-    })))
+    });
+    if let Some(count) = count {
+        body["count"] = json!(count);
+    }
+    Ok(Json(body))
 }

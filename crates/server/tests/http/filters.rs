@@ -123,6 +123,7 @@ async fn metadata_comes_back_exactly_as_sent_from_search_and_listing() {
 
     let listed = g.list_filtered(&g.key, "team", None).await;
     assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    assert_eq!(listed.body["count"], 5, "{:?}", listed.body);
     for item in listed.body["data"].as_array().expect("data") {
         let id = item["id"].as_str().expect("id");
         assert_eq!(item["metadata"].to_string(), sent[id], "listed {id}");
@@ -232,6 +233,8 @@ async fn search_finds_only_what_the_filter_passes() {
             .map(|i| i["id"].as_str().expect("id"))
             .collect();
         assert_eq!(got, want, "listing by {filter}");
+        // The first page counts the matches exactly.
+        assert_eq!(listed.body["count"], want.len(), "count of {filter}");
     }
 }
 
