@@ -1,5 +1,6 @@
 //! `aimp`: a self-hosted vector search engine with an embedded AIMP gateway.
 
+mod allocator;
 mod cli;
 mod settings;
 
@@ -52,6 +53,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.settings.log_format);
     match cli.command {

@@ -15,6 +15,7 @@ mod cpu;
 mod decode;
 mod device;
 mod error;
+pub mod exif_fields;
 mod hub;
 mod install;
 mod l2;

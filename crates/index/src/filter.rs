@@ -111,10 +111,16 @@ pub enum SystemField {
     Width,
     Height,
     ContentType,
+    TakenAt,
+    CameraMake,
+    CameraModel,
+    Orientation,
+    GpsLatitude,
+    GpsLongitude,
 }
 
 impl SystemField {
-    pub const ALL: [SystemField; 8] = [
+    pub const ALL: [SystemField; 14] = [
         SystemField::Filename,
         SystemField::MediaRef,
         SystemField::CreatedAt,
@@ -123,6 +129,12 @@ impl SystemField {
         SystemField::Width,
         SystemField::Height,
         SystemField::ContentType,
+        SystemField::TakenAt,
+        SystemField::CameraMake,
+        SystemField::CameraModel,
+        SystemField::Orientation,
+        SystemField::GpsLatitude,
+        SystemField::GpsLongitude,
     ];
 
     /// The key that names it in a filter, `$` and its name.
@@ -136,6 +148,12 @@ impl SystemField {
             SystemField::Width => "$width",
             SystemField::Height => "$height",
             SystemField::ContentType => "$content_type",
+            SystemField::TakenAt => "$taken_at",
+            SystemField::CameraMake => "$camera_make",
+            SystemField::CameraModel => "$camera_model",
+            SystemField::Orientation => "$orientation",
+            SystemField::GpsLatitude => "$gps_latitude",
+            SystemField::GpsLongitude => "$gps_longitude",
         }
     }
 
@@ -155,6 +173,12 @@ impl SystemField {
             SystemField::Width => system("width"),
             SystemField::Height => system("height"),
             SystemField::ContentType => system("content_type"),
+            SystemField::TakenAt => system("taken_at"),
+            SystemField::CameraMake => system("camera_make"),
+            SystemField::CameraModel => system("camera_model"),
+            SystemField::Orientation => system("orientation"),
+            SystemField::GpsLatitude => system("gps_latitude"),
+            SystemField::GpsLongitude => system("gps_longitude"),
         }
     }
 }

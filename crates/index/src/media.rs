@@ -55,6 +55,10 @@ pub struct MediaRecord {
     pub sha256: String,
     pub width: u32,
     pub height: u32,
+    /// What the picture's EXIF block says (taken_at, camera_make, camera_model,
+    /// orientation, gps_latitude, gps_longitude), those it has; absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exif: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -251,6 +255,7 @@ mod tests {
             sha256: "ab".repeat(32),
             width: 1,
             height: 1,
+            exif: None,
             created_at: Utc::now(),
         }
     }

@@ -395,7 +395,8 @@ pub async fn complete(
         let bytes = std::fs::read(media.part_path(&id))
             .or_else(|_| media.read_content(&sha))
             .map_err(|e| ApiError::internal("upload bytes", e))?;
-        let info = aimp_embed::image_info(&bytes);
+        let info = aimp_embed::image_info(&bytes)
+            .map(|info| (info, aimp_embed::exif_fields::fields(&bytes)));
         if info.is_ok() {
             media
                 .commit_content(&id, &sha)
@@ -405,8 +406,8 @@ pub async fn complete(
     })
     .await
     .map_err(|e| ApiError::internal("complete task", e))??;
-    let info = match info {
-        Ok(info) => info,
+    let (info, exif) = match info {
+        Ok(found) => found,
         Err(e) => {
             let _ = state.media.remove_part(&upload_id);
             let store = state.store.clone();
@@ -436,6 +437,7 @@ pub async fn complete(
         sha256,
         width: info.width,
         height: info.height,
+        exif: (!exif.is_empty()).then_some(serde_json::Value::Object(exif)),
         created_at: Utc::now(),
     };
     let store = state.store.clone();
@@ -475,6 +477,7 @@ fn media_view(m: &MediaRecord) -> Value {
         "sha256": m.sha256,
         "width": m.width,
         "height": m.height,
+        "exif": m.exif,
         "created_at": timestamp(m.created_at),
     })
 }

@@ -57,6 +57,23 @@ fn precision(run: &ValidRun) -> Precision {
     }
 }
 
+/// What the gateway records for an indexed picture: its content's hash, size and type, and
+/// what its EXIF block says.
+fn system_of(media: &aimp_index::MediaRecord) -> Value {
+    let mut system = json!({
+        "sha256": media.sha256,
+        "width": media.width,
+        "height": media.height,
+        "content_type": media.content_type,
+    });
+    if let (Some(Value::Object(exif)), Value::Object(out)) = (&media.exif, &mut system) {
+        for (k, v) in exif {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    system
+}
+
 /// `index`: embed everything first, then one durable upsert: all or nothing.
 pub async fn index(
     state: &AppState,
@@ -86,12 +103,7 @@ pub async fn index(
                 vector,
                 filename: Some(input.filename.unwrap_or_else(|| media.filename.clone())),
                 media_ref: Some(media.media_ref.clone()),
-                system: Some(json!({
-                    "sha256": media.sha256,
-                    "width": media.width,
-                    "height": media.height,
-                    "content_type": media.content_type,
-                })),
+                system: Some(system_of(&media)),
                 metadata,
             })
             .collect()
