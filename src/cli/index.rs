@@ -1,8 +1,11 @@
 //! `aimp index DIR --model clipo --scope NAME`: every picture under a folder, uploaded and
-//! indexed through the gateway's API in batches. Resumable: content the scope already holds
-//! (by sha256) is skipped, so a second run only sends what is new.
+//! indexed through the gateway's API in batches, with its fields from the folder's metadata
+//! sidecar (`sidecar`); the gateway adds what the picture's EXIF says. Resumable: content the
+//! scope already holds (by sha256) is skipped, so a second run only sends what is new, and
+//! a picture whose sidecar fields changed is indexed again from its stored upload.
+//! `aimp index --texts FILE.jsonl` does the same for texts (`index_texts`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -20,15 +23,24 @@ const MAX_ID_LEN: usize = 256;
 
 #[derive(clap::Args, Debug)]
 pub struct IndexArgs {
-    /// The folder to index, walked recursively.
-    pub dir: PathBuf,
-    /// The model whose `index` mode takes images.
-    #[arg(long, default_value = "clipo")]
-    pub model: String,
+    /// The folder of pictures to index, walked recursively.
+    #[arg(required_unless_present = "texts", conflicts_with = "texts")]
+    pub dir: Option<PathBuf>,
+    /// Index texts instead: a JSON Lines file of `{"id", "text", "metadata"}` objects.
+    #[arg(long)]
+    pub texts: Option<PathBuf>,
+    /// The pictures' fields: a JSON Lines or CSV file keyed by path relative to the folder
+    /// (default: the folder's metadata.jsonl or metadata.csv, if there is one).
+    #[arg(long, conflicts_with = "texts")]
+    pub metadata: Option<PathBuf>,
+    /// The model whose `index` mode takes the pictures (default clipo) or the texts (default
+    /// demo-model).
+    #[arg(long)]
+    pub model: Option<String>,
     /// The scope to index into.
     #[arg(long)]
     pub scope: String,
-    /// Pictures per index run.
+    /// Pictures (or texts) per index run.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Batches in flight at once (uploads of one overlap the encoding of another).
@@ -46,6 +58,16 @@ struct Candidate {
     /// The id it is indexed under: its path relative to the folder, `/`-separated.
     id: String,
     content_type: &'static str,
+    /// Its row of the sidecar.
+    metadata: Option<Value>,
+}
+
+/// What the scope holds already of one content.
+#[derive(Debug, Clone)]
+struct Known {
+    id: String,
+    media_ref: Option<String>,
+    metadata: Option<Value>,
 }
 
 /// What happened to the files, for the summary.
@@ -53,6 +75,8 @@ struct Candidate {
 struct Tally {
     indexed: usize,
     already: usize,
+    /// Indexed again from their stored upload because their sidecar fields changed.
+    updated: usize,
     not_images: Vec<(PathBuf, String)>,
     failed: Vec<(PathBuf, String)>,
 }
@@ -61,11 +85,39 @@ pub fn run(client: &Client, args: &IndexArgs) -> anyhow::Result<()> {
     if args.batch == 0 || args.batch > 64 {
         bail!("--batch must be between 1 and 64 (the index run's limit)");
     }
+    if let Some(texts) = &args.texts {
+        let model = args.model.as_deref().unwrap_or("demo-model");
+        return super::index_texts::run(client, texts, model, &args.scope, args.batch);
+    }
+    let Some(dir) = args.dir.as_deref() else {
+        bail!("give the folder to index, or --texts FILE");
+    };
+    let model = args.model.as_deref().unwrap_or("clipo");
     let started = Instant::now();
-    let collection = index_collection(client, &args.model)?;
-    let known = indexed_hashes(client, &args.model, &collection, &args.scope)?;
+    let sidecar_file = super::sidecar::locate(dir, args.metadata.as_deref())?;
+    let mut sidecar = match &sidecar_file {
+        Some(f) => super::sidecar::read(f)?,
+        None => HashMap::new(),
+    };
+    let collection = index_collection(client, model)?;
+    let known = indexed_hashes(client, model, &collection, &args.scope)?;
     let mut tally = Tally::default();
-    let candidates = scan(&args.dir, args.max_bytes, &mut tally)?;
+    let mut candidates = scan(dir, args.max_bytes, sidecar_file.as_deref(), &mut tally)?;
+    for c in &mut candidates {
+        c.metadata = sidecar.remove(&c.id);
+    }
+    if let Some(f) = &sidecar_file {
+        let mut unused: Vec<&String> = sidecar.keys().collect();
+        unused.sort();
+        if !unused.is_empty() {
+            eprintln!(
+                "{}: {} rows name no picture in the folder (first: {})",
+                f.display(),
+                unused.len(),
+                unused[0]
+            );
+        }
+    }
     let bar = ProgressBar::new(candidates.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} pictures  {per_sec}  eta {eta}  {msg}")
@@ -77,8 +129,9 @@ pub fn run(client: &Client, args: &IndexArgs) -> anyhow::Result<()> {
     let shared = Shared {
         client,
         args,
+        model,
         bar: &bar,
-        seen: Mutex::new(known),
+        seen: Mutex::new(known.into_iter().map(|(h, k)| (h, Some(k))).collect()),
         tally: Mutex::new(tally),
         next: Mutex::new(candidates.into_iter()),
     };
@@ -95,7 +148,7 @@ pub fn run(client: &Client, args: &IndexArgs) -> anyhow::Result<()> {
     });
     bar.finish_and_clear();
     let tally = shared.tally.into_inner().unwrap_or_else(|p| p.into_inner());
-    summarize(&tally, &args.model, &collection, &args.scope, started);
+    summarize(&tally, model, &collection, &args.scope, started);
     for r in results {
         r?;
     }
@@ -125,14 +178,37 @@ fn index_collection(client: &Client, model: &str) -> anyhow::Result<String> {
         .with_context(|| format!("model {model}'s index mode names no collection"))
 }
 
-/// The sha256 of every picture the scope already holds.
+/// What the scope already holds, by content sha256.
 fn indexed_hashes(
     client: &Client,
     model: &str,
     collection: &str,
     scope: &str,
-) -> anyhow::Result<HashSet<String>> {
-    let mut hashes = HashSet::new();
+) -> anyhow::Result<HashMap<String, Known>> {
+    let mut hashes = HashMap::new();
+    for item in listing(client, model, collection, scope)? {
+        if let (Some(h), Some(id)) = (item["sha256"].as_str(), item["id"].as_str()) {
+            hashes.insert(
+                h.to_string(),
+                Known {
+                    id: id.to_string(),
+                    media_ref: item["media_ref"].as_str().map(str::to_string),
+                    metadata: Some(item["metadata"].clone()).filter(|m| !m.is_null()),
+                },
+            );
+        }
+    }
+    Ok(hashes)
+}
+
+/// Every item the scope holds (empty when it holds none yet), a page of 1,000 at a time.
+pub(super) fn listing(
+    client: &Client,
+    model: &str,
+    collection: &str,
+    scope: &str,
+) -> anyhow::Result<Vec<Value>> {
+    let mut items = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let mut path =
@@ -142,27 +218,29 @@ fn indexed_hashes(
         }
         let page = match client.get(&path)? {
             Ok(page) => page,
-            Err(ApiFailure { status: 404, .. }) => return Ok(hashes), // nothing indexed yet
+            Err(ApiFailure { status: 404, .. }) => return Ok(items), // nothing indexed yet
             Err(e) => bail!("listing what {scope} holds: {e}"),
         };
         let data = page["data"].as_array().cloned().unwrap_or_default();
-        for item in &data {
-            if let Some(h) = item["sha256"].as_str() {
-                hashes.insert(h.to_string());
-            }
-        }
         after = data
             .last()
             .and_then(|i| i["id"].as_str())
             .map(str::to_string);
+        items.extend(data);
         if page["has_more"] != true || after.is_none() {
-            return Ok(hashes);
+            return Ok(items);
         }
     }
 }
 
-/// The files under `dir`, sorted; what is not a picture is set aside with its reason.
-fn scan(dir: &Path, max_bytes: u64, tally: &mut Tally) -> anyhow::Result<Vec<Candidate>> {
+/// The files under `dir`, sorted; what is not a picture is set aside with its reason (the
+/// sidecar itself is passed over in silence).
+fn scan(
+    dir: &Path,
+    max_bytes: u64,
+    sidecar: Option<&Path>,
+    tally: &mut Tally,
+) -> anyhow::Result<Vec<Candidate>> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
@@ -173,6 +251,9 @@ fn scan(dir: &Path, max_bytes: u64, tally: &mut Tally) -> anyhow::Result<Vec<Can
             continue;
         }
         let path = entry.path().to_path_buf();
+        if sidecar.is_some_and(|s| same_file(s, &path)) {
+            continue;
+        }
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         let reason = if size == 0 {
             Some("empty file".to_string())
@@ -208,17 +289,26 @@ fn scan(dir: &Path, max_bytes: u64, tally: &mut Tally) -> anyhow::Result<Vec<Can
             path,
             id: relative,
             content_type,
+            metadata: None,
         });
     }
     Ok(out)
 }
 
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 struct Shared<'a> {
     client: &'a Client,
     args: &'a IndexArgs,
+    model: &'a str,
     bar: &'a ProgressBar,
-    /// Content hashes indexed before or during this run.
-    seen: Mutex<HashSet<String>>,
+    /// Contents indexed before (with what they hold) or during this run (`None`).
+    seen: Mutex<HashMap<String, Option<Known>>>,
     tally: Mutex<Tally>,
     next: Mutex<std::vec::IntoIter<Candidate>>,
 }
@@ -229,6 +319,7 @@ struct Uploaded {
     id: String,
     filename: String,
     media_ref: String,
+    metadata: Option<Value>,
 }
 
 impl Shared<'_> {
@@ -261,20 +352,40 @@ impl Shared<'_> {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if !seen.insert(sha256.clone()) {
-                self.bar.inc(1);
-                let mut t = self.tally();
+            match seen.get(&sha256) {
+                // Indexed before this run, with other fields than its sidecar row's now:
+                // indexed again from the upload the scope keeps, under the id it has.
+                Some(Some(known))
+                    if c.metadata.is_some()
+                        && known.metadata != c.metadata
+                        && known.media_ref.is_some() =>
+                {
+                    let known = known.clone();
+                    seen.insert(sha256, None);
+                    drop(seen);
+                    self.tally().updated += 1;
+                    let filename = c.filename_or_id();
+                    return Ok(Some(Uploaded {
+                        path: c.path,
+                        id: known.id,
+                        filename,
+                        media_ref: known.media_ref.unwrap_or_default(),
+                        metadata: c.metadata,
+                    }));
+                }
                 // Known before this run, or met twice in it: either way, not sent again.
-                t.already += 1;
-                return Ok(None);
+                Some(_) => {
+                    drop(seen);
+                    self.bar.inc(1);
+                    self.tally().already += 1;
+                    return Ok(None);
+                }
+                None => {
+                    seen.insert(sha256.clone(), None);
+                }
             }
         }
-        let filename = c
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| c.id.clone());
-        let filename: String = filename.chars().filter(|ch| !ch.is_control()).collect();
+        let filename = c.filename_or_id();
         match self.client.upload(&filename, c.content_type, &bytes)? {
             Ok(done) => Ok(Some(Uploaded {
                 id: if c.id.len() <= MAX_ID_LEN {
@@ -288,6 +399,7 @@ impl Shared<'_> {
                     .as_str()
                     .context("complete answered no media_ref")?
                     .to_string(),
+                metadata: c.metadata,
             })),
             Err(e) if e.status == 400 => {
                 self.bar.inc(1);
@@ -311,8 +423,16 @@ impl Shared<'_> {
                 .map(|u| json!({"media_ref": u.media_ref, "filename": u.filename}))
                 .collect();
             let ids: Vec<&str> = batch.iter().map(|u| u.id.as_str()).collect();
-            let body = json!({"model": self.args.model, "mode": "index", "scope": self.args.scope,
-                "input": {"images": images, "image_ids": ids}, "params": {}});
+            let mut input = json!({"images": images, "image_ids": ids});
+            // With a sidecar, every picture has its object (an empty one without a row).
+            if batch.iter().any(|u| u.metadata.is_some()) {
+                input["metadata"] = batch
+                    .iter()
+                    .map(|u| u.metadata.clone().unwrap_or_else(|| json!({})))
+                    .collect();
+            }
+            let body = json!({"model": self.model, "mode": "index", "scope": self.args.scope,
+                "input": input, "params": {}});
             match self.client.run(&body)? {
                 Ok(_) => {
                     self.bar.inc(batch.len() as u64);
@@ -341,8 +461,20 @@ impl Shared<'_> {
     }
 }
 
+impl Candidate {
+    /// The file's name without control characters, else its id.
+    fn filename_or_id(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.id.clone());
+        name.chars().filter(|ch| !ch.is_control()).collect()
+    }
+}
+
 /// A line above the progress bar, or on stderr when there is no bar (not a terminal).
-fn say(bar: &ProgressBar, line: String) {
+pub(super) fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {
@@ -356,7 +488,7 @@ fn item_position(param: &str) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-fn percent_encode(s: &str) -> String {
+pub(super) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -379,6 +511,12 @@ fn summarize(t: &Tally, model: &str, collection: &str, scope: &str, started: Ins
         t.already,
         t.not_images.len()
     );
+    if t.updated > 0 {
+        println!(
+            "of those indexed, {} were already there and took their changed sidecar fields",
+            t.updated
+        );
+    }
     if !t.failed.is_empty() {
         println!("failed {}:", t.failed.len());
         for (path, reason) in &t.failed {

@@ -4,10 +4,12 @@ pub mod bench;
 pub mod bench_filter;
 pub mod client;
 pub mod index;
+pub mod index_texts;
 pub mod keys;
 pub mod models;
 pub mod search;
 pub mod serve;
+pub mod sidecar;
 
 use anyhow::Context;
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod disk_full;
+mod index_metadata;
 mod kill_loop;
 mod media;
 mod overload;

@@ -162,6 +162,8 @@ pub async fn items(
                 "filename": item.filename,
                 "media_ref": item.media_ref,
                 "sha256": meta.and_then(|m| m.get("sha256")),
+                "text": meta.and_then(|m| m.get("text")),
+                "system": item.system,
                 "metadata": item.metadata,
                 "updated_at": timestamp(item.updated_at),
             })
