@@ -96,6 +96,26 @@ impl Selector {
         }
     }
 
+    /// `passes` for many items: a cluster selector looked up in a table of every cluster.
+    pub fn mask<'a>(&'a self, labels: &'a Labels) -> impl Fn(usize) -> bool + 'a {
+        let allowed: Vec<bool> = match self {
+            Selector::Below(_) => Vec::new(),
+            Selector::Clusters(cs) => {
+                let mut a = vec![false; labels.centres.len()];
+                for &c in cs {
+                    if let Some(slot) = a.get_mut(c as usize) {
+                        *slot = true;
+                    }
+                }
+                a
+            }
+        };
+        move |item| match self {
+            Selector::Below(t) => labels.uniform[item] < *t,
+            Selector::Clusters(_) => allowed[labels.cluster[item] as usize],
+        }
+    }
+
     /// The same selection as a `params.filter`.
     pub fn filter(&self) -> serde_json::Value {
         match self {
@@ -260,9 +280,9 @@ pub fn cases(
             cases
                 .iter()
                 .map(|case| {
-                    let sel = &case.selectors[q];
+                    let pass = case.selectors[q].mask(labels);
                     let mut passing: Vec<(f32, u32)> = (0..base.rows)
-                        .filter(|&i| sel.passes(labels, i))
+                        .filter(|&i| pass(i))
                         .map(|i| (d[i], i as u32))
                         .collect();
                     let matched = passing.len();

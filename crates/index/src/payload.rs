@@ -250,6 +250,9 @@ pub(crate) enum Narrowed {
 /// would take more than the limit), else the items (ascending) and whether exactly they match.
 type Candidates = Option<(Vec<u64>, bool)>;
 
+/// The values of a long `any` whose counts estimate how many items it passes.
+const SAMPLED_VALUES: usize = 16;
+
 /// Reads the indexes of one collection, in a read transaction or in the write transaction
 /// that is about to change them (a delete by filter).
 pub(crate) struct Reader<R, C, I> {
@@ -409,12 +412,27 @@ where
                 Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
             })
             .collect();
-        let mut total = 0u64;
-        for e in &wanted {
-            total += self
+        let count = |e: &Vec<u8>| -> Result<u64, StoreError> {
+            Ok(self
                 .counts
                 .get((self.coll, e.as_slice()))?
-                .map_or(0, |v| v.value());
+                .map_or(0, |v| v.value()))
+        };
+        // A long `any`: a few of its values' counts first, so a list that plainly passes
+        // more than the limit is known after a handful of lookups rather than hundreds.
+        if wanted.len() > 4 * SAMPLED_VALUES {
+            let mut sampled = 0u64;
+            for e in &wanted[..SAMPLED_VALUES] {
+                sampled += count(e)?;
+            }
+            let estimate = sampled as f64 * wanted.len() as f64 / SAMPLED_VALUES as f64;
+            if estimate > 2.0 * limit as f64 {
+                return Ok(None);
+            }
+        }
+        let mut total = 0u64;
+        for e in &wanted {
+            total += count(e)?;
             if total > limit as u64 {
                 return Ok(None);
             }
@@ -629,6 +647,50 @@ mod tests {
     }
 
     /// Items of awkward shapes, and conditions on them: the indexes' candidates must hold
+    /// A long `any` that plainly passes more than the limit is known to be broad from a
+    /// sample of its values; one whose values are mostly absent is still narrowed exactly.
+    #[test]
+    fn a_long_any_is_estimated_from_a_sample_and_narrowed_when_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = CollectionKey::new("w", "m", "c", "s");
+        // 100 values, 10 items each.
+        let items = (0..1000)
+            .map(|i| NewItem {
+                id: format!("i{i:04}"),
+                vector: vec![i as f32, 1.0],
+                filename: None,
+                media_ref: None,
+                system: None,
+                metadata: Some(json!({"tag": format!("v{}", i % 100)})),
+            })
+            .collect();
+        let txn = store.begin_write().expect("write");
+        let (record, _, _) =
+            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
+                .expect("upsert");
+        txn.commit().expect("commit");
+        let txn = store.begin_read().expect("read");
+        let reader = Reader::open(&txn, record.id).expect("reader");
+        let every: Vec<String> = (0..100).map(|v| format!("v{v}")).collect();
+        let broad = Filter::parse(&json!({"must": [{"key": "tag", "match": {"any": every}}]}))
+            .expect("filter");
+        assert!(matches!(
+            reader.narrow(&broad, 50).expect("narrow"),
+            Narrowed::Broad
+        ));
+        // 90 values no item holds, then 10 that 10 items each hold: 100 matches, under 200.
+        let mut sparse: Vec<String> = (0..90).map(|v| format!("absent{v}")).collect();
+        sparse.extend((0..10).map(|v| format!("v{v}")));
+        let sparse = Filter::parse(&json!({"must": [{"key": "tag", "match": {"any": sparse}}]}))
+            .expect("filter");
+        let Narrowed::Among { items, exact: true } = reader.narrow(&sparse, 200).expect("narrow")
+        else {
+            panic!("a sparse any is narrowed");
+        };
+        assert_eq!(items.len(), 100);
+    }
+
     /// every match, and be exactly the matches when they say so.
     #[test]
     fn candidates_hold_every_match_and_exact_ones_no_more() {
