@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Filtered search on real embeddings: about 100,000 sentences of the documentation already on
+# this machine (benches/data/docs_corpus.py), embedded with demo-model's real MiniLM weights,
+# then `aimp bench filter` with ours, exact, the plain in-walk filter and hnswlib's filter
+# functor, every engine on one thread pinned to one core.
+#
+#   benches/reference/compare_filter.sh [QUERIES] [CPU]
+#   e.g. benches/reference/compare_filter.sh 200 1
+#
+# Needs the reference venv with hnswlib: /tmp/refvenv/bin/pip install numpy hnswlib
+# Writes target/filter/{corpus.txt,base.fvecs,query.fvecs,filter.json,filter.svg,filter.png}.
+set -euo pipefail
+QUERIES=${1:-200}; CPU=${2:-1}
+PY=${PYTHON:-/tmp/refvenv/bin/python}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DIR="$ROOT/target/filter"
+mkdir -p "$DIR"
+cargo build --quiet
+BIN="$ROOT/target/debug/aimp"   # aimp-index and every dependency are built at opt-level 3
+if [ ! -s "$DIR/base.fvecs" ]; then
+  DOCS=$(rustc --print sysroot)/share/doc/rust/html
+  python3 "$ROOT/benches/data/docs_corpus.py" "$DOCS" "$ROOT/Cargo.lock" \
+    "$HOME"/.cargo/registry/src/index.crates.io-* > "$DIR/corpus.txt"
+  "$BIN" --data-dir "$DIR/data" --models-dir "$DIR/data/models" bench embed \
+    --texts "$DIR/corpus.txt" --limit 101000 --queries 1000 --out "$DIR"
+fi
+taskset -c "$CPU" "$BIN" bench filter --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" \
+  --queries "$QUERIES" --metric cosine --hnswlib "$PY" --work "$DIR/work" \
+  --out "$DIR/filter.json" --plot "$DIR/filter.svg"
