@@ -385,7 +385,10 @@ fn overload_is_shed_with_retry_after_and_memory_stays_flat() {
     // a tenth and 16 MiB (with glibc's default arenas the 600 s soak went on climbing by a
     // third over that stretch; see src/allocator.rs).
     let n = footprints.len();
-    let (settled, end) = (rss(&footprints[n / 2..n * 6 / 10]), rss(&footprints[n * 8 / 10..]));
+    let (settled, end) = (
+        rss(&footprints[n / 2..n * 6 / 10]),
+        rss(&footprints[n * 8 / 10..]),
+    );
     assert!(
         end <= settled + settled / 10 + 16 * 1024,
         "resident memory still climbing after warm-up: {settled} KiB at 50-60 %, {end} KiB at the end"

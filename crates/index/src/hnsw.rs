@@ -259,13 +259,15 @@ impl Hnsw {
         ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Vec<Neighbour> {
-        self.search_within(query, k, ef, filter, usize::MAX)
+        self.search_within(query, k, ef, filter, usize::MAX, None)
             .unwrap_or_default()
     }
 
     /// [`Hnsw::search`], giving up (`None`) once the bottom-level walk has computed more than
-    /// `limit` distances: what a caller with a cheaper way to answer (exact search over the
-    /// items a filter matches) stops a walk that a restrictive filter keeps going with.
+    /// `limit` distances, or, with a `probe`, once the filter has been asked about
+    /// `probe.after` nodes and passed fewer than `probe.min_share` of them: what a caller with
+    /// a cheaper way to answer (exact search over the items a filter matches) stops a walk
+    /// that a restrictive filter would keep going with.
     pub fn search_within(
         &self,
         query: &[f32],
@@ -273,6 +275,7 @@ impl Hnsw {
         ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
         limit: usize,
+        probe: Option<Probe>,
     ) -> Option<Vec<Neighbour>> {
         assert_eq!(query.len(), self.params.dim, "query length");
         if k == 0 {
@@ -288,6 +291,7 @@ impl Hnsw {
             ef: ef.max(k),
             filter,
             limit,
+            probe,
         })
     }
 
@@ -491,6 +495,7 @@ fn search_level<S: Simd>(
     accept: &impl Fn(u32) -> bool,
     scratch: &mut Vec<u32>,
     limit: usize,
+    give_up: &impl Fn() -> bool,
 ) -> Option<BinaryHeap<Scored>> {
     let (dim, metric, m) = (g.params.dim, g.params.metric, g.params.m);
     let mut computed = 0usize;
@@ -531,7 +536,7 @@ fn search_level<S: Simd>(
             touch(nodes.vector(scratch[0], dim));
         }
         computed += fresh;
-        if computed > limit {
+        if computed > limit || give_up() {
             return None;
         }
         for i in 0..fresh {
@@ -644,6 +649,7 @@ impl WithSimd for Link<'_> {
                 &accept,
                 &mut scratch,
                 usize::MAX,
+                &|| false,
             )
             .unwrap_or_default();
             let sorted = found.into_sorted_vec();
@@ -728,6 +734,16 @@ struct Search<'a> {
     filter: Option<&'a (dyn Fn(u64) -> bool + Sync)>,
     /// Most distances the bottom-level walk may compute before it gives up.
     limit: usize,
+    probe: Option<Probe>,
+}
+
+/// When a filtered walk gives up early: once the filter has been asked about `after` nodes,
+/// if it passed fewer than `min_share` of them (the nodes near the query rarely match, so
+/// the walk would have to go far). Checked once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probe {
+    pub after: usize,
+    pub min_share: f64,
 }
 
 impl WithSimd for Search<'_> {
@@ -743,10 +759,14 @@ impl WithSimd for Search<'_> {
             ef,
             filter,
             limit,
+            probe,
         } = self;
         let Some((entry, top)) = g.entry() else {
             return Some(Vec::new());
         };
+        // How often the filter was asked, and how often it passed.
+        let asked = std::cell::Cell::new(0usize);
+        let passed = std::cell::Cell::new(0usize);
         let dim = g.params.dim;
         let mut scratch = Vec::with_capacity(2 * g.params.m + 1);
         let mut cur = Scored(
@@ -758,8 +778,28 @@ impl WithSimd for Search<'_> {
         for l in (1..=top).rev() {
             cur = greedy(simd, g, nodes, query, cur, l, &mut scratch);
         }
-        let accept =
-            |n: u32| !nodes.is_deleted(n) && filter.is_none_or(|f| f(nodes.keys[n as usize]));
+        let accept = |n: u32| {
+            !nodes.is_deleted(n)
+                && filter.is_none_or(|f| {
+                    asked.set(asked.get() + 1);
+                    let yes = f(nodes.keys[n as usize]);
+                    passed.set(passed.get() + usize::from(yes));
+                    yes
+                })
+        };
+        // Decided once, when the filter has been asked `after` times: a walk that passes the
+        // probe is not stopped later by it.
+        let probed = std::cell::Cell::new(false);
+        let give_up = || {
+            probe.is_some_and(|p| {
+                let n = asked.get();
+                if probed.get() || n < p.after {
+                    return false;
+                }
+                probed.set(true);
+                (passed.get() as f64) < p.min_share * n as f64
+            })
+        };
         let mut visited = visited::take();
         visited.start(nodes.keys.len());
         let found = search_level(
@@ -774,6 +814,7 @@ impl WithSimd for Search<'_> {
             &accept,
             &mut scratch,
             limit,
+            &give_up,
         );
         visited::give_back(visited);
         let mut sorted = found?.into_sorted_vec();

@@ -31,7 +31,7 @@ pub use distance::Metric;
 pub use error::{StorageFault, StoreError, is_full};
 pub use filter::{Filter, FilterError};
 pub use graph_file::GraphFile;
-pub use hnsw::{Hnsw, HnswParams, Neighbour};
+pub use hnsw::{Hnsw, HnswParams, Neighbour, Probe};
 pub use keys::{ApiKeyRecord, KeyHash};
 pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
 pub use metadata::{MetadataError, json_type};

@@ -253,6 +253,14 @@ type Candidates = Option<(Vec<u64>, bool)>;
 /// The values of a long `any` whose counts estimate how many items it passes.
 const SAMPLED_VALUES: usize = 16;
 
+/// How many items a condition's entries hold (summed: an item holding two of them counts
+/// twice, so it bounds the matches from above), and, when asked for, the items (ascending).
+type Counted = Option<(u64, Vec<u64>)>;
+
+fn exact_rows(counted: Counted) -> Candidates {
+    counted.map(|(_, items)| (items, true))
+}
+
 /// Reads the indexes of one collection, in a read transaction or in the write transaction
 /// that is about to change them (a delete by filter).
 pub(crate) struct Reader<R, C, I> {
@@ -315,6 +323,54 @@ where
         })
     }
 
+    /// At most how many items `filter` passes, from the counts alone (no item rows read):
+    /// `None` when the indexes cannot bound it below `limit`.
+    pub fn estimate(&self, filter: &Filter, limit: usize) -> Result<Option<u64>, StoreError> {
+        let mut bound: Option<u64> = None;
+        let mut tighten = |n: u64| bound = Some(bound.map_or(n, |b: u64| b.min(n)));
+        for c in &filter.must {
+            if let Some(n) = self.condition_count(c, limit)? {
+                tighten(n);
+            }
+        }
+        if !filter.should.is_empty() {
+            let mut sum = Some(0u64);
+            for c in &filter.should {
+                sum = match (sum, self.condition_count(c, limit)?) {
+                    (Some(s), Some(n)) => Some(s + n),
+                    _ => None,
+                };
+            }
+            if let Some(s) = sum {
+                tighten(s);
+            }
+        }
+        Ok(bound.filter(|b| *b <= limit as u64))
+    }
+
+    fn condition_count(&self, c: &Condition, limit: usize) -> Result<Option<u64>, StoreError> {
+        let counted = match c {
+            Condition::Match {
+                key,
+                test: Match::Value(v),
+            } => self.values(key, std::slice::from_ref(v), limit, false)?,
+            Condition::Match {
+                key,
+                test: Match::Any(vs),
+            } => self.values(key, vs, limit, false)?,
+            Condition::Range { key, range } => self.range(key, range, limit, false)?,
+            Condition::HasId(ids) => return Ok(Some(ids.len() as u64)),
+            Condition::Nested(inner) => return self.estimate(inner, limit),
+            Condition::Match {
+                test: Match::Except(_),
+                ..
+            }
+            | Condition::IsEmpty(_)
+            | Condition::IsNull(_) => None,
+        };
+        Ok(counted.map(|(n, _)| n))
+    }
+
     fn filter(&self, filter: &Filter, limit: usize) -> Result<Candidates, StoreError> {
         // `must`: the intersection of what each condition narrows to.
         let mut must: Option<Vec<u64>> = None;
@@ -374,12 +430,17 @@ where
             Condition::Match {
                 key,
                 test: Match::Value(v),
-            } => self.values(key, std::slice::from_ref(v), limit),
+            } => Ok(exact_rows(self.values(
+                key,
+                std::slice::from_ref(v),
+                limit,
+                true,
+            )?)),
             Condition::Match {
                 key,
                 test: Match::Any(vs),
-            } => self.values(key, vs, limit),
-            Condition::Range { key, range } => self.range(key, range, limit),
+            } => Ok(exact_rows(self.values(key, vs, limit, true)?)),
+            Condition::Range { key, range } => Ok(exact_rows(self.range(key, range, limit, true)?)),
             Condition::HasId(ids) => {
                 let mut items = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -402,7 +463,13 @@ where
     }
 
     /// Items holding any of `values` at `key`.
-    fn values(&self, key: &Key, values: &[Scalar], limit: usize) -> Result<Candidates, StoreError> {
+    fn values(
+        &self,
+        key: &Key,
+        values: &[Scalar],
+        limit: usize,
+        rows: bool,
+    ) -> Result<Counted, StoreError> {
         let field = field_name(key);
         let wanted: Vec<Vec<u8>> = values
             .iter()
@@ -437,6 +504,9 @@ where
                 return Ok(None);
             }
         }
+        if !rows {
+            return Ok(Some((total, Vec::new())));
+        }
         let mut items = Vec::with_capacity(total as usize);
         for e in &wanted {
             let e = e.as_slice();
@@ -449,12 +519,18 @@ where
         }
         items.sort_unstable();
         items.dedup();
-        Ok(Some((items, true)))
+        Ok(Some((total, items)))
     }
 
     /// Items with a value at `key` inside `range`: one scan of the field's entries from the
     /// lowest bound to the highest, each value checked against every bound.
-    fn range(&self, key: &Key, range: &Range, limit: usize) -> Result<Candidates, StoreError> {
+    fn range(
+        &self,
+        key: &Key,
+        range: &Range,
+        limit: usize,
+        rows: bool,
+    ) -> Result<Counted, StoreError> {
         let field = field_name(key);
         let Some(kind) = range.gt.or(range.gte).or(range.lt).or(range.lte) else {
             return Ok(None);
@@ -509,6 +585,9 @@ where
                 }
             }
         }
+        if !rows {
+            return Ok(Some((total, Vec::new())));
+        }
         let mut items = Vec::with_capacity(total as usize);
         for row in self
             .rows
@@ -522,7 +601,7 @@ where
         }
         items.sort_unstable();
         items.dedup();
-        Ok(Some((items, true)))
+        Ok(Some((total, items)))
     }
 }
 

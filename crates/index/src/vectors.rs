@@ -719,6 +719,24 @@ impl Planner<'_> {
             exact_limit(self.graph.live(), self.ef, self.m)
         };
         let reader = payload::Reader::open(self.txn, self.coll)?;
+        // Many matches, though few enough to compare them all: reading them costs about as
+        // much as a walk that meets one in `live / matches` nodes. A filter that follows the
+        // vectors (most nodes near the query pass) makes the walk far cheaper; a short probe
+        // of the walk tells which, before any match is read.
+        if !walk
+            && !must_be_exact
+            && let Some(m) = reader.estimate(self.filter, limit)?
+            && m as usize > limit / 4
+        {
+            let share = m as f64 / self.graph.live().max(1) as f64;
+            let probe = crate::hnsw::Probe {
+                after: self.ef.max(32),
+                min_share: (4.0 * share).min(0.5),
+            };
+            if let Some(found) = self.walk(limit.saturating_mul(2), Some(probe))? {
+                return Ok((found, false));
+            }
+        }
         let narrowed = if walk {
             payload::Narrowed::Broad
         } else {
@@ -733,35 +751,42 @@ impl Planner<'_> {
             return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
         }
         if !must_be_exact {
-            let items = self.txn.open_table(ITEMS)?;
-            let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
-            let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
-                Ok(yes) => yes,
-                Err(e) => {
-                    failed.lock().get_or_insert(e);
-                    false
-                }
+            let budget = if walk {
+                usize::MAX
+            } else {
+                limit.saturating_mul(2)
             };
-            let walked = self.graph.search_within(
-                self.query,
-                self.k,
-                self.ef,
-                Some(&pass),
-                if walk {
-                    usize::MAX
-                } else {
-                    limit.saturating_mul(2)
-                },
-            );
-            if let Some(e) = failed.into_inner() {
-                return Err(e);
-            }
-            if let Some(found) = walked {
+            if let Some(found) = self.walk(budget, None)? {
                 return Ok((found, false));
             }
         }
         let matches = collection::matching(self.txn, self.coll, self.filter)?;
         Ok((self.graph.exact_among(self.query, self.k, &matches), true))
+    }
+
+    /// The filtered walk, evaluating the filter on each node it meets (reading the item);
+    /// `None` when it gave up (past `budget` distances, or on the probe).
+    fn walk(
+        &self,
+        budget: usize,
+        probe: Option<crate::hnsw::Probe>,
+    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+        let items = self.txn.open_table(ITEMS)?;
+        let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
+        let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
+            Ok(yes) => yes,
+            Err(e) => {
+                failed.lock().get_or_insert(e);
+                false
+            }
+        };
+        let walked =
+            self.graph
+                .search_within(self.query, self.k, self.ef, Some(&pass), budget, probe);
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(walked),
+        }
     }
 }
 

@@ -162,3 +162,44 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
         assert!(recall >= 0.95, "{name}: recall@{K} {recall:.3}");
     }
 }
+
+#[test]
+fn a_probe_stops_a_walk_whose_filter_rarely_passes_near_the_query() {
+    use aimp_index::{Hnsw, HnswParams, Probe};
+    let g = Hnsw::new(HnswParams {
+        dim: 2,
+        metric: Metric::L2,
+        m: 8,
+        ef_construction: 64,
+        seed: 3,
+    });
+    let points: Vec<(u64, Vec<f32>)> = (0..2000u64)
+        .map(|i| (i, vec![(i % 50) as f32, (i / 50) as f32]))
+        .collect();
+    let rows: Vec<(u64, &[f32])> = points.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    g.insert(&rows);
+    let probe = Some(Probe {
+        after: 32,
+        min_share: 0.4,
+    });
+    let query = [25.0f32, 20.0];
+    // One node in ten passes, scattered: the probe sees about a tenth pass and gives up.
+    let scattered = |k: u64| k % 10 == 0;
+    assert!(
+        g.search_within(&query, 5, 32, Some(&scattered), usize::MAX, probe)
+            .is_none()
+    );
+    // A tenth of the nodes, lying around the query: most of what the probe sees passes.
+    let near = |k: u64| (15..=24).contains(&(k / 50));
+    let found = g
+        .search_within(&query, 5, 32, Some(&near), usize::MAX, probe)
+        .expect("a filter that follows the vectors is walked");
+    assert_eq!(found.len(), 5);
+    assert!(found.iter().all(|n| near(n.key)));
+    // Without a probe the scattered filter is walked to the end.
+    let walked = g
+        .search_within(&query, 5, 32, Some(&scattered), usize::MAX, None)
+        .expect("no probe, no limit: walked");
+    assert_eq!(walked.len(), 5);
+    assert!(walked.iter().all(|n| scattered(n.key)));
+}
