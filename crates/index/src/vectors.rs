@@ -719,10 +719,23 @@ impl Planner<'_> {
             exact_limit(self.graph.live(), self.ef, self.m)
         };
         let reader = payload::Reader::open(self.txn, self.coll)?;
-        // Many matches, though few enough to compare them all: reading them costs about as
-        // much as a walk that meets one in `live / matches` nodes. A filter that follows the
-        // vectors (most nodes near the query pass) makes the walk far cheaper; a short probe
-        // of the walk tells which, before any match is read.
+        // Few matches (a quarter of the limit at most): compared exactly, read at once.
+        if !walk
+            && !must_be_exact
+            && let payload::Narrowed::Among { items, exact } =
+                reader.narrow(self.filter, limit / 4)?
+        {
+            let matches = if exact {
+                items
+            } else {
+                payload::verify(self.txn, self.coll, &items, self.filter)?
+            };
+            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
+        }
+        // More, though few enough to compare them all: reading them costs about as much as a
+        // walk that meets one in `live / matches` nodes. A filter that follows the vectors
+        // (most nodes near the query pass) makes the walk far cheaper; a short probe of the
+        // walk tells which, before any match is read.
         if !walk
             && !must_be_exact
             && let Some(m) = reader.estimate(self.filter, limit)?
