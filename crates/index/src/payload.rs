@@ -471,32 +471,27 @@ where
         rows: bool,
     ) -> Result<Counted, StoreError> {
         let field = field_name(key);
-        let wanted: Vec<Vec<u8>> = values
-            .iter()
-            .map(|v| match v {
-                Scalar::Str(s) => entry(&field, KEYWORD, s.as_bytes()),
-                Scalar::Num(x) => entry(&field, NUMBER, &number_bytes(*x)),
-                Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
-            })
-            .collect();
-        let count = |e: &Vec<u8>| -> Result<u64, StoreError> {
-            Ok(self
-                .counts
-                .get((self.coll, e.as_slice()))?
-                .map_or(0, |v| v.value()))
+        let entry_of = |v: &Scalar| match v {
+            Scalar::Str(s) => entry(&field, KEYWORD, s.as_bytes()),
+            Scalar::Num(x) => entry(&field, NUMBER, &number_bytes(*x)),
+            Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
+        };
+        let count = |e: &[u8]| -> Result<u64, StoreError> {
+            Ok(self.counts.get((self.coll, e))?.map_or(0, |v| v.value()))
         };
         // A long `any`: a few of its values' counts first, so a list that plainly passes
         // more than the limit is known after a handful of lookups rather than hundreds.
-        if wanted.len() > 4 * SAMPLED_VALUES {
+        if values.len() > 4 * SAMPLED_VALUES {
             let mut sampled = 0u64;
-            for e in &wanted[..SAMPLED_VALUES] {
-                sampled += count(e)?;
+            for v in &values[..SAMPLED_VALUES] {
+                sampled += count(&entry_of(v))?;
             }
-            let estimate = sampled as f64 * wanted.len() as f64 / SAMPLED_VALUES as f64;
+            let estimate = sampled as f64 * values.len() as f64 / SAMPLED_VALUES as f64;
             if estimate > 2.0 * limit as f64 {
                 return Ok(None);
             }
         }
+        let wanted: Vec<Vec<u8>> = values.iter().map(entry_of).collect();
         let mut total = 0u64;
         for e in &wanted {
             total += count(e)?;

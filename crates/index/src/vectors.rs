@@ -735,12 +735,14 @@ impl Planner<'_> {
         // More, though few enough to compare them all: reading them costs about as much as a
         // walk that meets one in `live / matches` nodes. A filter that follows the vectors
         // (most nodes near the query pass) makes the walk far cheaper; a short probe of the
-        // walk tells which, before any match is read.
-        if !walk
-            && !must_be_exact
-            && let Some(m) = reader.estimate(self.filter, limit)?
-            && m as usize > limit / 4
-        {
+        // walk tells which, before any match is read. Past the limit, or where the indexes
+        // cannot bound the matches, the walk goes ahead unprobed.
+        let estimate = if walk || must_be_exact {
+            None
+        } else {
+            reader.estimate(self.filter, limit)?
+        };
+        if let Some(m) = estimate {
             let share = m as f64 / self.graph.live().max(1) as f64;
             let probe = crate::hnsw::Probe {
                 after: self.ef.max(32),
@@ -750,7 +752,7 @@ impl Planner<'_> {
                 return Ok((found, false));
             }
         }
-        let narrowed = if walk {
+        let narrowed = if walk || (estimate.is_none() && !must_be_exact) {
             payload::Narrowed::Broad
         } else {
             reader.narrow(self.filter, limit)?

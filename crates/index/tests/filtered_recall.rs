@@ -150,14 +150,25 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
         }
         let recall = found as f64 / wanted as f64;
         println!("{name}: recall@{K} {recall:.3} ({exhaustive} of {asked} queries exact)");
-        // Up to sqrt(ef × 2M × live) = 6,400 matches the planner compares every one: the
-        // indexes narrow the 0.5-30 % buckets, and the walk gives up on the unindexed filter.
+        // Up to a quarter of sqrt(ef × 2M × live) = 6,400 matches the planner compares every
+        // one (the 0.5 % and 1 % buckets), and the walk gives up on the unindexed filter. Up to
+        // the limit itself (10 %, 30 %) it probes the walk first, and a filter that does not
+        // follow the vectors fails the probe: nearly every answer is exact.
         if name.starts_with("unindexed")
-            || ["0.5 %", "1.0 %", "10.0 %", "30.0 %"]
+            || ["0.5 %", "1.0 %"]
                 .iter()
                 .any(|p| name == &format!("uncorrelated {p}"))
         {
             assert_eq!(exhaustive, asked, "{name}: every answer exact");
+        }
+        if ["10.0 %", "30.0 %"]
+            .iter()
+            .any(|p| name == &format!("uncorrelated {p}"))
+        {
+            assert!(
+                exhaustive * 10 >= asked * 9,
+                "{name}: {exhaustive} of {asked} exact"
+            );
         }
         assert!(recall >= 0.95, "{name}: recall@{K} {recall:.3}");
     }
@@ -184,7 +195,7 @@ fn a_probe_stops_a_walk_whose_filter_rarely_passes_near_the_query() {
     });
     let query = [25.0f32, 20.0];
     // One node in ten passes, scattered: the probe sees about a tenth pass and gives up.
-    let scattered = |k: u64| k % 10 == 0;
+    let scattered = |k: u64| k.is_multiple_of(10);
     assert!(
         g.search_within(&query, 5, 32, Some(&scattered), usize::MAX, probe)
             .is_none()
