@@ -8,7 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::filter::{Correlation, FilterRecord, cheapest_at};
-use crate::plot::register_font;
+use crate::plot::{qps_axis, register_font};
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 900;
@@ -83,19 +83,7 @@ where
         (Some(lo), Some(hi)) => (lo * 0.7, (hi * 1.3).min(1.5)),
         _ => (0.001, 1.0),
     };
-    let qps: Vec<f64> = records
-        .iter()
-        .map(|r| r.qps_single)
-        .filter(|q| *q > 0.0)
-        .collect();
-    let (q_lo, q_hi) = qps.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &q| {
-        (lo.min(q), hi.max(q))
-    });
-    let (q_lo, q_hi) = if qps.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (q_lo / 1.5, q_hi * 1.5)
-    };
+    let (q_lo, q_hi) = qps_axis(records.iter().map(|r| r.qps_single));
     for (col, correlation) in [Correlation::Uncorrelated, Correlation::Correlated]
         .into_iter()
         .enumerate()

@@ -24,6 +24,21 @@ pub(crate) fn register_font() {
     });
 }
 
+/// The queries/s axis of a plot: the positive rates with a margin each side (log scale), or
+/// 1..10 when there are none.
+pub(crate) fn qps_axis(qps: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = qps
+        .filter(|q| *q > 0.0)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), q| {
+            (lo.min(q), hi.max(q))
+        });
+    if hi > 0.0 {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (1.0, 10.0)
+    }
+}
+
 /// The settings of one engine not beaten on both recall and speed, by recall.
 pub fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     let mut sorted: Vec<(f64, f64)> = points.to_vec();
@@ -67,19 +82,7 @@ where
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
-    let qps: Vec<f64> = records
-        .iter()
-        .map(|r| r.qps_single)
-        .filter(|q| *q > 0.0)
-        .collect();
-    let (lo, hi) = qps.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &q| {
-        (lo.min(q), hi.max(q))
-    });
-    let (lo, hi) = if qps.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (lo / 1.5, hi * 1.5)
-    };
+    let (lo, hi) = qps_axis(records.iter().map(|r| r.qps_single));
     let r_min = records
         .iter()
         .map(|r| r.recall)
