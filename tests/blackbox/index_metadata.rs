@@ -3,12 +3,12 @@
 //! taken on the next run without uploading again. `aimp index --texts FILE.jsonl` indexes
 //! texts with their fields and resumes, sending only new or changed lines.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 use super::media::install_fixture_clipo;
-use super::{ENV_KEY, Server, aimp, clip_fixtures, get, post, shared_models};
+use super::{
+    ENV_KEY, Server, aimp, aimp_client as client, clip_fixtures, get, post, shared_models,
+};
 
 /// photo.jpg with an EXIF block: Make "Canon", Orientation 1, DateTime 2024-07-14 16:05:09.
 fn camera_jpeg() -> Vec<u8> {
@@ -28,22 +28,6 @@ fn camera_jpeg() -> Vec<u8> {
     out.extend_from_slice(&payload);
     out.extend_from_slice(&jpeg[2..]);
     out
-}
-
-fn client(data: &Path, models: &Path, server: &Server, args: &[&str]) -> String {
-    let out = aimp(data, models)
-        .env("AIMP_API_KEY", ENV_KEY)
-        .env("AIMP_GATEWAY_URL", &server.base)
-        .args(args)
-        .output()
-        .expect("run aimp");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?}: {text}");
-    text
 }
 
 fn items(server: &Server, model: &str, collection: &str, scope: &str) -> Vec<Value> {

@@ -55,6 +55,24 @@ fn aimp(data: &Path, models: &Path) -> Command {
     cmd
 }
 
+/// Runs `aimp ARGS` as a client of `server` (its gateway URL and the shared API key) and
+/// gives its stdout and stderr; the command must succeed.
+fn aimp_client(data: &Path, models: &Path, server: &Server, args: &[&str]) -> String {
+    let out = aimp(data, models)
+        .env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_GATEWAY_URL", &server.base)
+        .args(args)
+        .output()
+        .expect("run aimp");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{args:?}: {text}");
+    text
+}
+
 struct Server {
     child: Child,
     base: String,

@@ -182,18 +182,7 @@ fn aimp_index_walks_a_folder_resumes_and_aimp_search_finds_a_picture() {
         std::fs::copy(images.join(from), photos.join(to)).expect("copy");
     }
     std::fs::write(photos.join("notes.txt"), "not a picture").expect("write");
-    let client = |args: &[&str]| {
-        let out = aimp(data.path(), &models)
-            .env("AIMP_API_KEY", ENV_KEY)
-            .env("AIMP_GATEWAY_URL", &server.base)
-            .args(args)
-            .output()
-            .expect("run aimp");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
-        format!("{stdout}\n{stderr}")
-    };
+    let client = |args: &[&str]| super::aimp_client(data.path(), &models, &server, args);
     let photos_arg = photos.to_string_lossy().into_owned();
     let first = client(&[
         "index",
