@@ -14,7 +14,7 @@ use aimp_bench::filter_plot;
 use aimp_bench::formats::{self, Matrix};
 use aimp_index::{CollectionKey, Metric, Store, VectorIndex};
 
-use crate::settings::Settings;
+use crate::settings::{EncoderSettings, ModelSettings};
 
 #[derive(Args, Debug)]
 pub struct FilterArgs {
@@ -44,6 +44,10 @@ pub struct FilterArgs {
     /// Engines, comma-separated: ours, exact, in_walk.
     #[arg(long, value_delimiter = ',', default_value = "ours,exact,in_walk")]
     pub engines: Vec<FilterEngine>,
+    /// Repeat each case's runs this many times, rotating their order each round; queries/s
+    /// is the median of the rounds.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Run hnswlib's filter functor too, with this Python (one with numpy and hnswlib).
     #[arg(long)]
     pub hnswlib: Option<PathBuf>,
@@ -82,11 +86,15 @@ pub struct EmbedArgs {
     /// Folder for base.fvecs and query.fvecs.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub models: ModelSettings,
+    #[command(flatten)]
+    pub encoders: EncoderSettings,
 }
 
 pub fn filter(args: &FilterArgs) -> anyhow::Result<()> {
-    if args.k == 0 || args.queries == 0 || args.ef.contains(&0) {
-        bail!("--k, --queries and every --ef must be at least 1");
+    if args.k == 0 || args.queries == 0 || args.rounds == 0 || args.ef.contains(&0) {
+        bail!("--k, --queries, --rounds and every --ef must be at least 1");
     }
     if let Some(s) = args.selectivity.iter().find(|s| !(**s > 0.0 && **s <= 1.0)) {
         bail!("--selectivity {s}: every share must be above 0 and at most 1");
@@ -155,6 +163,7 @@ pub fn filter(args: &FilterArgs) -> anyhow::Result<()> {
         k: args.k,
         efs: args.ef.clone(),
         engines: args.engines.clone(),
+        rounds: args.rounds,
     };
     let mut records = filter::measure(&index, &key, &queries, &cases, &config, &stop, &|m| {
         bar.set_message(m.to_string())
@@ -270,7 +279,7 @@ fn print_table(records: &[FilterRecord]) {
     }
 }
 
-pub fn embed(settings: &Settings, args: &EmbedArgs) -> anyhow::Result<()> {
+pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -293,16 +302,17 @@ pub fn embed(settings: &Settings, args: &EmbedArgs) -> anyhow::Result<()> {
             args.queries
         );
     }
-    let registry = super::registry(settings)?;
+    let models = &args.models;
+    let registry = super::registry(models)?;
     let manifest = registry.get(&args.model)?;
     if !registry.status(&args.model).installed {
-        aimp_embed::ensure_installed(manifest, &settings.models_dir, &settings.install_options())?;
+        aimp_embed::ensure_installed(manifest, &models.models_dir, &models.install_options())?;
     }
     let handle = aimp_embed::load_encoder(
         manifest,
-        &settings.models_dir,
-        settings.device,
-        settings.worker_options(),
+        &models.models_dir,
+        args.encoders.device,
+        args.encoders.worker_options(),
     )?;
     let (query_rows, base_rows) = filter::hold_out(texts.len(), args.queries, args.seed);
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,5 +1,6 @@
-//! `aimp bench gen` then `aimp bench ann` on a small set: the results file's schema, exact
-//! search at recall 1, valid SVG and PNG plots, and a clear error for a malformed file.
+//! `aimp bench gen` then `aimp bench ann` and `aimp bench filter` on a small set: the results
+//! file's schema, exact search at recall 1, valid SVG and PNG plots, and a clear error for a
+//! malformed file.
 
 use std::process::Command;
 
@@ -266,4 +267,107 @@ fn ctrl_c_stops_a_run_and_keeps_the_results_so_far() {
     assert_eq!(records[0]["engine"], "exact");
     // The sweep did not run to its end: 1 exact + 6 ours + 6 hnsw_rs when complete.
     assert!(records.len() < 13, "{} records", records.len());
+}
+
+/// `aimp bench filter` on a small clustered set, two alternating rounds: a record per engine,
+/// case and setting with both rounds' queries/s (the median between them), exact filtered
+/// search at recall 1 and exhaustive, and the plot.
+#[test]
+fn filter_bench_runs_rounds_and_writes_records_and_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = dir.path().join("set");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let out = aimp(&[
+        "bench",
+        "gen",
+        "--kind",
+        "clustered",
+        "--n",
+        "3000",
+        "--dim",
+        "16",
+        "--queries",
+        "20",
+        "--out",
+        &path(&set),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = dir.path().join("filter.json");
+    let plot = dir.path().join("filter.svg");
+    let out = aimp(&[
+        "bench",
+        "filter",
+        "--base",
+        &path(&set.join("base.fvecs")),
+        "--query",
+        &path(&set.join("query.fvecs")),
+        "--selectivity",
+        "0.01,0.5",
+        "--ef",
+        "16,64",
+        "--rounds",
+        "2",
+        "--work",
+        &path(&dir.path().join("work")),
+        "--out",
+        &path(&results),
+        "--plot",
+        &path(&plot),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&results).expect("results")).expect("json");
+    // 2 selectivities × 2 correlations × (ours at default + 2 efs, in-walk at 2 efs, exact).
+    assert_eq!(records.len(), 2 * 2 * 6, "{records:#?}");
+    for r in &records {
+        let rounds: Vec<f64> = r["qps_rounds"]
+            .as_array()
+            .expect("qps_rounds")
+            .iter()
+            .map(|q| q.as_f64().expect("a number"))
+            .collect();
+        assert_eq!(rounds.len(), 2, "{r}");
+        let qps = r["qps_single"].as_f64().expect("qps");
+        assert!(
+            rounds.iter().all(|q| *q > 0.0) && rounds.contains(&qps),
+            "{r}"
+        );
+        if r["engine"] == "exact" {
+            assert_eq!(r["recall"].as_f64(), Some(1.0), "{r}");
+            assert_eq!(r["exhaustive"].as_f64(), Some(1.0), "{r}");
+        }
+    }
+    let svg = std::fs::read_to_string(&plot).expect("svg");
+    assert!(
+        svg.contains("<svg") && svg.contains("in_walk"),
+        "not the filter plot"
+    );
+    assert!(plot.with_extension("png").exists());
+
+    let out = aimp(&[
+        "bench",
+        "filter",
+        "--base",
+        &path(&set.join("base.fvecs")),
+        "--query",
+        &path(&set.join("query.fvecs")),
+        "--rounds",
+        "0",
+        "--out",
+        &path(&results),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--rounds"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

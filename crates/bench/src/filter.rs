@@ -353,7 +353,11 @@ pub struct FilterRecord {
     pub queries: usize,
     pub k: usize,
     pub recall: f64,
+    /// The median of `qps_rounds`.
     pub qps_single: f64,
+    /// Queries/s in each round, in the order they ran.
+    #[serde(default)]
+    pub qps_rounds: Vec<f64>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     /// The share of answers that compared every match (`exhaustive`).
@@ -371,10 +375,15 @@ pub struct FilterConfig {
     pub k: usize,
     pub efs: Vec<usize>,
     pub engines: Vec<FilterEngine>,
+    /// How many times each case's runs are repeated (alternating their order).
+    pub rounds: usize,
 }
 
 /// Runs every engine over every case on one thread, queries in order: `ours` at its default
-/// `ef` and each of `efs`, `in_walk` at each of `efs`, `exact` once.
+/// `ef` and each of `efs`, `in_walk` at each of `efs`, `exact` once. With `rounds` above one,
+/// each case's runs are repeated that many times, in an order rotated by one each round (so
+/// no engine always runs first, or right after a slow one); a record's queries/s is the
+/// median of its rounds and its latencies are the rounds' together.
 pub fn measure(
     index: &VectorIndex,
     key: &CollectionKey,
@@ -388,6 +397,21 @@ pub fn measure(
         .count(key)
         .map_err(|e| e.to_string())?
         .unwrap_or_default() as usize;
+    let runs: Vec<(FilterEngine, Option<usize>)> = config
+        .engines
+        .iter()
+        .flat_map(|&engine| {
+            let settings: Vec<Option<usize>> = match engine {
+                FilterEngine::Ours => std::iter::once(None)
+                    .chain(config.efs.iter().copied().map(Some))
+                    .collect(),
+                FilterEngine::InWalk => config.efs.iter().copied().map(Some).collect(),
+                FilterEngine::Exact => vec![None],
+            };
+            settings.into_iter().map(move |ef| (engine, ef))
+        })
+        .collect();
+    let rounds = config.rounds.max(1);
     let mut records = Vec::new();
     for case in cases {
         let filters: Vec<Arc<Filter>> = case
@@ -396,20 +420,17 @@ pub fn measure(
             .map(|s| Filter::parse(&s.filter()).map(Arc::new))
             .collect::<Result<_, _>>()
             .map_err(|e| format!("filter {}: {}", e.path, e.reason))?;
-        for &engine in &config.engines {
-            let settings: Vec<Option<usize>> = match engine {
-                FilterEngine::Ours => std::iter::once(None)
-                    .chain(config.efs.iter().copied().map(Some))
-                    .collect(),
-                FilterEngine::InWalk => config.efs.iter().copied().map(Some).collect(),
-                FilterEngine::Exact => vec![None],
-            };
-            for ef in settings {
+        let mut timed: Vec<Timed> = vec![Timed::default(); runs.len()];
+        for round in 0..rounds {
+            for turn in 0..runs.len() {
+                let r = (turn + round) % runs.len();
+                let (engine, ef) = runs[r];
                 if stop.load(Ordering::Relaxed) {
                     return Ok(records);
                 }
                 progress(&format!(
-                    "{} {:?} {} % ef {}",
+                    "round {}/{rounds}: {} {:?} {} % ef {}",
+                    round + 1,
                     engine.name(),
                     case.correlation,
                     case.selectivity * 100.0,
@@ -423,48 +444,62 @@ pub fn measure(
                     filter: Some(f.clone()),
                     walk: engine == FilterEngine::InWalk,
                 };
-                let mut latencies = Vec::with_capacity(queries.rows);
-                let mut found = Vec::with_capacity(queries.rows);
-                let mut exhaustive = 0usize;
+                let t = &mut timed[r];
+                t.found.clear();
+                t.exhaustive = 0;
                 let started = Instant::now();
                 for (q, f) in filters.iter().enumerate() {
-                    let t = Instant::now();
+                    let at = Instant::now();
                     let out = index
                         .search(key, queries.row(q), options(f))
                         .map_err(|e| e.to_string())?;
-                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    exhaustive += usize::from(out.exhaustive);
-                    found.push(
+                    t.latencies.push(at.elapsed().as_secs_f64() * 1000.0);
+                    t.exhaustive += usize::from(out.exhaustive);
+                    t.found.push(
                         out.hits
                             .iter()
                             .filter_map(|h| h.item.id.parse::<u32>().ok())
                             .collect::<Vec<u32>>(),
                     );
                 }
-                let elapsed = started.elapsed().as_secs_f64();
-                records.push(FilterRecord {
-                    engine: engine.name().into(),
-                    correlation: case.correlation,
-                    selectivity: case.selectivity,
-                    matched: case.matched,
-                    ef,
-                    queries: queries.rows,
-                    k: config.k,
-                    recall: recall(&found, &case.truth),
-                    qps_single: queries.rows as f64 / elapsed,
-                    p50_ms: percentile(&mut latencies, 0.50),
-                    p99_ms: percentile(&mut latencies, 0.99),
-                    exhaustive: exhaustive as f64 / queries.rows.max(1) as f64,
-                    n: count,
-                    dim: queries.dim,
-                    simd: machine::simd_path().into(),
-                    machine: Some(Machine::detect()),
-                    versions: Some(Versions::current()),
-                });
+                t.qps
+                    .push(queries.rows as f64 / started.elapsed().as_secs_f64());
             }
+        }
+        for (&(engine, ef), mut t) in runs.iter().zip(timed) {
+            records.push(FilterRecord {
+                engine: engine.name().into(),
+                correlation: case.correlation,
+                selectivity: case.selectivity,
+                matched: case.matched,
+                ef,
+                queries: queries.rows,
+                k: config.k,
+                recall: recall(&t.found, &case.truth),
+                qps_single: percentile(&mut t.qps.clone(), 0.5),
+                qps_rounds: t.qps,
+                p50_ms: percentile(&mut t.latencies, 0.50),
+                p99_ms: percentile(&mut t.latencies, 0.99),
+                exhaustive: t.exhaustive as f64 / queries.rows.max(1) as f64,
+                n: count,
+                dim: queries.dim,
+                simd: machine::simd_path().into(),
+                machine: Some(Machine::detect()),
+                versions: Some(Versions::current()),
+            });
         }
     }
     Ok(records)
+}
+
+/// One engine's setting on one case, over its rounds: the answers of the last round (each
+/// round gives the same), its queries/s per round and every latency.
+#[derive(Clone, Default)]
+struct Timed {
+    found: Vec<Vec<u32>>,
+    exhaustive: usize,
+    qps: Vec<f64>,
+    latencies: Vec<f64>,
 }
 
 /// `queries` of `0..n` drawn with `seed` (in drawn order), and the rest ascending.

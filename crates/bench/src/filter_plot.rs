@@ -174,6 +174,7 @@ mod tests {
             k: 10,
             recall,
             qps_single: qps,
+            qps_rounds: vec![qps],
             p50_ms: 1.0,
             p99_ms: 2.0,
             exhaustive: 0.0,

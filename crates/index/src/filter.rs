@@ -31,7 +31,7 @@ pub struct FilterError {
 
 /// Items that every `must` condition holds for, at least one `should` condition (when there
 /// are any) and no `must_not` condition.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Hash)]
 pub struct Filter {
     pub must: Vec<Condition>,
     pub should: Vec<Condition>,
@@ -39,7 +39,7 @@ pub struct Filter {
 }
 
 /// One condition of a filter.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub enum Condition {
     Match {
         key: Key,
@@ -59,7 +59,7 @@ pub enum Condition {
 }
 
 /// What a `match` condition compares with.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub enum Match {
     /// The field (or one of its values) equals this.
     Value(Scalar),
@@ -77,8 +77,20 @@ pub enum Scalar {
     Bool(bool),
 }
 
+/// Equal scalars hash alike: a number by its bits, with -0 as 0 (they compare equal).
+impl std::hash::Hash for Scalar {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Scalar::Str(s) => s.hash(h),
+            Scalar::Num(x) => number_bits(*x).hash(h),
+            Scalar::Bool(b) => b.hash(h),
+        }
+    }
+}
+
 /// Bounds of a `range`: all numbers, or all RFC 3339 datetimes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub struct Range {
     pub gt: Option<Bound>,
     pub gte: Option<Bound>,
@@ -90,6 +102,20 @@ pub struct Range {
 pub enum Bound {
     Num(f64),
     Time(DateTime<Utc>),
+}
+
+impl std::hash::Hash for Bound {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Bound::Num(x) => number_bits(*x).hash(h),
+            Bound::Time(t) => t.hash(h),
+        }
+    }
+}
+
+fn number_bits(x: f64) -> u64 {
+    if x == 0.0 { 0 } else { x.to_bits() }
 }
 
 /// A field of an item a condition reads.
@@ -195,6 +221,15 @@ impl Filter {
         self.must.iter().all(|c| c.holds(item))
             && (self.should.is_empty() || self.should.iter().any(|c| c.holds(item)))
             && !self.must_not.iter().any(|c| c.holds(item))
+    }
+
+    /// A hash of the filter's conditions, to recognise the same filter asked again (within
+    /// this process: the hasher's algorithm is not fixed across builds).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
     }
 
     /// Whether every item passes (no condition at all).
@@ -669,6 +704,32 @@ fn parse_range(value: &Value, path: &str) -> Result<Range, FilterError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn equal_filters_have_one_fingerprint_and_different_ones_differ() {
+        let f = |v: Value| Filter::parse(&v).expect("a filter");
+        let a = json!({"must": [{"key": "u", "range": {"lt": 100}}, {"key": "tag", "match": {"any": ["a", "b"]}}]});
+        assert_eq!(f(a.clone()).fingerprint(), f(a).fingerprint());
+        assert_eq!(
+            f(json!({"must": [{"key": "x", "match": {"value": 0.0}}]})).fingerprint(),
+            f(json!({"must": [{"key": "x", "match": {"value": -0.0}}]})).fingerprint(),
+            "equal numbers"
+        );
+        let distinct = [
+            json!({"must": [{"key": "u", "range": {"lt": 100}}]}),
+            json!({"must": [{"key": "u", "range": {"lte": 100}}]}),
+            json!({"must": [{"key": "u", "range": {"lt": 101}}]}),
+            json!({"must": [{"key": "v", "range": {"lt": 100}}]}),
+            json!({"should": [{"key": "u", "range": {"lt": 100}}]}),
+            json!({"must": [{"key": "u", "match": {"value": "100"}}]}),
+            json!({"must": [{"key": "u", "match": {"value": 100}}]}),
+            json!({"must": [{"key": "t", "range": {"gt": "2024-01-01T00:00:00Z"}}]}),
+            json!({"must": [{"key": "t", "range": {"gt": "2024-01-01T00:00:01Z"}}]}),
+        ];
+        let prints: std::collections::HashSet<u64> =
+            distinct.into_iter().map(|v| f(v).fingerprint()).collect();
+        assert_eq!(prints.len(), 9);
+    }
 
     fn item(id: &str, metadata: Value) -> ItemRecord {
         let at = parse_time("2024-06-01T12:00:00Z").expect("time");

@@ -19,6 +19,7 @@ mod keys;
 mod media;
 pub mod metadata;
 mod payload;
+mod planner;
 mod store;
 mod vectors;
 mod visited;

@@ -21,6 +21,7 @@ use crate::collection::{
 use crate::graph_file::{self, GraphFile};
 use crate::graphs::{Change, Graphs, Loaded, State};
 use crate::group_commit::{Answer, GroupCommit, panic_message};
+use crate::planner::{Planner, ProbeMemory};
 use crate::{Filter, Hnsw, Store, StoreError, payload};
 
 /// Longest external id, in bytes.
@@ -132,6 +133,7 @@ pub struct VectorIndex {
     writes: GroupCommit<Op, Reply>,
     graphs: Graphs,
     saving: parking_lot::Mutex<()>,
+    probes: ProbeMemory,
 }
 
 impl std::fmt::Debug for VectorIndex {
@@ -151,6 +153,7 @@ impl VectorIndex {
             writes: GroupCommit::default(),
             graphs: Graphs::default(),
             saving: parking_lot::Mutex::new(()),
+            probes: ProbeMemory::default(),
         }
     }
 
@@ -395,6 +398,7 @@ impl VectorIndex {
                     k: options.top_k,
                     ef,
                     m: params.m,
+                    memory: &self.probes,
                 };
                 planner.search(must_be_exact && !options.walk, options.walk)?
             }
@@ -678,6 +682,7 @@ impl VectorIndex {
             self.graphs.forget(&touched);
         }
         for id in dropped {
+            self.probes.forget(*id);
             let path = self.graphs_dir.join(graph_file::file_name(*id));
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -688,135 +693,9 @@ impl VectorIndex {
     }
 }
 
-/// How one filtered search is answered. The payload indexes narrow the filter to its
-/// candidate items when they can do so within [`exact_limit`] items; those (checked against
-/// the filter where the indexes alone cannot say) are compared exactly. A filter that passes
-/// more, or that the indexes cannot narrow, is applied inside the graph walk, item by item;
-/// a walk that computes more distances than twice that limit (a restrictive filter the indexes
-/// could not narrow) gives up for an exact search over every item the filter passes.
-struct Planner<'a> {
-    txn: &'a redb::ReadTransaction,
-    coll: u64,
-    filter: &'a Filter,
-    graph: &'a crate::Hnsw,
-    query: &'a [f32],
-    k: usize,
-    ef: usize,
-    m: usize,
-}
-
-impl Planner<'_> {
-    /// The hits (item numbers and distances) and whether every match was compared.
-    /// `walk`: filter inside the walk, without narrowing and without giving up.
-    fn search(
-        &self,
-        must_be_exact: bool,
-        walk: bool,
-    ) -> Result<(Vec<crate::hnsw::Neighbour>, bool), StoreError> {
-        let limit = if must_be_exact {
-            usize::MAX
-        } else {
-            exact_limit(self.graph.live(), self.ef, self.m)
-        };
-        let reader = payload::Reader::open(self.txn, self.coll)?;
-        // Few matches (a quarter of the limit at most): compared exactly, read at once.
-        if !walk
-            && !must_be_exact
-            && let payload::Narrowed::Among { items, exact } =
-                reader.narrow(self.filter, limit / 4)?
-        {
-            let matches = if exact {
-                items
-            } else {
-                payload::verify(self.txn, self.coll, &items, self.filter)?
-            };
-            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
-        }
-        // More, though few enough to compare them all: reading them costs about as much as a
-        // walk that meets one in `live / matches` nodes. A filter that follows the vectors
-        // (most nodes near the query pass) makes the walk far cheaper; a short probe of the
-        // walk tells which, before any match is read. Past the limit, or where the indexes
-        // cannot bound the matches, the walk goes ahead unprobed.
-        let estimate = if walk || must_be_exact {
-            None
-        } else {
-            reader.estimate(self.filter, limit)?
-        };
-        if let Some(m) = estimate {
-            let share = m as f64 / self.graph.live().max(1) as f64;
-            let probe = crate::hnsw::Probe {
-                after: self.ef.max(32),
-                min_share: (4.0 * share).min(0.5),
-            };
-            if let Some(found) = self.walk(limit.saturating_mul(2), Some(probe))? {
-                return Ok((found, false));
-            }
-        }
-        let narrowed = if walk || (estimate.is_none() && !must_be_exact) {
-            payload::Narrowed::Broad
-        } else {
-            reader.narrow(self.filter, limit)?
-        };
-        if let payload::Narrowed::Among { items, exact } = narrowed {
-            let matches = if exact {
-                items
-            } else {
-                payload::verify(self.txn, self.coll, &items, self.filter)?
-            };
-            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
-        }
-        if !must_be_exact {
-            let budget = if walk {
-                usize::MAX
-            } else {
-                limit.saturating_mul(2)
-            };
-            if let Some(found) = self.walk(budget, None)? {
-                return Ok((found, false));
-            }
-        }
-        let matches = collection::matching(self.txn, self.coll, self.filter)?;
-        Ok((self.graph.exact_among(self.query, self.k, &matches), true))
-    }
-
-    /// The filtered walk, evaluating the filter on each node it meets (reading the item);
-    /// `None` when it gave up (past `budget` distances, or on the probe).
-    fn walk(
-        &self,
-        budget: usize,
-        probe: Option<crate::hnsw::Probe>,
-    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
-        let items = self.txn.open_table(ITEMS)?;
-        let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
-        let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
-            Ok(yes) => yes,
-            Err(e) => {
-                failed.lock().get_or_insert(e);
-                false
-            }
-        };
-        let walked =
-            self.graph
-                .search_within(self.query, self.k, self.ef, Some(&pass), budget, probe);
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(walked),
-        }
-    }
-}
-
 /// A filtered listing reads the matches its payload indexes narrow to when there are at most
 /// this many, sorting them by id; past that it walks the items in id order.
 const LIST_NARROW_LIMIT: usize = 20_000;
-
-/// The most matches for which comparing every one costs less than a filtered walk of a graph
-/// of `live` nodes. A walk at breadth `ef` looks at about `ef × 2m` neighbours to collect
-/// `ef` candidates when every node passes; with a share `s = matches / live` passing it looks
-/// at about `1/s` times as many. Exact costs `matches` comparisons: so exact wins while
-/// `matches² < ef × 2m × live`.
-fn exact_limit(live: usize, ef: usize, m: usize) -> usize {
-    ((ef * 2 * m) as f64 * live as f64).sqrt() as usize
-}
 
 fn unreachable_reply<T>() -> Result<T, StoreError> {
     Err(StoreError::WriterGone)

@@ -1,0 +1,256 @@
+//! How a filtered search is answered: the planner, which picks exact search over the
+//! filter's matches or the filtered graph walk for each query, and what it remembers of the
+//! walks it tried.
+
+use std::collections::HashMap;
+
+use crate::collection::{self, ITEMS};
+use crate::{Filter, StoreError, payload};
+
+/// Filter checks after which the planner's probe decides whether to go on walking: the first
+/// two nodes' neighbours at the bottom level (2M = 32 each at the default M). At 64, a filter
+/// passing a tenth of the items at random (the probe's threshold is then 0.4) goes on with a
+/// chance under 10⁻⁹, and one passing 70 % of the nodes near the query is stopped with a
+/// chance under 10⁻³ (then answered exactly: slower, never less exact).
+const PROBE_CHECKS: usize = 64;
+
+/// Probes of one filter failed this many times in a row: the filter's matches are not near
+/// the queries, and it is answered exactly without probing...
+const FAILURES_REMEMBERED: u8 = 8;
+/// ...except one query in this many, which probes again, so that a filter whose matches come
+/// to lie near the queries is walked again.
+const REPROBE_EVERY: u8 = 16;
+/// Filters remembered per index; past it the memory starts again empty.
+const FILTERS_REMEMBERED: usize = 4096;
+
+/// How one filtered search is answered. The payload indexes narrow the filter to its
+/// candidate items when they can do so within [`exact_limit`] items; those (checked against
+/// the filter where the indexes alone cannot say) are compared exactly. A filter that passes
+/// more, or that the indexes cannot narrow, is applied inside the graph walk, item by item;
+/// a walk that computes more distances than twice that limit (a restrictive filter the indexes
+/// could not narrow) gives up for an exact search over every item the filter passes.
+pub(crate) struct Planner<'a> {
+    pub txn: &'a redb::ReadTransaction,
+    pub coll: u64,
+    pub filter: &'a Filter,
+    pub graph: &'a crate::Hnsw,
+    pub query: &'a [f32],
+    pub k: usize,
+    pub ef: usize,
+    pub m: usize,
+    pub memory: &'a ProbeMemory,
+}
+
+impl Planner<'_> {
+    /// The hits (item numbers and distances) and whether every match was compared.
+    /// `walk`: filter inside the walk, without narrowing and without giving up.
+    pub fn search(
+        &self,
+        must_be_exact: bool,
+        walk: bool,
+    ) -> Result<(Vec<crate::hnsw::Neighbour>, bool), StoreError> {
+        let limit = if must_be_exact {
+            usize::MAX
+        } else {
+            exact_limit(self.graph.live(), self.ef, self.m)
+        };
+        let reader = payload::Reader::open(self.txn, self.coll)?;
+        // How many items the filter may pass, bounded from the indexes' counts alone (no
+        // item rows read); `None` past the limit or where the indexes cannot say.
+        let estimate = if walk || must_be_exact {
+            None
+        } else {
+            reader.estimate(self.filter, limit)?
+        };
+        // Between a quarter of the limit and the limit, reading every match costs about as
+        // much as a walk that meets one in `live / matches` nodes. A filter that follows the
+        // vectors (most nodes near the query pass) makes the walk far cheaper; a short probe
+        // of the walk tells which, before any match is read. Fewer matches are compared
+        // exactly at once; past the limit, or where the indexes cannot bound the matches, the
+        // walk goes ahead unprobed.
+        if let Some(m) = estimate
+            && m > (limit / 4) as u64
+        {
+            let remembered = (self.coll, self.filter.fingerprint());
+            if self.memory.should_probe(remembered) {
+                let share = m as f64 / self.graph.live().max(1) as f64;
+                let probe = crate::hnsw::Probe {
+                    after: PROBE_CHECKS,
+                    min_share: (4.0 * share).min(0.5),
+                };
+                let walked = self.walk(limit.saturating_mul(2), Some(probe))?;
+                self.memory.record(remembered, walked.is_some());
+                if let Some(found) = walked {
+                    return Ok((found, false));
+                }
+            }
+        }
+        let narrowed = if walk || (estimate.is_none() && !must_be_exact) {
+            payload::Narrowed::Broad
+        } else {
+            reader.narrow(self.filter, limit)?
+        };
+        if let payload::Narrowed::Among { items, exact } = narrowed {
+            let matches = if exact {
+                items
+            } else {
+                payload::verify(self.txn, self.coll, &items, self.filter)?
+            };
+            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
+        }
+        if !must_be_exact {
+            let budget = if walk {
+                usize::MAX
+            } else {
+                limit.saturating_mul(2)
+            };
+            if let Some(found) = self.walk(budget, None)? {
+                return Ok((found, false));
+            }
+        }
+        let matches = collection::matching(self.txn, self.coll, self.filter)?;
+        Ok((self.graph.exact_among(self.query, self.k, &matches), true))
+    }
+
+    /// The filtered walk, evaluating the filter on each node it meets (reading the item);
+    /// `None` when it gave up (past `budget` distances, or on the probe).
+    fn walk(
+        &self,
+        budget: usize,
+        probe: Option<crate::hnsw::Probe>,
+    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+        let items = self.txn.open_table(ITEMS)?;
+        let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
+        let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
+            Ok(yes) => yes,
+            Err(e) => {
+                failed.lock().get_or_insert(e);
+                false
+            }
+        };
+        let walked =
+            self.graph
+                .search_within(self.query, self.k, self.ef, Some(&pass), budget, probe);
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(walked),
+        }
+    }
+}
+
+/// The most matches for which comparing every one costs less than a filtered walk of a graph
+/// of `live` nodes. A walk at breadth `ef` looks at about `ef × 2m` neighbours to collect
+/// `ef` candidates when every node passes; with a share `s = matches / live` passing it looks
+/// at about `1/s` times as many. Exact costs `matches` comparisons: so exact wins while
+/// `matches² < ef × 2m × live`.
+fn exact_limit(live: usize, ef: usize, m: usize) -> usize {
+    ((ef * 2 * m) as f64 * live as f64).sqrt() as usize
+}
+
+/// What the planner remembers of its probes, per collection and filter (by
+/// [`Filter::fingerprint`]): a filter asked again and again (a tenant, a team, a date range)
+/// whose matches are not near the queries pays for the probe a few times, not on every query.
+/// Forgetting is always safe: it only costs a probe.
+#[derive(Debug, Default)]
+pub(crate) struct ProbeMemory {
+    outcomes: parking_lot::Mutex<HashMap<(u64, u64), Outcome>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Outcome {
+    /// Probes failed in a row.
+    failed: u8,
+    /// Queries answered without probing since the last probe.
+    skipped: u8,
+}
+
+impl ProbeMemory {
+    /// Whether the query with this filter should probe the walk (else it goes exact).
+    pub fn should_probe(&self, filter: (u64, u64)) -> bool {
+        let mut outcomes = self.outcomes.lock();
+        let Some(o) = outcomes.get_mut(&filter) else {
+            return true;
+        };
+        if o.failed < FAILURES_REMEMBERED || o.skipped + 1 >= REPROBE_EVERY {
+            return true;
+        }
+        o.skipped += 1;
+        false
+    }
+
+    /// How the probe went: `walked` when the walk answered.
+    pub fn record(&self, filter: (u64, u64), walked: bool) {
+        let mut outcomes = self.outcomes.lock();
+        if outcomes.len() >= FILTERS_REMEMBERED && !outcomes.contains_key(&filter) {
+            outcomes.clear();
+        }
+        let o = outcomes.entry(filter).or_default();
+        o.skipped = 0;
+        o.failed = if walked {
+            0
+        } else {
+            o.failed.saturating_add(1)
+        };
+    }
+
+    /// Forgets a dropped collection's filters.
+    pub fn forget(&self, coll: u64) {
+        self.outcomes.lock().retain(|(c, _), _| *c != coll);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_that_keeps_failing_is_probed_one_query_in_sixteen() {
+        let memory = ProbeMemory::default();
+        let f = (1, 42);
+        for _ in 0..FAILURES_REMEMBERED {
+            assert!(memory.should_probe(f));
+            memory.record(f, false);
+        }
+        let probed: Vec<bool> = (0..3 * REPROBE_EVERY as usize)
+            .map(|_| {
+                let yes = memory.should_probe(f);
+                if yes {
+                    memory.record(f, false);
+                }
+                yes
+            })
+            .collect();
+        assert_eq!(probed.iter().filter(|p| **p).count(), 3, "{probed:?}");
+        assert!(probed[REPROBE_EVERY as usize - 1] && !probed[0]);
+        // Another filter, and the same filter in another collection, still probe.
+        assert!(memory.should_probe((1, 43)));
+        assert!(memory.should_probe((2, 42)));
+    }
+
+    #[test]
+    fn one_walk_that_pays_makes_the_filter_probed_again() {
+        let memory = ProbeMemory::default();
+        let f = (1, 7);
+        for _ in 0..FAILURES_REMEMBERED {
+            memory.record(f, false);
+        }
+        assert!(!memory.should_probe(f));
+        memory.record(f, true);
+        assert!((0..REPROBE_EVERY).all(|_| memory.should_probe(f)));
+        memory.record(f, false);
+        memory.forget(1);
+        for _ in 0..FAILURES_REMEMBERED - 1 {
+            memory.record(f, false);
+        }
+        assert!(memory.should_probe(f), "forgotten with its collection");
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let memory = ProbeMemory::default();
+        for f in 0..FILTERS_REMEMBERED as u64 + 10 {
+            memory.record((1, f), false);
+        }
+        assert!(memory.outcomes.lock().len() <= FILTERS_REMEMBERED);
+    }
+}
