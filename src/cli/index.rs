@@ -49,6 +49,8 @@ pub struct IndexArgs {
     /// Files larger than this are skipped (the gateway's upload limit).
     #[arg(long, default_value_t = 20 * 1024 * 1024)]
     pub max_bytes: u64,
+    #[command(flatten)]
+    pub gateway: crate::settings::ClientSettings,
 }
 
 /// A picture found in the folder.

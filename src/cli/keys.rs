@@ -5,7 +5,7 @@ use clap::Subcommand;
 
 use aimp_server::keys::{self, DEFAULT_WORKSPACE, KeyView};
 
-use crate::settings::Settings;
+use crate::settings::StoreSettings;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -24,7 +24,7 @@ pub enum KeysCommand {
     Revoke { id: String },
 }
 
-pub fn run(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+pub fn run(settings: &StoreSettings, cmd: KeysCommand) -> anyhow::Result<()> {
     let store = super::open_store(settings)?;
     match cmd {
         KeysCommand::Create { name, workspace } => {

@@ -13,10 +13,10 @@ pub mod sidecar;
 
 use anyhow::Context;
 
-use crate::settings::Settings;
+use crate::settings::{ClientSettings, ModelSettings, StoreSettings};
 
 /// Opens the store of the data directory, explaining the usual reason it is locked.
-pub fn open_store(settings: &Settings) -> anyhow::Result<aimp_index::Store> {
+pub fn open_store(settings: &StoreSettings) -> anyhow::Result<aimp_index::Store> {
     let cache =
         usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     aimp_index::Store::open_with_cache(&settings.data_dir, cache).with_context(|| {
@@ -28,7 +28,7 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<aimp_index::Store> {
 }
 
 /// The registry of built-in and folder manifests, at the precisions `--precision` sets.
-pub fn registry(settings: &Settings) -> anyhow::Result<aimp_embed::Registry> {
+pub fn registry(settings: &ModelSettings) -> anyhow::Result<aimp_embed::Registry> {
     let mut registry =
         aimp_embed::Registry::load(Some(&settings.manifests_dir), &settings.models_dir)?;
     for (slug, precision) in &settings.precision {
@@ -39,9 +39,9 @@ pub fn registry(settings: &Settings) -> anyhow::Result<aimp_embed::Registry> {
     Ok(registry)
 }
 
-/// A client of the running gateway: `--gateway-url` (else the `--addr` it listens on) and
+/// A client of the running gateway: `--gateway-url` (else the `AIMP_ADDR` it listens on) and
 /// the API key of `AIMP_API_KEY` / `--api-key`.
-pub fn client(settings: &Settings) -> anyhow::Result<client::Client> {
+pub fn client(settings: &ClientSettings) -> anyhow::Result<client::Client> {
     let base = settings
         .gateway_url
         .clone()
@@ -52,4 +52,41 @@ pub fn client(settings: &Settings) -> anyhow::Result<client::Client> {
         );
     };
     Ok(client::Client::new(&base, key))
+}
+
+/// A failed command's message for stderr: the error and its causes on one line
+/// (`error: cannot open the store in ./data: …`). `RUST_BACKTRACE=1` asks for the whole
+/// chain, one cause a line, with the backtrace.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let asked = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    if asked {
+        return format!("error: {e:?}");
+    }
+    let text = format!("{e:#}");
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    format!("error: {}", parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_and_its_causes_are_one_line() {
+        let e = anyhow::anyhow!("permission denied\n(os error 13)")
+            .context("cannot open the store in ./data (stop `aimp serve` first)");
+        let line = one_line(&e);
+        if std::env::var_os("RUST_BACKTRACE").is_none_or(|v| v == "0") {
+            assert_eq!(
+                line,
+                "error: cannot open the store in ./data (stop `aimp serve` first): \
+                 permission denied; (os error 13)"
+            );
+        }
+        assert!(line.starts_with("error: cannot open the store"));
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use aimp_embed::Installer;
 
-use crate::settings::Settings;
+use crate::settings::ModelSettings;
 
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -30,7 +30,7 @@ pub enum ModelsCommand {
     },
 }
 
-pub fn run(settings: &Settings, cmd: ModelsCommand) -> anyhow::Result<()> {
+pub fn run(settings: &ModelSettings, cmd: ModelsCommand) -> anyhow::Result<()> {
     let registry = super::registry(settings)?;
     let options = settings.install_options();
     if let ModelsCommand::Pull { slug } | ModelsCommand::Import { slug, .. } = &cmd

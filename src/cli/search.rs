@@ -29,6 +29,8 @@ pub struct SearchArgs {
     /// Compare with every vector instead of walking the graph.
     #[arg(long)]
     pub exact: bool,
+    #[command(flatten)]
+    pub gateway: crate::settings::ClientSettings,
 }
 
 pub fn run(client: &Client, args: &SearchArgs) -> anyhow::Result<()> {

@@ -10,9 +10,9 @@ use aimp_embed::{DecodeOptions, EmbedError, Registry, ensure_installed, load_enc
 use aimp_server::keys::{self, DEFAULT_WORKSPACE, EnvKey};
 use aimp_server::{AppState, ModelSet, ModelState, ServerConfig};
 
-use crate::settings::Settings;
+use crate::settings::ServeSettings;
 
-pub fn run(settings: Settings) -> anyhow::Result<()> {
+pub fn run(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(?settings, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -24,16 +24,16 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    if let Some(token) = &settings.admin_token {
+async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    if let Some(token) = &settings.gateway.admin_token {
         keys::check_admin_token(token).map_err(anyhow::Error::msg)?;
     }
-    let store = super::open_store(&settings)?;
-    if let Some(key) = &settings.api_key {
+    let store = super::open_store(&settings.store)?;
+    if let Some(key) = &settings.gateway.api_key {
         register_env_key(&store, key)?;
     }
-    let registry = Arc::new(super::registry(&settings)?);
-    for slug in &settings.models {
+    let registry = Arc::new(super::registry(&settings.registry)?);
+    for slug in &settings.gateway.models {
         registry
             .get(slug)
             .with_context(|| format!("--models names {slug}"))?;
@@ -44,19 +44,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         models.set(slug, ModelState::Loading);
     }
     let mut config = ServerConfig::new(
-        settings.body_limit,
-        settings.rate_limit,
-        settings.admin_token.clone(),
+        settings.gateway.body_limit,
+        settings.gateway.rate_limit,
+        settings.gateway.admin_token.clone(),
     );
-    config.max_upload_bytes = settings.max_upload_bytes;
-    config.upload_ttl = Duration::from_secs(settings.upload_ttl);
-    config.media_bytes_in_flight = settings.media_in_flight;
-    config.exact_below = settings.exact_below;
-    config.upload_idle_timeout = Duration::from_secs(settings.upload_idle_timeout);
-    config.body_read_timeout = Duration::from_secs(settings.body_read_timeout);
-    config.public_url = settings.public_url.clone();
+    config.max_upload_bytes = settings.gateway.max_upload_bytes;
+    config.upload_ttl = Duration::from_secs(settings.gateway.upload_ttl);
+    config.media_bytes_in_flight = settings.gateway.media_in_flight;
+    config.exact_below = settings.gateway.exact_below;
+    config.upload_idle_timeout = Duration::from_secs(settings.gateway.upload_idle_timeout);
+    config.body_read_timeout = Duration::from_secs(settings.gateway.body_read_timeout);
+    config.public_url = settings.gateway.public_url.clone();
     config.decode = DecodeOptions {
-        max_pixels: settings.max_image_pixels,
+        max_pixels: settings.gateway.max_image_pixels,
         apply_orientation: true,
     };
     let state = AppState::new(config, store, registry.clone(), models.clone())
@@ -66,19 +66,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         state.clone(),
         Duration::from_secs(60),
     ));
-    let saver = (settings.graph_save_interval > 0).then(|| {
+    let saver = (settings.gateway.graph_save_interval > 0).then(|| {
         tokio::spawn(save_graphs_every(
             index.clone(),
-            Duration::from_secs(settings.graph_save_interval),
+            Duration::from_secs(settings.gateway.graph_save_interval),
         ))
     });
     let app = aimp_server::router(state);
 
-    let listener = tokio::net::TcpListener::bind(settings.addr)
+    let listener = tokio::net::TcpListener::bind(settings.gateway.addr)
         .await
-        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        .with_context(|| format!("cannot listen on {}", settings.gateway.addr))?;
     let addr = listener.local_addr()?;
-    let listener = aimp_server::LimitedListener::new(listener, settings.max_connections);
+    let listener = aimp_server::LimitedListener::new(listener, settings.gateway.max_connections);
     // One plain line on stdout, for people and for the scripts that start us on port 0.
     println!("aimp listening on http://{addr}");
     tracing::info!(%addr, "listening");
@@ -89,7 +89,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let header_read_timeout = Duration::from_secs(settings.header_read_timeout);
+    let header_read_timeout = Duration::from_secs(settings.gateway.header_read_timeout);
     let server = tokio::spawn(aimp_server::serve(listener, app, header_read_timeout, {
         let mut rx = stop_rx.clone();
         async move {
@@ -99,11 +99,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(settings.shutdown_timeout), server).await {
+    match tokio::time::timeout(
+        Duration::from_secs(settings.gateway.shutdown_timeout),
+        server,
+    )
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!(
-            seconds = settings.shutdown_timeout,
+            seconds = settings.gateway.shutdown_timeout,
             "in-flight requests did not finish in time"
         ),
     }
@@ -159,8 +164,8 @@ fn register_env_key(store: &aimp_index::Store, key: &str) -> anyhow::Result<()> 
 
 /// The default models, then every other installed one; never a model without an encoder
 /// (`vectors`), which has nothing to load and is always ready.
-fn models_to_load(settings: &Settings, registry: &Registry) -> Vec<String> {
-    let mut slugs = settings.models.clone();
+fn models_to_load(settings: &ServeSettings, registry: &Registry) -> Vec<String> {
+    let mut slugs = settings.gateway.models.clone();
     for m in registry.manifests() {
         if !slugs.contains(&m.slug) && registry.status(&m.slug).installed {
             slugs.push(m.slug.clone());
@@ -175,26 +180,26 @@ fn models_to_load(settings: &Settings, registry: &Registry) -> Vec<String> {
 }
 
 /// Installs (unless offline) and loads each model; one failing model never stops the others.
-fn load_models(settings: &Settings, registry: &Registry, models: &ModelSet, slugs: &[String]) {
-    let options = settings.install_options();
+fn load_models(settings: &ServeSettings, registry: &Registry, models: &ModelSet, slugs: &[String]) {
+    let options = settings.registry.install_options();
     for slug in slugs {
         let result = registry.get(slug).and_then(|manifest| {
             let installed = registry.status(slug).installed;
             if !installed {
-                if settings.offline {
+                if settings.registry.offline {
                     return Err(EmbedError::NotInstalled {
                         slug: slug.clone(),
                         install_command: format!("aimp models import {slug} --from DIR"),
                     });
                 }
                 tracing::info!(model = %slug, "installing on first start");
-                ensure_installed(manifest, &settings.models_dir, &options)?;
+                ensure_installed(manifest, &settings.registry.models_dir, &options)?;
             }
             load_encoder(
                 manifest,
-                &settings.models_dir,
-                settings.device,
-                settings.worker_options(),
+                &settings.registry.models_dir,
+                settings.encoders.device,
+                settings.encoders.worker_options(),
             )
         });
         match result {

@@ -1,6 +1,7 @@
 //! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
 
 mod bench;
+mod cli;
 mod disk_full;
 mod index_metadata;
 mod kill_loop;
