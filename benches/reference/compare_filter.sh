@@ -4,13 +4,14 @@
 # then `aimp bench filter` with ours, exact, the plain in-walk filter and hnswlib's filter
 # functor, every engine on one thread pinned to one core.
 #
-#   benches/reference/compare_filter.sh [QUERIES] [CPU]
-#   e.g. benches/reference/compare_filter.sh 200 1
+#   benches/reference/compare_filter.sh [QUERIES] [CPU] [ROUNDS]
+#   e.g. benches/reference/compare_filter.sh 200 1 3
+# (each case's runs are repeated ROUNDS times in rotated order; queries/s is their median)
 #
 # Needs the reference venv with hnswlib: /tmp/refvenv/bin/pip install numpy hnswlib
 # Writes target/filter/{corpus.txt,base.fvecs,query.fvecs,filter.json,filter.svg,filter.png}.
 set -euo pipefail
-QUERIES=${1:-200}; CPU=${2:-1}
+QUERIES=${1:-200}; CPU=${2:-1}; ROUNDS=${3:-3}
 PY=${PYTHON:-/tmp/refvenv/bin/python}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR="$ROOT/target/filter"
@@ -25,5 +26,5 @@ if [ ! -s "$DIR/base.fvecs" ]; then
     --texts "$DIR/corpus.txt" --limit 101000 --queries 1000 --out "$DIR"
 fi
 taskset -c "$CPU" "$BIN" bench filter --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" \
-  --queries "$QUERIES" --metric cosine --hnswlib "$PY" --work "$DIR/work" \
+  --queries "$QUERIES" --rounds "$ROUNDS" --metric cosine --hnswlib "$PY" --work "$DIR/work" \
   --out "$DIR/filter.json" --plot "$DIR/filter.svg"

@@ -25,6 +25,7 @@ pub mod preprocess;
 mod registry;
 mod resample;
 mod sentence;
+mod thumbnail;
 mod wheel;
 mod worker;
 
@@ -42,4 +43,5 @@ pub use loader::load_encoder;
 pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Precision, Sources};
 pub use registry::{ModelStatus, Registry};
 pub use sentence::SentenceEncoder;
+pub use thumbnail::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES, thumbnail};
 pub use worker::{Encoder, EncoderHandle, WorkerOptions};

@@ -41,6 +41,13 @@ pub enum ApiError {
         message: String,
         param: Option<String>,
     },
+    /// 422: the request is well formed, but what it names cannot be processed (a stored
+    /// picture too large to decode).
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        param: Option<String>,
+    },
     /// 413: the body is over the configured limit.
     PayloadTooLarge { limit: usize },
     /// 429: the key spent its quota.
@@ -104,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
@@ -132,6 +140,11 @@ impl ApiError {
                 param,
             }
             | ApiError::Conflict {
+                code,
+                message,
+                param,
+            }
+            | ApiError::Unprocessable {
                 code,
                 message,
                 param,

@@ -41,6 +41,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/media/upload/init", post(routes::media::init))
         .route("/api/media/upload/complete", post(routes::media::complete))
+        .route("/api/media/{media_ref}", get(routes::media_bytes::get))
+        .route(
+            "/api/media/{media_ref}/thumbnail",
+            get(routes::media_bytes::thumbnail),
+        )
         .route("/api/knowledge-bases", get(routes::knowledge::list))
         .route(
             "/api/knowledge-bases/{model}/{collection}/{scope}",

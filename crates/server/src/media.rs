@@ -3,6 +3,8 @@
 //! - `uploads/<upload_id>.part`: bytes of an upload in flight, streamed by its PUT;
 //! - `media/<2 hex>/<sha256>`: completed content, named by its hash, so equal bytes are
 //!   stored once whatever their `media_ref`s;
+//! - `thumbnails/<2 hex>/<sha256>-<side>.jpg`: thumbnails made from content, a cache that
+//!   may be deleted at any time;
 //! - `upload-signing.key`: the server secret that signs upload URLs (HMAC-SHA256 over the
 //!   upload id, size, content type, workspace and expiry), created on first start.
 //!
@@ -23,6 +25,7 @@ const SECRET_FILE: &str = "upload-signing.key";
 pub struct MediaFiles {
     uploads: PathBuf,
     content: PathBuf,
+    thumbnails: PathBuf,
     secret: [u8; 32],
 }
 
@@ -31,6 +34,7 @@ impl std::fmt::Debug for MediaFiles {
         f.debug_struct("MediaFiles")
             .field("uploads", &self.uploads)
             .field("content", &self.content)
+            .field("thumbnails", &self.thumbnails)
             .field("secret", &"[redacted]")
             .finish()
     }
@@ -52,12 +56,14 @@ impl MediaFiles {
     pub fn open(data_dir: &Path) -> io::Result<MediaFiles> {
         let uploads = data_dir.join("uploads");
         let content = data_dir.join("media");
+        let thumbnails = data_dir.join("thumbnails");
         fs::create_dir_all(&uploads)?;
         fs::create_dir_all(&content)?;
         let secret = load_or_create_secret(&data_dir.join(SECRET_FILE))?;
         Ok(MediaFiles {
             uploads,
             content,
+            thumbnails,
             secret,
         })
     }
@@ -130,6 +136,37 @@ impl MediaFiles {
     /// The bytes of stored content.
     pub fn read_content(&self, sha256: &str) -> io::Result<Vec<u8>> {
         fs::read(self.content_path(sha256))
+    }
+
+    fn thumbnail_path(&self, sha256: &str, side: u32) -> PathBuf {
+        self.thumbnails
+            .join(&sha256[..2.min(sha256.len())])
+            .join(format!("{sha256}-{side}.jpg"))
+    }
+
+    /// A cached thumbnail of content `sha256`, if one was made.
+    pub fn read_thumbnail(&self, sha256: &str, side: u32) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.thumbnail_path(sha256, side)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a thumbnail: written beside its place, then renamed into it, so a reader never
+    /// sees half of one (no fsync: a thumbnail lost in a crash is made again).
+    pub fn write_thumbnail(&self, sha256: &str, side: u32, jpeg: &[u8]) -> io::Result<()> {
+        let target = self.thumbnail_path(sha256, side);
+        let dir = target
+            .parent()
+            .ok_or_else(|| io::Error::other("thumbnail path has no folder"))?;
+        fs::create_dir_all(dir)?;
+        let temp = target.with_extension(format!("{:016x}.part", rand::random::<u64>()));
+        let written = fs::write(&temp, jpeg).and_then(|()| fs::rename(&temp, &target));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written
     }
 
     /// Part files (upload ids) that are in the uploads folder now.

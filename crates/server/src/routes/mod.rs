@@ -4,6 +4,7 @@ pub mod health;
 pub mod keys;
 pub mod knowledge;
 pub mod media;
+pub mod media_bytes;
 pub mod models;
 pub mod runs;
 

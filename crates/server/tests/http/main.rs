@@ -3,6 +3,7 @@
 mod filters;
 mod fuzz;
 mod media;
+mod media_bytes;
 mod precision;
 mod raw_vectors;
 mod storage;
