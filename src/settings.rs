@@ -245,6 +245,16 @@ pub struct GatewaySettings {
     )]
     pub upload_idle_timeout: u64,
 
+    /// Serve the web console at /console/ (`false` turns it off; the API is unchanged).
+    #[arg(
+        long,
+        env = "AIMP_CONSOLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub console: bool,
+
     /// Seconds a JSON request body may take to arrive in full before it is answered 408.
     #[arg(
         long,
@@ -323,6 +333,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("rate_limit", &self.rate_limit)
             .field("max_connections", &self.max_connections)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("console", &self.console)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("exact_below", &self.exact_below)

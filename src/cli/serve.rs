@@ -54,6 +54,7 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     config.exact_below = settings.gateway.exact_below;
     config.upload_idle_timeout = Duration::from_secs(settings.gateway.upload_idle_timeout);
     config.body_read_timeout = Duration::from_secs(settings.gateway.body_read_timeout);
+    config.console = settings.gateway.console;
     config.public_url = settings.gateway.public_url.clone();
     config.decode = DecodeOptions {
         max_pixels: settings.gateway.max_image_pixels,

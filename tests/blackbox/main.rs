@@ -1,7 +1,9 @@
 //! Black-box tests: the built `aimp` binary on port 0 with a temporary data directory.
 
 mod bench;
+mod browser;
 mod cli;
+mod console;
 mod disk_full;
 mod index_metadata;
 mod kill_loop;

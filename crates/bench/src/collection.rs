@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use aimp_index::{CollectionKey, SearchOptions, VectorIndex};
-use rand::SeedableRng;
-use rand::seq::index::sample;
 use serde::Serialize;
 
 use crate::machine::{Machine, Versions};
@@ -36,39 +34,20 @@ pub struct CollectionRecord {
     pub versions: Versions,
 }
 
-/// The query vectors: `given`, or `n` of the collection's own vectors drawn with `seed`.
+/// `n` of the collection's own vectors drawn with `seed`.
 pub fn sample_queries(
     index: &VectorIndex,
     key: &CollectionKey,
     n: usize,
     seed: u64,
 ) -> Result<Vec<Vec<f32>>, String> {
-    let mut ids = Vec::new();
-    loop {
-        let page = index
-            .list_items(key, ids.last().map(String::as_str), 1000, None)
-            .map_err(|e| e.to_string())?;
-        let done = page.len() < 1000;
-        ids.extend(page.into_iter().map(|i| i.id));
-        if done {
-            break;
-        }
-    }
-    if ids.is_empty() {
+    let queries = index
+        .sample_vectors(key, n, seed)
+        .map_err(|e| e.to_string())?;
+    if queries.is_empty() {
         return Err(format!("collection {key} holds no items"));
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let picked = sample(&mut rng, ids.len(), n.min(ids.len()));
-    picked
-        .iter()
-        .map(|i| {
-            index
-                .get(key, &ids[i])
-                .map_err(|e| e.to_string())?
-                .map(|(_, v)| v)
-                .ok_or_else(|| format!("item {} vanished while sampling", ids[i]))
-        })
-        .collect()
+    Ok(queries)
 }
 
 /// Measures each `ef` on `queries` against exact search of the same collection.

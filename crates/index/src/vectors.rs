@@ -261,6 +261,51 @@ impl VectorIndex {
         )))
     }
 
+    /// Up to `n` stored vectors of live items, drawn at random with `seed` (each at most once):
+    /// queries made of the collection's own data, for checks of its recall. Drawn by item
+    /// number, so a collection that deleted most of what it held may give fewer than `n`.
+    pub fn sample_vectors(
+        &self,
+        key: &CollectionKey,
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<Vec<f32>>, StoreError> {
+        use rand::{Rng, SeedableRng};
+        let Some(coll) = self.collection_id(key)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.store.begin_read()?;
+        let vectors = txn.open_table(VECTORS)?;
+        let mut numbers = vectors.range((coll, 0)..=(coll, u64::MAX))?;
+        let first = match numbers.next() {
+            Some(row) => row?.0.value().1,
+            None => return Ok(Vec::new()),
+        };
+        let last = match numbers.next_back() {
+            Some(row) => row?.0.value().1,
+            None => first,
+        };
+        drop(numbers);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut taken = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(n);
+        // Numbers are dense unless most items were deleted; 32 tries per vector bound the
+        // draws either way.
+        for _ in 0..n.saturating_mul(32) {
+            if out.len() == n || taken.len() as u64 > last - first {
+                break;
+            }
+            let number = rng.random_range(first..=last);
+            if !taken.insert(number) {
+                continue;
+            }
+            if let Some(v) = vectors.get((coll, number))? {
+                out.push(collection::decode_vector(v.value()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Live items of a collection in id order, `limit` at most, after id `after` (exclusive):
     /// a page of the listing. A collection that does not exist has none.
     pub fn list_items(

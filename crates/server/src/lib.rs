@@ -6,6 +6,7 @@
 
 mod auth;
 mod connections;
+pub mod console;
 mod error;
 mod extract;
 pub mod keys;
@@ -55,6 +56,10 @@ pub fn router(state: AppState) -> Router {
             "/api/knowledge-bases/{model}/{collection}/{scope}/items",
             get(routes::knowledge::items),
         )
+        .route(
+            "/api/knowledge-bases/{model}/{collection}/{scope}/recall",
+            post(routes::recall::recall),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
@@ -78,11 +83,17 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics));
+    // The console's files take no credential; the page signs in to the API.
+    let console = Router::new()
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{*path}", get(console::file));
     Router::new()
         .merge(integration)
         .merge(signed)
         .merge(admin)
         .merge(operations)
+        .merge(console)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub upload_idle_timeout: Duration,
     /// Longest a JSON request body may take to arrive in full (408 after it).
     pub body_read_timeout: Duration,
+    /// Whether `/console/` serves the web console.
+    pub console: bool,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             exact_below: 10_000,
             upload_idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
+            console: true,
         }
     }
 }
@@ -78,6 +81,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("exact_below", &self.exact_below)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("console", &self.console)
             .finish()
     }
 }

@@ -6,6 +6,7 @@ pub mod knowledge;
 pub mod media;
 pub mod media_bytes;
 pub mod models;
+pub mod recall;
 pub mod runs;
 
 use crate::error::ApiError;

@@ -1,0 +1,139 @@
+//! `POST /api/knowledge-bases/{model}/{collection}/{scope}/recall`: how well a scope's graph
+//! finds what exact search finds, on the scope's own data. Stored vectors drawn at random are
+//! the queries; each is answered by the graph (as searches are) and by comparing every item,
+//! and the answer gives recall@k and both latencies, so users can check the index on what
+//! they indexed rather than trust a benchmark of someone else's data.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde_json::{Map, Value, json};
+
+use aimp_index::{CollectionKey, SearchOptions};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, blocking};
+use crate::extract::{JsonObject, Path};
+use crate::state::AppState;
+
+const MAX_QUERIES: usize = 1000;
+const MAX_K: usize = 100;
+const MAX_EF: usize = 4096;
+
+pub async fn recall(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((model, collection, scope)): Path<(String, String, String)>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    for field in body.keys() {
+        if !["queries", "k", "ef", "seed"].contains(&field.as_str()) {
+            return Err(ApiError::bad_request(
+                "unknown_field",
+                format!("unknown field `{field}`; recall takes: queries, k, ef, seed"),
+                field,
+            ));
+        }
+    }
+    let queries = number(&body, "queries", 1, MAX_QUERIES)?.unwrap_or(100);
+    let k = number(&body, "k", 1, MAX_K)?.unwrap_or(10);
+    let ef = number(&body, "ef", 1, MAX_EF)?;
+    let seed = number(&body, "seed", 0, usize::MAX)?.unwrap_or(42) as u64;
+    let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
+    let index = state.index.clone();
+    let measured = blocking(move || {
+        let Some(record) = index.record(&key)? else {
+            return Ok(None);
+        };
+        let sample = index.sample_vectors(&key, queries, seed)?;
+        let options = |exact| SearchOptions {
+            top_k: k,
+            ef,
+            exact,
+            precision: None,
+            filter: None,
+            walk: false,
+        };
+        let (mut graph_ms, mut exact_ms) = (Vec::new(), Vec::new());
+        let (mut found, mut exhaustive) = (0usize, 0usize);
+        let mut wanted = 0usize;
+        for q in &sample {
+            let t = Instant::now();
+            let graph = index.search(&key, q, options(false))?;
+            graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let truth = index.search(&key, q, options(true))?;
+            exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            exhaustive += usize::from(graph.exhaustive);
+            wanted += truth.hits.len();
+            found += graph
+                .hits
+                .iter()
+                .filter(|h| truth.hits.iter().any(|t| t.item.id == h.item.id))
+                .count();
+        }
+        Ok(Some((
+            record,
+            sample.len(),
+            found,
+            wanted,
+            exhaustive,
+            graph_ms,
+            exact_ms,
+        )))
+    })
+    .await?;
+    let Some((record, asked, found, wanted, exhaustive, mut graph_ms, mut exact_ms)) = measured
+    else {
+        return Err(ApiError::NotFound {
+            code: "knowledge_base_not_found",
+            message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
+            param: None,
+        });
+    };
+    Ok(Json(json!({
+        "object": "recall_check",
+        "model": model,
+        "collection": collection,
+        "scope": scope,
+        "count": record.count,
+        "queries": asked,
+        "k": k,
+        "ef": ef.unwrap_or(record.params.ef_search).max(k),
+        "recall": if wanted == 0 { 1.0 } else { found as f64 / wanted as f64 },
+        // Small scopes are searched exactly whatever is asked (recall 1 by construction).
+        "graph_exhaustive": if asked == 0 { 0.0 } else { exhaustive as f64 / asked as f64 },
+        "graph_ms": latencies(&mut graph_ms),
+        "exact_ms": latencies(&mut exact_ms),
+    })))
+}
+
+/// An optional whole number field within `min..=max`.
+fn number(
+    body: &Map<String, Value>,
+    field: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, ApiError> {
+    let Some(v) = body.get(field) else {
+        return Ok(None);
+    };
+    match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(
+            "invalid_field",
+            format!("`{field}` must be a whole number from {min} to {max}, not {v}"),
+            field,
+        )),
+    }
+}
+
+fn latencies(ms: &mut [f64]) -> Value {
+    if ms.is_empty() {
+        return json!({"p50": null, "p95": null});
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    json!({"p50": at(0.5), "p95": at(0.95)})
+}
