@@ -17,6 +17,65 @@ use super::{ADMIN, ENV_KEY, Server, aimp, clip_fixtures, get};
 const SCOPE: &str = "console-test";
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The API page's three snippets, byte for byte: the console's "copy as" writes them so.
+const PAGE_CURL: &str = r#"curl -X POST "$AIMP_GATEWAY_URL/api/runs" \
+  -H "X-API-Key: $AIMP_API_KEY" \
+  -H "Content-Type: application/json" \
+  -d '{
+    "model": "demo-model",
+    "mode": "execute",
+    "scope": "playground",
+    "input": {
+      "text": "Write a one-line summary."
+    },
+    "params": {}
+  }'"#;
+const PAGE_PYTHON: &str = r#"import os
+import requests
+
+gateway_url = os.environ["AIMP_GATEWAY_URL"].rstrip("/")
+api_key = os.environ["AIMP_API_KEY"]
+
+response = requests.post(
+    f"{gateway_url}/api/runs",
+    headers={
+        "X-API-Key": api_key,
+        "Content-Type": "application/json",
+    },
+    json={
+        "model": "demo-model",
+        "mode": "execute",
+        "scope": "playground",
+        "input": {"text": "Write a one-line summary."},
+        "params": {},
+    },
+    timeout=60,
+)
+response.raise_for_status()
+print(response.json())"#;
+const PAGE_JAVASCRIPT: &str = r##"const gatewayUrl = process.env.AIMP_GATEWAY_URL.replace(/\/$/, "");
+
+const response = await fetch(`${gatewayUrl}/api/runs`, {
+  method: "POST",
+  headers: {
+    "X-API-Key": process.env.AIMP_API_KEY,
+    "Content-Type": "application/json",
+  },
+  body: JSON.stringify({
+    model: "demo-model",
+    mode: "execute",
+    scope: "playground",
+    input: { text: "Write a one-line summary." },
+    params: {},
+  }),
+});
+
+if (!response.ok) {
+  throw new Error(`AIMP request failed: ${response.status}`);
+}
+
+console.log(await response.json());"##;
+
 fn screenshots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot folder");
@@ -60,6 +119,18 @@ fn the_console_signs_in_indexes_searches_copies_curl_and_drops_a_scope() {
         "return !document.querySelector('#nav').hidden && !!document.querySelector('main h1')",
         WAIT,
     );
+
+    // The snippets the console writes for the API page's request are the page's own.
+    let written = browser.eval(
+        "return import('./snippets.js').then((m) => { \
+           const body = {model: 'demo-model', mode: 'execute', scope: 'playground', \
+                         input: {text: 'Write a one-line summary.'}, params: {}}; \
+           return [m.curl('api/runs', body), m.python('api/runs', body), m.javascript('api/runs', body)]; })",
+        json!([]),
+    );
+    assert_eq!(written[0], PAGE_CURL);
+    assert_eq!(written[1], PAGE_PYTHON);
+    assert_eq!(written[2], PAGE_JAVASCRIPT);
 
     // Index: three pictures dropped into a new scope.
     browser.open(&format!("{}/console/#/index", server.base));

@@ -60,11 +60,11 @@ export async function upload(file) {
     media_type: "image",
     size_bytes: file.size,
   });
-  // The upload URL is absolute; its path from /api/ on is taken relative to this console, so
+  // The upload URL is absolute; its path from api/ on is taken relative to this console, so
   // a gateway behind a proxy under a sub-path is reached the same way as the API.
   const url = new URL(init.upload_url);
-  const at = url.pathname.indexOf("/api/");
-  const put = await fetch(`..${url.pathname.slice(at)}${url.search}`, {
+  const at = url.pathname.lastIndexOf("api/media/upload/");
+  const put = await fetch(`../${url.pathname.slice(at)}${url.search}`, {
     method: init.method || "PUT",
     headers: init.headers || {},
     body: file,

@@ -1,5 +1,6 @@
 //! In-process HTTP tests of the gateway through `router(state)`: every status of API.md.
 
+mod console;
 mod filters;
 mod fuzz;
 mod media;
@@ -120,6 +121,7 @@ struct Options {
     body_read: Option<std::time::Duration>,
     /// The store behind its fault point.
     faults: Option<Arc<aimp_index::faults::Faults>>,
+    console: bool,
 }
 
 impl Default for Options {
@@ -137,6 +139,7 @@ impl Default for Options {
             upload_idle: None,
             body_read: None,
             faults: None,
+            console: true,
         }
     }
 }
@@ -191,6 +194,7 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     if let Some(deadline) = opts.body_read {
         config.body_read_timeout = deadline;
     }
+    config.console = opts.console;
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
         state: state.clone(),
