@@ -112,6 +112,20 @@ fn the_console_signs_in_indexes_searches_copies_curl_and_drops_a_scope() {
         WAIT,
     );
     shot("01-sign-in");
+    browser.type_into("#api-key", "aimp_not_a_key_of_this_gateway_000000000000");
+    browser.click("#signin button[type=submit]");
+    browser.wait_for(
+        "the wrong key's message",
+        "return (document.querySelector('#signin-status')?.textContent || '').includes('not accepted')",
+        WAIT,
+    );
+    // The refused check is the one failed request this test expects.
+    let refused = browser.log();
+    assert!(
+        refused.len() == 1 && refused[0].1.contains("401"),
+        "{refused:#?}"
+    );
+    browser.eval("document.querySelector('#api-key').value = ''", json!([]));
     browser.type_into("#api-key", ENV_KEY);
     browser.click("#signin button[type=submit]");
     browser.wait_for(
@@ -337,4 +351,71 @@ fn the_console_signs_in_indexes_searches_copies_curl_and_drops_a_scope() {
         .collect();
     assert!(problems.is_empty(), "the page logged errors: {problems:#?}");
     println!("screenshots: {}", shots.display());
+}
+
+/// The README's screenshot: the playground searching real sentences with demo-model's real
+/// weights. `cargo test --test blackbox console_screenshot_for_the_readme -- --ignored`
+/// writes `docs/console-playground.png`.
+#[test]
+#[ignore = "writes the README's screenshot"]
+fn console_screenshot_for_the_readme() {
+    let Some(browser) = Browser::start(1280, 1000) else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = aimp(data.path(), &super::shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY);
+    let server = Server::start(cmd);
+    let texts = [
+        "The court hearing was moved to Friday morning.",
+        "Quarterly revenue grew by ten percent over last year.",
+        "The contract was signed by both parties in March.",
+        "Our team shipped the new search feature this week.",
+        "A heavy storm closed the mountain pass overnight.",
+        "The recipe needs two cups of flour and one egg.",
+        "The judge dismissed the appeal for lack of evidence.",
+        "Sales in the northern region fell short of the forecast.",
+        "The hiking trail follows the river to a waterfall.",
+        "Bake the bread for forty minutes at two hundred degrees.",
+        "The lawyers asked for more time to review the documents.",
+        "Profit margins improved after the supplier lowered prices.",
+    ];
+    let ids: Vec<String> = (1..=texts.len()).map(|i| format!("note-{i}")).collect();
+    let (status, reply) = super::post(
+        &format!("{}/api/runs", server.base),
+        &[("X-API-Key", ENV_KEY)],
+        &json!({"model": "demo-model", "mode": "index", "scope": "notes",
+                "input": {"texts": texts, "text_ids": ids}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    browser.open(&format!("{}/console/", server.base));
+    browser.wait_for(
+        "sign-in",
+        "return !!document.querySelector('#api-key')",
+        WAIT,
+    );
+    browser.type_into("#api-key", ENV_KEY);
+    browser.click("#signin button[type=submit]");
+    browser.wait_for(
+        "signed in",
+        "return !document.querySelector('#nav').hidden",
+        WAIT,
+    );
+    browser.open(&format!(
+        "{}/console/#/playground?model=demo-model&scope=notes&text=a+legal+dispute&top_k=6",
+        server.base
+    ));
+    browser.wait_for(
+        "six results",
+        "return document.querySelectorAll('#results .result').length === 6",
+        WAIT,
+    );
+    browser.eval(
+        "document.querySelector('#summary').scrollIntoView({block: 'center'})",
+        json!([]),
+    );
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console-playground.png");
+    browser.screenshot(&out);
+    println!("wrote {}", out.display());
 }

@@ -21,7 +21,7 @@ export default async function playground(params) {
     exact: params.get("exact") === "true",
     filter: params.get("filter") || "",
   };
-  const model = h("select", { id: "model", onchange: () => { fillScopes(); } },
+  const model = h("select", { id: "model", onchange: () => { fillScopes(); showDrop(); } },
     searchable.map((m) => h("option", { value: m.slug, selected: m.slug === state.model }, m.slug)));
   const scopes = h("datalist", { id: "scopes" });
   const scope = h("input", { id: "scope", list: "scopes", value: state.scope, required: true,
@@ -69,6 +69,16 @@ export default async function playground(params) {
       status.replaceChildren(errorLine(e));
     }
   } });
+
+  // Only a model whose search takes a picture gets the drop zone.
+  const dropBox = h("div", { class: "wide" });
+  function showDrop() {
+    const m = searchable.find((x) => x.slug === model.value);
+    const pictures = Boolean(m?.modes?.search?.input_schema?.properties?.image);
+    dropBox.replaceChildren(...(pictures ? [drop, picked] : []));
+    if (!pictures) { state.media_ref = ""; state.filename = ""; }
+  }
+  showDrop();
 
   function request() {
     const input = state.media_ref
@@ -142,11 +152,12 @@ export default async function playground(params) {
   }
 
   function showSnippets(body) {
-    const pre = h("pre", { id: "snippet-text", tabindex: "0" });
+    const pre = h("pre", { id: "snippet-text", tabindex: "0", hidden: true });
     const buttons = Object.entries(SNIPPETS).map(([name, make]) =>
       h("button", { type: "button", class: "quiet", id: `copy-${name}`, onclick: async () => {
         pre.textContent = make("api/runs", body);
         pre.dataset.language = name;
+        pre.hidden = false;
         try {
           await navigator.clipboard.writeText(pre.textContent);
           toast(`Copied as ${name}`);
@@ -161,7 +172,7 @@ export default async function playground(params) {
     h("label", {}, "Model", model),
     h("label", {}, "Scope", scope, scopes),
     h("label", { class: "wide" }, "Text", text),
-    h("div", { class: "wide" }, drop, picked),
+    dropBox,
     h("label", {}, "top_k", topK),
     h("label", {}, "ef", ef),
     h("label", { class: "check" }, exact, "exact (compare every item)"),
