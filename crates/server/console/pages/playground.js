@@ -32,8 +32,10 @@ export default async function playground(params) {
     if (!scope.value) scope.value = bases.find((b) => b.model === model.value)?.scope || "";
   }
   fillScopes();
+  // Typing a text replaces a dropped picture as the query.
   const text = h("input", { id: "query-text", type: "search", value: state.text,
-    placeholder: "Describe what to find" });
+    placeholder: "Describe what to find",
+    oninput: () => { if (state.media_ref && text.value) { state.media_ref = ""; state.filename = ""; showPicked(); } } });
   const topK = h("input", { id: "top-k", type: "number", min: "1", max: "1000", value: state.top_k });
   const ef = h("input", { id: "ef", type: "number", min: "1", value: state.ef, placeholder: "default" });
   const exact = h("input", { id: "exact", type: "checkbox", checked: state.exact });

@@ -46,10 +46,12 @@ async fn the_console_is_served_with_a_strict_policy_and_revalidates() {
     assert!(
         headers["content-type"]
             .to_str()
-            .unwrap()
+            .expect("a text header")
             .starts_with("text/html")
     );
-    let csp = headers["content-security-policy"].to_str().unwrap();
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .expect("a text header");
     for directive in [
         "default-src 'none'",
         "script-src 'self'",
@@ -59,18 +61,18 @@ async fn the_console_is_served_with_a_strict_policy_and_revalidates() {
         assert!(csp.contains(directive), "{csp}");
     }
     assert!(!csp.contains("unsafe"), "{csp}");
-    assert!(String::from_utf8(page).unwrap().contains("app.js"));
+    assert!(String::from_utf8(page).expect("utf-8").contains("app.js"));
 
     let (status, headers, _) = get(&g, "/console/app.js", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers["content-type"]
             .to_str()
-            .unwrap()
+            .expect("a text header")
             .starts_with("text/javascript")
     );
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    let etag = headers["etag"].to_str().unwrap().to_string();
+    let etag = headers["etag"].to_str().expect("a text header").to_string();
     let (status, _, body) = get(&g, "/console/app.js", Some(&etag)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert!(body.is_empty());
