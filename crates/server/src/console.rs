@@ -27,22 +27,16 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 /// Each file's ETag, from its bytes.
 static TAGS: LazyLock<HashMap<&'static str, String>> = LazyLock::new(|| {
-    let mut tags = HashMap::new();
-    let mut stack = vec![&FILES];
-    while let Some(dir) = stack.pop() {
-        for file in dir.files() {
-            if let Some(path) = file.path().to_str() {
-                let digest = Sha256::digest(file.contents());
-                tags.insert(path, format!("\"{}\"", hex::encode(&digest[..12])));
-            }
-        }
-        stack.extend(dir.dirs());
-    }
-    tags
+    files()
+        .into_iter()
+        .map(|(path, bytes)| {
+            let digest = Sha256::digest(bytes);
+            (path, format!("\"{}\"", hex::encode(&digest[..12])))
+        })
+        .collect()
 });
 
-/// Every embedded file: its path under `console/` and its bytes (for the tests that check
-/// them).
+/// Every embedded file: its path under `console/` and its bytes.
 pub fn files() -> Vec<(&'static str, &'static [u8])> {
     let mut out = Vec::new();
     let mut stack = vec![&FILES];

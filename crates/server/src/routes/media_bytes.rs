@@ -46,7 +46,11 @@ pub async fn get(
     let bytes = crate::routes::media::read_media(&state, &record).await?;
     // What the bytes are, whatever the upload declared.
     let content_type = aimp_embed::sniff_content_type(&bytes).unwrap_or("application/octet-stream");
-    Ok(picture(content_type, &etag, Body::from(bytes.to_vec())))
+    Ok(picture(
+        content_type,
+        &etag,
+        Body::from(axum::body::Bytes::from_owner(bytes)),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,10 +2,8 @@
 //! ETags, nothing in them pointing outside the gateway or at an absolute path (so it works
 //! under a proxy's sub-path), and the recall check it calls.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::json;
-use tower::ServiceExt;
 
 use super::{Options, assert_error, gateway};
 
@@ -14,21 +12,8 @@ async fn get(
     uri: &str,
     etag: Option<&str>,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let mut req = Request::get(uri);
-    if let Some(tag) = etag {
-        req = req.header("If-None-Match", tag);
-    }
-    let response = g
-        .app
-        .clone()
-        .oneshot(req.body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let (status, headers) = (response.status(), response.headers().clone());
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("body");
-    (status, headers, bytes.to_vec())
+    let r = super::media_bytes::get_raw(g, uri, None, etag).await;
+    (r.status, r.headers, r.bytes)
 }
 
 #[tokio::test]

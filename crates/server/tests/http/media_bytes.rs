@@ -7,15 +7,25 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use super::media::fixture;
 use super::{Options, assert_error, gateway};
 
-struct Raw {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
+pub(super) struct Raw {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
 }
 
-async fn get(g: &super::Gateway, uri: &str, key: &str, if_none_match: Option<&str>) -> Raw {
+/// A GET answered with its raw bytes, with the key when given (the console's files take
+/// none) and `If-None-Match` when given.
+pub(super) async fn get_raw(
+    g: &super::Gateway,
+    uri: &str,
+    key: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Raw {
     use tower::ServiceExt;
-    let mut req = Request::get(uri).header("X-API-Key", key);
+    let mut req = Request::get(uri);
+    if let Some(key) = key {
+        req = req.header("X-API-Key", key);
+    }
     if let Some(tag) = if_none_match {
         req = req.header("If-None-Match", tag);
     }
@@ -46,6 +56,10 @@ impl super::Gateway {
             .expect("request");
         self.send(req).await
     }
+}
+
+async fn get(g: &super::Gateway, uri: &str, key: &str, if_none_match: Option<&str>) -> Raw {
+    get_raw(g, uri, Some(key), if_none_match).await
 }
 
 fn header<'a>(r: &'a Raw, name: &str) -> &'a str {
