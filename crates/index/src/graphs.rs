@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use crate::collection::{CollectionRecord, Effects};
+use crate::count_memo::CountMemo;
 use crate::group_commit::panic_message;
 use crate::hnsw::Extent;
 use crate::vectors::GraphOrigin;
@@ -38,6 +39,8 @@ pub(crate) struct State {
     pub record: CollectionRecord,
     pub graph: Arc<Hnsw>,
     pub origin: GraphOrigin,
+    /// The payload counts the planner read since the record's change; a new one with each.
+    pub counts: Arc<CountMemo>,
     /// A background rebuild is running.
     rebuilding: bool,
 }
@@ -48,6 +51,7 @@ impl State {
             record,
             graph: Arc::new(graph),
             origin,
+            counts: Arc::default(),
             rebuilding: false,
         }
     }
@@ -61,6 +65,7 @@ impl State {
         if new.next_item >= r.next_item && new.deletion_seq >= r.deletion_seq {
             self.record = change.record;
         }
+        self.counts = Arc::default();
     }
 }
 
@@ -108,6 +113,7 @@ impl Loaded {
         take_effects(&graph, &change.effects);
         let mut s = self.state.write();
         s.record = change.record;
+        s.counts = Arc::default();
         let tombstones = graph.deleted();
         if !s.rebuilding
             && tombstones >= REBUILD_MIN_TOMBSTONES
@@ -420,6 +426,32 @@ mod tests {
             assert_eq!(keys.len(), want.len(), "every live item once");
             assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), want);
         }
+    }
+
+    #[test]
+    fn every_change_starts_the_planner_on_fresh_counts() {
+        let graph = Hnsw::new(record().params.graph());
+        let origin = GraphOrigin::Rebuilt { distrusted: None };
+        let loaded = Loaded::new(State::new(record(), graph, origin));
+        let before = loaded.state().counts.clone();
+        before.remember_entry(b"tag=a", 3);
+        loaded.take(change(0..10, Vec::new()));
+        let after = loaded.state().counts.clone();
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(
+            after.entry(b"tag=a"),
+            None,
+            "counts from before the change are gone"
+        );
+        // A change queued while the graph loaded, too.
+        let mut state = State::new(
+            record(),
+            Hnsw::new(record().params.graph()),
+            GraphOrigin::Rebuilt { distrusted: None },
+        );
+        state.counts.remember_entry(b"tag=a", 3);
+        state.catch_up(change(0..5, Vec::new()));
+        assert_eq!(state.counts.entry(b"tag=a"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod baseline;
 mod collection;
+mod count_memo;
 pub mod dataset;
 pub mod distance;
 mod error;

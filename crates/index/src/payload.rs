@@ -15,11 +15,13 @@
 //! candidate.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use crate::collection::{ITEM_IDS, ITEMS, ItemRecord, decode};
+use crate::count_memo::{CountMemo, range_scan_key};
 use crate::filter::{Bound, Condition, Key, Match, Range, Scalar, SystemField, parse_time};
 use crate::{Filter, StoreError};
 
@@ -268,6 +270,8 @@ pub(crate) struct Reader<R, C, I> {
     counts: C,
     ids: I,
     coll: u64,
+    /// Counts remembered since the collection's last change, read before the store's.
+    memo: Option<Arc<CountMemo>>,
 }
 
 type ReadOnly = Reader<
@@ -289,7 +293,16 @@ impl ReadOnly {
             counts: txn.open_table(PAYLOAD_COUNTS)?,
             ids: txn.open_table(ITEM_IDS)?,
             coll,
+            memo: None,
         })
+    }
+}
+
+impl ReadOnly {
+    /// Reads counts from `memo` first, and remembers there what it reads from the store.
+    pub fn remembering(mut self, memo: Arc<CountMemo>) -> ReadOnly {
+        self.memo = Some(memo);
+        self
     }
 }
 
@@ -304,6 +317,7 @@ impl<'txn> InWrite<'txn> {
             counts: txn.open_table(PAYLOAD_COUNTS)?,
             ids: txn.open_table(ITEM_IDS)?,
             coll,
+            memo: None,
         })
     }
 }
@@ -477,7 +491,14 @@ where
             Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
         };
         let count = |e: &[u8]| -> Result<u64, StoreError> {
-            Ok(self.counts.get((self.coll, e))?.map_or(0, |v| v.value()))
+            if let Some(n) = self.memo.as_ref().and_then(|m| m.entry(e)) {
+                return Ok(n);
+            }
+            let n = self.counts.get((self.coll, e))?.map_or(0, |v| v.value());
+            if let Some(m) = &self.memo {
+                m.remember_entry(e, n);
+            }
+            Ok(n)
         };
         // A long `any`: a few of its values' counts first, so a list that plainly passes
         // more than the limit is known after a handful of lookups rather than hundreds.
@@ -567,19 +588,49 @@ where
         };
         // The count of each value in the range first: a range passing more than `limit` items
         // is known to after at most `limit` distinct values, without reading its rows.
-        let mut total = 0u64;
-        for row in self
-            .counts
-            .range((self.coll, low.as_slice())..=(self.coll, high.as_slice()))?
-        {
-            let (k, n) = row?;
-            if holds(k.value().1) {
-                total += n.value();
-                if total > limit as u64 {
-                    return Ok(None);
+        let scan = || -> Result<Option<u64>, StoreError> {
+            let mut total = 0u64;
+            for row in self
+                .counts
+                .range((self.coll, low.as_slice())..=(self.coll, high.as_slice()))?
+            {
+                let (k, n) = row?;
+                if holds(k.value().1) {
+                    total += n.value();
+                    if total > limit as u64 {
+                        return Ok(None);
+                    }
                 }
             }
-        }
+            Ok(Some(total))
+        };
+        let total = match &self.memo {
+            None => scan()?,
+            Some(memo) => {
+                let key = range_scan_key(
+                    &[
+                        Some(&low),
+                        Some(&high),
+                        gt.as_deref(),
+                        gte.as_deref(),
+                        lt.as_deref(),
+                        lte.as_deref(),
+                    ],
+                    limit,
+                );
+                match memo.range(&key) {
+                    Some(known) => known,
+                    None => {
+                        let total = scan()?;
+                        memo.remember_range(key, total);
+                        total
+                    }
+                }
+            }
+        };
+        let Some(total) = total else {
+            return Ok(None);
+        };
         if !rows {
             return Ok(Some((total, Vec::new())));
         }
@@ -720,7 +771,6 @@ mod tests {
         }
     }
 
-    /// Items of awkward shapes, and conditions on them: the indexes' candidates must hold
     /// A long `any` that plainly passes more than the limit is known to be broad from a
     /// sample of its values; one whose values are mostly absent is still narrowed exactly.
     #[test]
@@ -765,6 +815,81 @@ mod tests {
         assert_eq!(items.len(), 100);
     }
 
+    /// A reader remembering counts answers as one reading the store, reads the memo first,
+    /// and fills it with what it read.
+    #[test]
+    fn remembered_counts_answer_as_the_store_does_and_are_read_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let key = CollectionKey::new("w", "m", "c", "s");
+        let items = (0..1000)
+            .map(|i| NewItem {
+                id: format!("i{i:04}"),
+                vector: vec![i as f32, 1.0],
+                filename: None,
+                media_ref: None,
+                system: None,
+                metadata: Some(json!({"tag": format!("v{}", i % 100), "n": i % 50})),
+            })
+            .collect();
+        let txn = store.begin_write().expect("write");
+        let (record, _, _) =
+            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
+                .expect("upsert");
+        txn.commit().expect("commit");
+        let txn = store.begin_read().expect("read");
+        let memo = Arc::new(CountMemo::default());
+        let plain = Reader::open(&txn, record.id).expect("reader");
+        let remembering = Reader::open(&txn, record.id)
+            .expect("reader")
+            .remembering(memo.clone());
+        let filters = [
+            json!({"must": [{"key": "tag", "match": {"value": "v3"}}]}),
+            json!({"must": [{"key": "tag", "match": {"any": ["v1", "v2", "absent"]}}]}),
+            json!({"must": [{"key": "n", "range": {"gte": 10, "lt": 13}}]}),
+            json!({"must": [{"key": "n", "range": {"gt": 5}}], "should": [{"key": "tag", "match": {"value": "v7"}}]}),
+        ];
+        for f in &filters {
+            let f = Filter::parse(f).expect("filter");
+            for limit in [5, 50, 5000] {
+                let want = plain.estimate(&f, limit).expect("estimate");
+                for _ in 0..2 {
+                    assert_eq!(
+                        remembering.estimate(&f, limit).expect("estimate"),
+                        want,
+                        "{f:?}"
+                    );
+                    let (a, b) = (
+                        plain.narrow(&f, limit).expect("narrow"),
+                        remembering.narrow(&f, limit).expect("narrow"),
+                    );
+                    match (a, b) {
+                        (Narrowed::Broad, Narrowed::Broad) => {}
+                        (
+                            Narrowed::Among { items: a, exact: x },
+                            Narrowed::Among { items: b, exact: y },
+                        ) => assert_eq!((a, x), (b, y)),
+                        _ => panic!("narrowed differently: {f:?}"),
+                    }
+                }
+            }
+        }
+        assert!(memo.len() >= 5, "the memo holds what was read");
+        // A count in the memo is taken over the store's (10 items hold v3).
+        let memo = Arc::new(CountMemo::default());
+        memo.remember_entry(&entry("utag", KEYWORD, b"v3"), 999);
+        let remembering = Reader::open(&txn, record.id)
+            .expect("reader")
+            .remembering(memo);
+        let v3 = Filter::parse(&filters[0]).expect("filter");
+        assert_eq!(plain.estimate(&v3, 5000).expect("estimate"), Some(10));
+        assert_eq!(
+            remembering.estimate(&v3, 5000).expect("estimate"),
+            Some(999)
+        );
+    }
+
+    /// Items of awkward shapes, and conditions on them: the indexes' candidates must hold
     /// every match, and be exactly the matches when they say so.
     #[test]
     fn candidates_hold_every_match_and_exact_ones_no_more() {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::collection::{self, ITEMS};
+use crate::count_memo::CountMemo;
 use crate::{Filter, StoreError, payload};
 
 /// Filter checks after which the planner's probe decides whether to go on walking: the first
@@ -39,6 +40,8 @@ pub(crate) struct Planner<'a> {
     pub ef: usize,
     pub m: usize,
     pub memory: &'a ProbeMemory,
+    /// The collection's counts remembered since its last change.
+    pub counts: std::sync::Arc<CountMemo>,
 }
 
 impl Planner<'_> {
@@ -54,7 +57,7 @@ impl Planner<'_> {
         } else {
             exact_limit(self.graph.live(), self.ef, self.m)
         };
-        let reader = payload::Reader::open(self.txn, self.coll)?;
+        let reader = payload::Reader::open(self.txn, self.coll)?.remembering(self.counts.clone());
         // How many items the filter may pass, bounded from the indexes' counts alone (no
         // item rows read); `None` past the limit or where the indexes cannot say.
         let estimate = if walk || must_be_exact {

@@ -396,13 +396,14 @@ impl VectorIndex {
                 count: 0,
             });
         };
-        let (graph, params, count, id) = {
+        let (graph, params, count, id, counts) = {
             let l = loaded.state();
             (
                 l.graph.clone(),
                 l.record.params,
                 l.record.count,
                 l.record.id,
+                l.counts.clone(),
             )
         };
         if let Some(given) = options.precision {
@@ -444,6 +445,7 @@ impl VectorIndex {
                     ef,
                     m: params.m,
                     memory: &self.probes,
+                    counts,
                 };
                 planner.search(must_be_exact && !options.walk, options.walk)?
             }
