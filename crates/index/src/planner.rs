@@ -52,67 +52,71 @@ impl Planner<'_> {
         must_be_exact: bool,
         walk: bool,
     ) -> Result<(Vec<crate::hnsw::Neighbour>, bool), StoreError> {
-        let limit = if must_be_exact {
-            usize::MAX
-        } else {
-            exact_limit(self.graph.live(), self.ef, self.m)
-        };
+        if walk {
+            return Ok(match self.walk(usize::MAX, None)? {
+                Some(found) => (found, false),
+                None => (self.exact(payload::Narrowed::Broad)?, true),
+            });
+        }
         let reader = payload::Reader::open(self.txn, self.coll)?.remembering(self.counts.clone());
+        if must_be_exact {
+            return Ok((self.exact(reader.narrow(self.filter, usize::MAX)?)?, true));
+        }
+        let limit = exact_limit(self.graph.live(), self.ef, self.m);
+        // Up to a quarter of the limit, the matches are read from the indexes and compared
+        // at once: the same work as exact search, and no decision before it.
+        if let narrowed @ payload::Narrowed::Among { .. } = reader.narrow(self.filter, limit / 4)? {
+            return Ok((self.exact(narrowed)?, true));
+        }
         // How many items the filter may pass, bounded from the indexes' counts alone (no
         // item rows read); `None` past the limit or where the indexes cannot say.
-        let estimate = if walk || must_be_exact {
-            None
-        } else {
-            reader.estimate(self.filter, limit)?
-        };
-        // Between a quarter of the limit and the limit, reading every match costs about as
-        // much as a walk that meets one in `live / matches` nodes. A filter that follows the
-        // vectors (most nodes near the query pass) makes the walk far cheaper; a short probe
-        // of the walk tells which, before any match is read. Fewer matches are compared
-        // exactly at once; past the limit, or where the indexes cannot bound the matches, the
-        // walk goes ahead unprobed.
-        if let Some(m) = estimate
-            && m > (limit / 4) as u64
-        {
-            let remembered = (self.coll, self.filter.fingerprint());
-            if self.memory.should_probe(remembered) {
-                let share = m as f64 / self.graph.live().max(1) as f64;
-                let probe = crate::hnsw::Probe {
-                    after: PROBE_CHECKS,
-                    min_share: (4.0 * share).min(0.5),
-                };
-                let walked = self.walk(limit.saturating_mul(2), Some(probe))?;
-                self.memory.record(remembered, walked.is_some());
-                if let Some(found) = walked {
-                    return Ok((found, false));
+        if let Some(m) = reader.estimate(self.filter, limit)? {
+            // Between a quarter of the limit and the limit, reading every match costs about
+            // as much as a walk that meets one in `live / matches` nodes. A filter that
+            // follows the vectors (most nodes near the query pass) makes the walk far
+            // cheaper; a short probe of the walk tells which, before any match is read.
+            if m > (limit / 4) as u64 {
+                let remembered = (self.coll, self.filter.fingerprint());
+                if self.memory.should_probe(remembered) {
+                    let share = m as f64 / self.graph.live().max(1) as f64;
+                    let probe = crate::hnsw::Probe {
+                        after: PROBE_CHECKS,
+                        min_share: (4.0 * share).min(0.5),
+                    };
+                    let walked = self.walk(limit.saturating_mul(2), Some(probe))?;
+                    self.memory.record(remembered, walked.is_some());
+                    if let Some(found) = walked {
+                        return Ok((found, false));
+                    }
                 }
             }
-        }
-        let narrowed = if walk || (estimate.is_none() && !must_be_exact) {
-            payload::Narrowed::Broad
-        } else {
-            reader.narrow(self.filter, limit)?
-        };
-        if let payload::Narrowed::Among { items, exact } = narrowed {
-            let matches = if exact {
-                items
-            } else {
-                payload::verify(self.txn, self.coll, &items, self.filter)?
-            };
-            return Ok((self.graph.exact_among(self.query, self.k, &matches), true));
-        }
-        if !must_be_exact {
-            let budget = if walk {
-                usize::MAX
-            } else {
-                limit.saturating_mul(2)
-            };
-            if let Some(found) = self.walk(budget, None)? {
-                return Ok((found, false));
+            if let narrowed @ payload::Narrowed::Among { .. } = reader.narrow(self.filter, limit)? {
+                return Ok((self.exact(narrowed)?, true));
             }
         }
-        let matches = collection::matching(self.txn, self.coll, self.filter)?;
-        Ok((self.graph.exact_among(self.query, self.k, &matches), true))
+        // Past the limit, or where the indexes cannot bound the matches: the walk, unprobed,
+        // giving up after twice the limit's distances for exact search over the matches.
+        if let Some(found) = self.walk(limit.saturating_mul(2), None)? {
+            return Ok((found, false));
+        }
+        Ok((self.exact(payload::Narrowed::Broad)?, true))
+    }
+
+    /// Exact search over the filter's matches: the narrowed items (checked against the
+    /// filter where the indexes alone cannot say), or every item it passes.
+    fn exact(
+        &self,
+        narrowed: payload::Narrowed,
+    ) -> Result<Vec<crate::hnsw::Neighbour>, StoreError> {
+        let matches = match narrowed {
+            payload::Narrowed::Among { items, exact: true } => items,
+            payload::Narrowed::Among {
+                items,
+                exact: false,
+            } => payload::verify(self.txn, self.coll, &items, self.filter)?,
+            payload::Narrowed::Broad => collection::matching(self.txn, self.coll, self.filter)?,
+        };
+        Ok(self.graph.exact_among(self.query, self.k, &matches))
     }
 
     /// The filtered walk, evaluating the filter on each node it meets (reading the item);
