@@ -25,11 +25,13 @@ const REPROBE_EVERY: u8 = 16;
 const FILTERS_REMEMBERED: usize = 4096;
 
 /// How one filtered search is answered. The payload indexes narrow the filter to its
-/// candidate items when they can do so within [`exact_limit`] items; those (checked against
-/// the filter where the indexes alone cannot say) are compared exactly. A filter that passes
-/// more, or that the indexes cannot narrow, is applied inside the graph walk, item by item;
-/// a walk that computes more distances than twice that limit (a restrictive filter the indexes
-/// could not narrow) gives up for an exact search over every item the filter passes.
+/// candidate items when they can do so within a quarter of [`exact_limit`] items; those
+/// (checked against the filter where the indexes alone cannot say) are compared exactly. Up
+/// to the limit, a short probe of the walk decides between walking and comparing the
+/// matches. A filter that passes more, or that the indexes cannot narrow, is applied inside
+/// the graph walk, item by item; a walk that computes more distances than twice the limit (a
+/// restrictive filter the indexes could not narrow) gives up for an exact search over every
+/// item the filter passes.
 pub(crate) struct Planner<'a> {
     pub txn: &'a redb::ReadTransaction,
     pub coll: u64,
