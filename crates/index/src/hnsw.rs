@@ -295,6 +295,32 @@ impl Hnsw {
         })
     }
 
+    /// The `k` nearest of the `wide` nearest live nodes that pass `filter`, found by a walk
+    /// without the filter and then asking it about those nodes nearest first until `k`
+    /// passed; `None` when fewer than `k` of them pass. For a filter that passes a share `s`
+    /// of the nodes near the query, a walk at `wide = ef / s` explores about as far as the
+    /// filtered walk at `ef` does, and asks the filter about some `k / s` nodes where the
+    /// filtered walk asks about every node it keeps as a candidate.
+    pub fn search_then_filter(
+        &self,
+        query: &[f32],
+        k: usize,
+        wide: usize,
+        filter: &(dyn Fn(u64) -> bool + Sync),
+    ) -> Option<Vec<Neighbour>> {
+        let nearest = self.search(query, wide.max(k), wide.max(k), None);
+        let mut kept = Vec::with_capacity(k);
+        for n in nearest {
+            if kept.len() == k {
+                break;
+            }
+            if filter(n.key) {
+                kept.push(n);
+            }
+        }
+        (kept.len() == k).then_some(kept)
+    }
+
     /// The exact `k` nearest live nodes: every vector compared.
     pub fn exact(
         &self,

@@ -39,6 +39,6 @@ pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
 pub use metadata::{MetadataError, json_type};
 pub use store::Store;
 pub use vectors::{
-    DeleteOutcome, GraphInfo, GraphOrigin, Hit, MAX_ID_BYTES, SearchOptions, SearchOutcome,
+    DeleteOutcome, GraphInfo, GraphOrigin, Hit, MAX_ID_BYTES, Plan, SearchOptions, SearchOutcome,
     UpsertOutcome, VectorIndex,
 };

@@ -362,6 +362,52 @@ where
         Ok(bound.filter(|b| *b <= limit as u64))
     }
 
+    /// About what share of `live` items `filter` passes, from the counts alone: `None` where
+    /// the indexes cannot say. Rough (a long `any` extrapolated from a sample of its values,
+    /// an item holding two of a condition's values counted twice, `must_not` not counted):
+    /// it steers how a search is answered, never what the answer holds.
+    pub fn share(&self, filter: &Filter, live: usize) -> Result<Option<f64>, StoreError> {
+        let live = live.max(1);
+        let mut bound: Option<f64> = None;
+        let mut tighten = |n: f64| bound = Some(bound.map_or(n, |b: f64| b.min(n)));
+        for c in &filter.must {
+            if let Some(n) = self.rough_count(c, live)? {
+                tighten(n);
+            }
+        }
+        if !filter.should.is_empty() {
+            let mut sum = Some(0.0);
+            for c in &filter.should {
+                sum = match (sum, self.rough_count(c, live)?) {
+                    (Some(s), Some(n)) => Some(s + n),
+                    _ => None,
+                };
+            }
+            if let Some(s) = sum {
+                tighten(s);
+            }
+        }
+        Ok(bound.map(|b| b.min(live as f64) / live as f64))
+    }
+
+    fn rough_count(&self, c: &Condition, live: usize) -> Result<Option<f64>, StoreError> {
+        match c {
+            Condition::Match {
+                key,
+                test: Match::Any(vs),
+            } => {
+                if let Some(estimate) = self.sampled(&field_name(key), vs)? {
+                    return Ok(Some(estimate));
+                }
+            }
+            Condition::Nested(inner) => {
+                return Ok(self.share(inner, live)?.map(|s| s * live as f64));
+            }
+            _ => {}
+        }
+        Ok(self.condition_count(c, live)?.map(|n| n as f64))
+    }
+
     fn condition_count(&self, c: &Condition, limit: usize) -> Result<Option<u64>, StoreError> {
         let counted = match c {
             Condition::Match {
@@ -485,37 +531,17 @@ where
         rows: bool,
     ) -> Result<Counted, StoreError> {
         let field = field_name(key);
-        let entry_of = |v: &Scalar| match v {
-            Scalar::Str(s) => entry(&field, KEYWORD, s.as_bytes()),
-            Scalar::Num(x) => entry(&field, NUMBER, &number_bytes(*x)),
-            Scalar::Bool(b) => entry(&field, BOOL, &[u8::from(*b)]),
-        };
-        let count = |e: &[u8]| -> Result<u64, StoreError> {
-            if let Some(n) = self.memo.as_ref().and_then(|m| m.entry(e)) {
-                return Ok(n);
-            }
-            let n = self.counts.get((self.coll, e))?.map_or(0, |v| v.value());
-            if let Some(m) = &self.memo {
-                m.remember_entry(e, n);
-            }
-            Ok(n)
-        };
         // A long `any`: a few of its values' counts first, so a list that plainly passes
         // more than the limit is known after a handful of lookups rather than hundreds.
-        if values.len() > 4 * SAMPLED_VALUES {
-            let mut sampled = 0u64;
-            for v in &values[..SAMPLED_VALUES] {
-                sampled += count(&entry_of(v))?;
-            }
-            let estimate = sampled as f64 * values.len() as f64 / SAMPLED_VALUES as f64;
-            if estimate > 2.0 * limit as f64 {
-                return Ok(None);
-            }
+        if let Some(estimate) = self.sampled(&field, values)?
+            && estimate > 2.0 * limit as f64
+        {
+            return Ok(None);
         }
-        let wanted: Vec<Vec<u8>> = values.iter().map(entry_of).collect();
+        let wanted: Vec<Vec<u8>> = values.iter().map(|v| value_entry(&field, v)).collect();
         let mut total = 0u64;
         for e in &wanted {
-            total += count(e)?;
+            total += self.entry_count(e)?;
             if total > limit as u64 {
                 return Ok(None);
             }
@@ -536,6 +562,33 @@ where
         items.sort_unstable();
         items.dedup();
         Ok(Some((total, items)))
+    }
+
+    /// How many items hold one entry, from the memo when it knows.
+    fn entry_count(&self, e: &[u8]) -> Result<u64, StoreError> {
+        if let Some(n) = self.memo.as_ref().and_then(|m| m.entry(e)) {
+            return Ok(n);
+        }
+        let n = self.counts.get((self.coll, e))?.map_or(0, |v| v.value());
+        if let Some(m) = &self.memo {
+            m.remember_entry(e, n);
+        }
+        Ok(n)
+    }
+
+    /// For a long `any` (more than four samples' worth of values), how many items it passes
+    /// extrapolated from its first [`SAMPLED_VALUES`] values' counts; `None` for a short one.
+    fn sampled(&self, field: &str, values: &[Scalar]) -> Result<Option<f64>, StoreError> {
+        if values.len() <= 4 * SAMPLED_VALUES {
+            return Ok(None);
+        }
+        let mut sampled = 0u64;
+        for v in &values[..SAMPLED_VALUES] {
+            sampled += self.entry_count(&value_entry(field, v))?;
+        }
+        Ok(Some(
+            sampled as f64 * values.len() as f64 / SAMPLED_VALUES as f64,
+        ))
     }
 
     /// Items with a value at `key` inside `range`: one scan of the field's entries from the
@@ -648,6 +701,15 @@ where
         items.sort_unstable();
         items.dedup();
         Ok(Some((total, items)))
+    }
+}
+
+/// The entry of one value of `field`.
+fn value_entry(field: &str, v: &Scalar) -> Vec<u8> {
+    match v {
+        Scalar::Str(s) => entry(field, KEYWORD, s.as_bytes()),
+        Scalar::Num(x) => entry(field, NUMBER, &number_bytes(*x)),
+        Scalar::Bool(b) => entry(field, BOOL, &[u8::from(*b)]),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::collection::{self, ITEMS};
 use crate::count_memo::CountMemo;
-use crate::{Filter, StoreError, payload};
+use crate::{Filter, Plan, StoreError, payload};
 
 /// Filter checks after which the planner's probe decides whether to go on walking: the first
 /// two nodes' neighbours at the bottom level (2M = 32 each at the default M). At 64, a filter
@@ -21,6 +21,9 @@ const FAILURES_REMEMBERED: u8 = 8;
 /// ...except one query in this many, which probes again, so that a filter whose matches come
 /// to lie near the queries is walked again.
 const REPROBE_EVERY: u8 = 16;
+/// Past the exact limit, a filter passing at least this share of the items is answered by the
+/// walk without it at `ef / share` (at most four times as wide), then checked nearest first.
+const WIDE_SHARE: f64 = 0.25;
 /// Filters remembered per index; past it the memory starts again empty.
 const FILTERS_REMEMBERED: usize = 4096;
 
@@ -28,10 +31,11 @@ const FILTERS_REMEMBERED: usize = 4096;
 /// candidate items when they can do so within a quarter of [`exact_limit`] items; those
 /// (checked against the filter where the indexes alone cannot say) are compared exactly. Up
 /// to the limit, a short probe of the walk decides between walking and comparing the
-/// matches. A filter that passes more, or that the indexes cannot narrow, is applied inside
-/// the graph walk, item by item; a walk that computes more distances than twice the limit (a
-/// restrictive filter the indexes could not narrow) gives up for an exact search over every
-/// item the filter passes.
+/// matches. A filter that passes more than a quarter of the items is asked only about the
+/// nearest nodes of a wider walk without it. Any other filter, or one the indexes cannot
+/// narrow, is applied inside the graph walk, item by item; a walk that computes more
+/// distances than twice the limit (a restrictive filter the indexes could not narrow) gives
+/// up for an exact search over every item the filter passes.
 pub(crate) struct Planner<'a> {
     pub txn: &'a redb::ReadTransaction,
     pub coll: u64,
@@ -47,28 +51,31 @@ pub(crate) struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    /// The hits (item numbers and distances) and whether every match was compared.
+    /// The hits (item numbers and distances) and how they were found.
     /// `walk`: filter inside the walk, without narrowing and without giving up.
     pub fn search(
         &self,
         must_be_exact: bool,
         walk: bool,
-    ) -> Result<(Vec<crate::hnsw::Neighbour>, bool), StoreError> {
+    ) -> Result<(Vec<crate::hnsw::Neighbour>, Plan), StoreError> {
         if walk {
             return Ok(match self.walk(usize::MAX, None)? {
-                Some(found) => (found, false),
-                None => (self.exact(payload::Narrowed::Broad)?, true),
+                Some(found) => (found, Plan::Walk),
+                None => (self.exact(payload::Narrowed::Broad)?, Plan::Exact),
             });
         }
         let reader = payload::Reader::open(self.txn, self.coll)?.remembering(self.counts.clone());
         if must_be_exact {
-            return Ok((self.exact(reader.narrow(self.filter, usize::MAX)?)?, true));
+            return Ok((
+                self.exact(reader.narrow(self.filter, usize::MAX)?)?,
+                Plan::Exact,
+            ));
         }
         let limit = exact_limit(self.graph.live(), self.ef, self.m);
         // Up to a quarter of the limit, the matches are read from the indexes and compared
         // at once: the same work as exact search, and no decision before it.
         if let narrowed @ payload::Narrowed::Among { .. } = reader.narrow(self.filter, limit / 4)? {
-            return Ok((self.exact(narrowed)?, true));
+            return Ok((self.exact(narrowed)?, Plan::Exact));
         }
         // How many items the filter may pass, bounded from the indexes' counts alone (no
         // item rows read); `None` past the limit or where the indexes cannot say.
@@ -88,20 +95,32 @@ impl Planner<'_> {
                     let walked = self.walk(limit.saturating_mul(2), Some(probe))?;
                     self.memory.record(remembered, walked.is_some());
                     if let Some(found) = walked {
-                        return Ok((found, false));
+                        return Ok((found, Plan::Walk));
                     }
                 }
             }
             if let narrowed @ payload::Narrowed::Among { .. } = reader.narrow(self.filter, limit)? {
-                return Ok((self.exact(narrowed)?, true));
+                return Ok((self.exact(narrowed)?, Plan::Exact));
+            }
+        }
+        // Past the limit, a filter the counts say passes a good share of the items: the walk
+        // without it, as wide as the filtered walk would explore, then the filter asked about
+        // the nearest found until `k` passed. Where fewer pass (the matches lie away from the
+        // query), the filtered walk after all.
+        if let Some(share) = reader.share(self.filter, self.graph.live())?
+            && share >= WIDE_SHARE
+        {
+            let wide = (self.ef as f64 / share).ceil() as usize;
+            if let Some(found) = self.walk_then_filter(wide)? {
+                return Ok((found, Plan::WalkThenFilter));
             }
         }
         // Past the limit, or where the indexes cannot bound the matches: the walk, unprobed,
         // giving up after twice the limit's distances for exact search over the matches.
         if let Some(found) = self.walk(limit.saturating_mul(2), None)? {
-            return Ok((found, false));
+            return Ok((found, Plan::Walk));
         }
-        Ok((self.exact(payload::Narrowed::Broad)?, true))
+        Ok((self.exact(payload::Narrowed::Broad)?, Plan::Exact))
     }
 
     /// Exact search over the filter's matches: the narrowed items (checked against the
@@ -121,13 +140,37 @@ impl Planner<'_> {
         Ok(self.graph.exact_among(self.query, self.k, &matches))
     }
 
-    /// The filtered walk, evaluating the filter on each node it meets (reading the item);
-    /// `None` when it gave up (past `budget` distances, or on the probe).
+    /// The filtered walk, evaluating the filter on each node it keeps as a candidate (reading
+    /// the item); `None` when it gave up (past `budget` distances, or on the probe).
     fn walk(
         &self,
         budget: usize,
         probe: Option<crate::hnsw::Probe>,
     ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+        self.asking(|pass| {
+            self.graph
+                .search_within(self.query, self.k, self.ef, Some(pass), budget, probe)
+        })
+    }
+
+    /// The walk without the filter at breadth `wide`, then the filter asked about the nodes
+    /// found, nearest first; `None` when fewer than `k` of them pass.
+    fn walk_then_filter(
+        &self,
+        wide: usize,
+    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+        self.asking(|pass| {
+            self.graph
+                .search_then_filter(self.query, self.k, wide, pass)
+        })
+    }
+
+    /// Runs `search` with the filter as a test of item numbers (reading each item), and
+    /// returns the first error a read met, if any.
+    fn asking<T>(
+        &self,
+        search: impl FnOnce(&(dyn Fn(u64) -> bool + Sync)) -> T,
+    ) -> Result<T, StoreError> {
         let items = self.txn.open_table(ITEMS)?;
         let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
         let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
@@ -137,12 +180,10 @@ impl Planner<'_> {
                 false
             }
         };
-        let walked =
-            self.graph
-                .search_within(self.query, self.k, self.ef, Some(&pass), budget, probe);
+        let found = search(&pass);
         match failed.into_inner() {
             Some(e) => Err(e),
-            None => Ok(walked),
+            None => Ok(found),
         }
     }
 }

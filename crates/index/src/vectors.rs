@@ -66,7 +66,20 @@ pub struct SearchOutcome {
     pub hits: Vec<Hit>,
     /// True when every live item was compared (exact search), false for a graph search.
     pub exhaustive: bool,
+    /// How it was answered (`exhaustive` exactly when [`Plan::Exact`]).
+    pub plan: Plan,
     pub count: u64,
+}
+
+/// How a search was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Every live item (passing the filter, if any) compared.
+    Exact,
+    /// The graph walked, the filter (if any) asked inside the walk.
+    Walk,
+    /// The graph walked without the filter, then the filter asked about the nearest found.
+    WalkThenFilter,
 }
 
 /// How a search runs.
@@ -393,6 +406,7 @@ impl VectorIndex {
             return Ok(SearchOutcome {
                 hits: Vec::new(),
                 exhaustive: true,
+                plan: Plan::Exact,
                 count: 0,
             });
         };
@@ -433,7 +447,7 @@ impl VectorIndex {
         let ef = options.ef.unwrap_or(params.ef_search).max(options.top_k);
         let txn = self.store.begin_read()?;
         let must_be_exact = options.exact || graph.live() <= params.exact_below;
-        let (found, exhaustive) = match options.filter.as_deref() {
+        let (found, plan) = match options.filter.as_deref() {
             Some(f) if !f.is_empty() => {
                 let planner = Planner {
                     txn: &txn,
@@ -449,8 +463,8 @@ impl VectorIndex {
                 };
                 planner.search(must_be_exact && !options.walk, options.walk)?
             }
-            _ if must_be_exact => (graph.exact(query, options.top_k, None), true),
-            _ => (graph.search(query, options.top_k, ef, None), false),
+            _ if must_be_exact => (graph.exact(query, options.top_k, None), Plan::Exact),
+            _ => (graph.search(query, options.top_k, ef, None), Plan::Walk),
         };
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
@@ -466,7 +480,8 @@ impl VectorIndex {
         }
         Ok(SearchOutcome {
             hits,
-            exhaustive,
+            exhaustive: plan == Plan::Exact,
+            plan,
             count,
         })
     }

@@ -4,13 +4,14 @@
 //! item's own cluster). Recall@10 is measured against a brute force over the passing items
 //! that this test computes itself, and `exhaustive` must say truly whether every match was
 //! compared: the planner compares every match of the filters its payload indexes narrow to
-//! few items, and of a restrictive filter they cannot narrow (the walk gives up on it).
+//! few items, and of a restrictive filter they cannot narrow (the walk gives up on it); it
+//! walks without a filter passing half the items or more and asks it about the nearest found.
 
 use std::sync::Arc;
 
 use aimp_index::{
-    CollectionKey, CollectionParams, Filter, Metric, NewItem, SearchOptions, Store, VectorIndex,
-    distance,
+    CollectionKey, CollectionParams, Filter, Metric, NewItem, Plan, SearchOptions, Store,
+    VectorIndex, distance,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
@@ -99,6 +100,7 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
     for (name, filter, pass) in &cases {
         let parsed = Arc::new(Filter::parse(filter).expect("filter"));
         let (mut found, mut wanted, mut exhaustive, mut asked) = (0, 0, 0, 0);
+        let mut then_filtered = 0;
         for (qi, q) in queries.iter().enumerate() {
             // A correlated filter keeps the clusters below a bound: ask from inside them.
             if let Some(bound) = correlated_bound(name)
@@ -144,6 +146,8 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
                 assert_eq!(hits, truth.len(), "{name}: an exhaustive answer is exact");
                 exhaustive += 1;
             }
+            assert_eq!(out.exhaustive, out.plan == Plan::Exact, "{name}");
+            then_filtered += usize::from(out.plan == Plan::WalkThenFilter);
             asked += 1;
             found += hits;
             wanted += truth.len();
@@ -168,6 +172,20 @@ fn filtered_recall_holds_from_half_a_percent_to_ninety() {
             assert!(
                 exhaustive * 10 >= asked * 9,
                 "{name}: {exhaustive} of {asked} exact"
+            );
+        }
+        // Half the items and more: the walk without the filter, then the filter asked
+        // about the nearest found.
+        if name.ends_with(" 50 %")
+            || name.ends_with(" 50.0 %")
+            || name.ends_with(" 90 %")
+            || name.ends_with(" 90.0 %")
+        {
+            assert_eq!(then_filtered, asked, "{name}: walked, then filtered");
+        } else {
+            assert_eq!(
+                then_filtered, 0,
+                "{name}: filtered inside the walk or exact"
             );
         }
         assert!(recall >= 0.95, "{name}: recall@{K} {recall:.3}");
@@ -213,4 +231,58 @@ fn a_probe_stops_a_walk_whose_filter_rarely_passes_near_the_query() {
         .expect("no probe, no limit: walked");
     assert_eq!(walked.len(), 5);
     assert!(walked.iter().all(|n| scattered(n.key)));
+}
+
+#[test]
+fn a_broad_filter_is_asked_about_the_nearest_of_a_wider_walk_only() {
+    use aimp_index::{Hnsw, HnswParams};
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let g = Hnsw::new(HnswParams {
+        dim: 2,
+        metric: Metric::L2,
+        m: 8,
+        ef_construction: 64,
+        seed: 5,
+    });
+    let points: Vec<(u64, Vec<f32>)> = (0..2000u64)
+        .map(|i| (i, vec![(i % 50) as f32, (i / 50) as f32]))
+        .collect();
+    let rows: Vec<(u64, &[f32])> = points.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    g.insert(&rows);
+    let query = [25.2f32, 20.1];
+    let truth = |pass: &dyn Fn(u64) -> bool| -> Vec<u64> {
+        let mut d: Vec<(f32, u64)> = points
+            .iter()
+            .filter(|(k, _)| pass(*k))
+            .map(|(k, v)| (distance::distance(Metric::L2, &query, v), *k))
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        d.iter().take(10).map(|x| x.1).collect()
+    };
+    // Nine nodes in ten pass, scattered.
+    let asked = AtomicUsize::new(0);
+    let most = |k: u64| {
+        asked.fetch_add(1, Relaxed);
+        !k.is_multiple_of(10)
+    };
+    let found = g
+        .search_then_filter(&query, 10, 36, &most)
+        .expect("ten of the 36 nearest pass");
+    let then_filtered = asked.swap(0, Relaxed);
+    let keys: Vec<u64> = found.iter().map(|n| n.key).collect();
+    assert_eq!(keys, truth(&|k| !k.is_multiple_of(10)));
+    // Asked nearest first, and no further than the tenth pass.
+    assert!(then_filtered <= 12, "asked {then_filtered} times");
+    let walked = g
+        .search_within(&query, 10, 32, Some(&most), usize::MAX, None)
+        .expect("walked");
+    assert_eq!(walked.len(), 10);
+    let in_walk = asked.swap(0, Relaxed);
+    assert!(
+        in_walk > 3 * then_filtered,
+        "the filtered walk asked {in_walk} times, the wider walk then the filter {then_filtered}"
+    );
+    // One node in fifty passes, and none near the query: fewer than ten of the nearest pass.
+    let far = |k: u64| k.is_multiple_of(50);
+    assert!(g.search_then_filter(&query, 10, 36, &far).is_none());
 }
