@@ -106,7 +106,7 @@ pub fn measure(
             let t = Instant::now();
             let found = index.search(key, q, options.clone()).map_err(err)?;
             latencies.push(t.elapsed().as_secs_f64());
-            exhaustive &= found.exhaustive;
+            exhaustive &= found.exhaustive();
             hits += want
                 .iter()
                 .filter(|id| found.hits.iter().any(|h| &h.item.id == *id))

@@ -454,7 +454,7 @@ pub fn measure(
                         .search(key, queries.row(q), options(f))
                         .map_err(|e| e.to_string())?;
                     t.latencies.push(at.elapsed().as_secs_f64() * 1000.0);
-                    t.exhaustive += usize::from(out.exhaustive);
+                    t.exhaustive += usize::from(out.exhaustive());
                     t.found.push(
                         out.hits
                             .iter()

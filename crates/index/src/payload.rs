@@ -340,26 +340,10 @@ where
     /// At most how many items `filter` passes, from the counts alone (no item rows read):
     /// `None` when the indexes cannot bound it below `limit`.
     pub fn estimate(&self, filter: &Filter, limit: usize) -> Result<Option<u64>, StoreError> {
-        let mut bound: Option<u64> = None;
-        let mut tighten = |n: u64| bound = Some(bound.map_or(n, |b: u64| b.min(n)));
-        for c in &filter.must {
-            if let Some(n) = self.condition_count(c, limit)? {
-                tighten(n);
-            }
-        }
-        if !filter.should.is_empty() {
-            let mut sum = Some(0u64);
-            for c in &filter.should {
-                sum = match (sum, self.condition_count(c, limit)?) {
-                    (Some(s), Some(n)) => Some(s + n),
-                    _ => None,
-                };
-            }
-            if let Some(s) = sum {
-                tighten(s);
-            }
-        }
-        Ok(bound.filter(|b| *b <= limit as u64))
+        let bound = combined(filter, |c| {
+            Ok(self.condition_count(c, limit)?.map(|n| n as f64))
+        })?;
+        Ok(bound.filter(|b| *b <= limit as f64).map(|b| b as u64))
     }
 
     /// About what share of `live` items `filter` passes, from the counts alone: `None` where
@@ -368,25 +352,7 @@ where
     /// it steers how a search is answered, never what the answer holds.
     pub fn share(&self, filter: &Filter, live: usize) -> Result<Option<f64>, StoreError> {
         let live = live.max(1);
-        let mut bound: Option<f64> = None;
-        let mut tighten = |n: f64| bound = Some(bound.map_or(n, |b: f64| b.min(n)));
-        for c in &filter.must {
-            if let Some(n) = self.rough_count(c, live)? {
-                tighten(n);
-            }
-        }
-        if !filter.should.is_empty() {
-            let mut sum = Some(0.0);
-            for c in &filter.should {
-                sum = match (sum, self.rough_count(c, live)?) {
-                    (Some(s), Some(n)) => Some(s + n),
-                    _ => None,
-                };
-            }
-            if let Some(s) = sum {
-                tighten(s);
-            }
-        }
+        let bound = combined(filter, |c| self.rough_count(c, live))?;
         Ok(bound.map(|b| b.min(live as f64) / live as f64))
     }
 
@@ -702,6 +668,35 @@ where
         items.dedup();
         Ok(Some((total, items)))
     }
+}
+
+/// A bound on how many items `filter` passes from its conditions' counts (`None` where a
+/// condition cannot be counted): the least of the `must` conditions' and the `should`
+/// conditions' sum.
+fn combined(
+    filter: &Filter,
+    mut count: impl FnMut(&Condition) -> Result<Option<f64>, StoreError>,
+) -> Result<Option<f64>, StoreError> {
+    let mut bound: Option<f64> = None;
+    let mut tighten = |n: f64| bound = Some(bound.map_or(n, |b: f64| b.min(n)));
+    for c in &filter.must {
+        if let Some(n) = count(c)? {
+            tighten(n);
+        }
+    }
+    if !filter.should.is_empty() {
+        let mut sum = Some(0.0);
+        for c in &filter.should {
+            sum = match (sum, count(c)?) {
+                (Some(s), Some(n)) => Some(s + n),
+                _ => None,
+            };
+        }
+        if let Some(s) = sum {
+            tighten(s);
+        }
+    }
+    Ok(bound)
 }
 
 /// The entry of one value of `field`.

@@ -64,11 +64,16 @@ pub struct Hit {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchOutcome {
     pub hits: Vec<Hit>,
-    /// True when every live item was compared (exact search), false for a graph search.
-    pub exhaustive: bool,
-    /// How it was answered (`exhaustive` exactly when [`Plan::Exact`]).
+    /// How it was answered.
     pub plan: Plan,
     pub count: u64,
+}
+
+impl SearchOutcome {
+    /// True when every live item (passing the filter, if any) was compared: exact search.
+    pub fn exhaustive(&self) -> bool {
+        self.plan == Plan::Exact
+    }
 }
 
 /// How a search was answered.
@@ -405,7 +410,6 @@ impl VectorIndex {
         let Some(loaded) = self.load(key)? else {
             return Ok(SearchOutcome {
                 hits: Vec::new(),
-                exhaustive: true,
                 plan: Plan::Exact,
                 count: 0,
             });
@@ -478,12 +482,7 @@ impl VectorIndex {
                 });
             }
         }
-        Ok(SearchOutcome {
-            hits,
-            exhaustive: plan == Plan::Exact,
-            plan,
-            count,
-        })
+        Ok(SearchOutcome { hits, plan, count })
     }
 
     /// The loaded collection of `key`, reading its graph back or building it from the store the

@@ -48,7 +48,7 @@ fn graph_search(index: &VectorIndex, q: &[f32]) -> Vec<String> {
         walk: false,
     };
     let out = index.search(&key(), q, opts).expect("search");
-    assert!(!out.exhaustive);
+    assert!(!out.exhaustive());
     out.hits.into_iter().map(|h| h.item.id).collect()
 }
 

@@ -349,7 +349,7 @@ fn run(seed: u64, steps: usize) {
                         hit.item.id
                     );
                 }
-                if out.exhaustive {
+                if out.exhaustive() {
                     let mut want: Vec<(f32, String)> = live
                         .iter()
                         .map(|(id, v)| (distance::distance(Metric::L2, &query, v), id.clone()))

@@ -110,7 +110,7 @@ fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
         let out = index
             .search(&key(), rows[i], exact.clone())
             .expect("exact search");
-        assert!(out.exhaustive);
+        assert!(out.exhaustive());
         assert_eq!(out.hits[0].item.id, id);
         let out = index
             .search(&key(), rows[i], opts.clone())

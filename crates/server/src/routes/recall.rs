@@ -65,7 +65,7 @@ pub async fn recall(
             let t = Instant::now();
             let truth = index.search(&key, q, options(true))?;
             exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            exhaustive += usize::from(graph.exhaustive);
+            exhaustive += usize::from(graph.exhaustive());
             wanted += truth.hits.len();
             found += graph
                 .hits

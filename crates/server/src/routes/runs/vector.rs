@@ -263,7 +263,7 @@ async fn nearest(
             "results": results,
             "collection": key.collection,
             "scope": key.scope,
-            "exhaustive": outcome.exhaustive,
+            "exhaustive": outcome.exhaustive(),
         }),
         1,
     ))
