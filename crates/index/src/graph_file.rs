@@ -240,6 +240,7 @@ fn read(input: &mut impl Read, p: &HnswParams, len: u64) -> std::io::Result<Hnsw
         AtomicU64::new(u64::from_le_bytes(b))
     })?;
     nodes.vectors = read_vec(input, n * dim, f32::from_le_bytes)?;
+    crate::huge_pages::advise(&nodes.vectors);
     nodes.level0 = read_vec(input, n * (1 + 2 * m), |b| {
         AtomicU32::new(u32::from_le_bytes(b))
     })?;

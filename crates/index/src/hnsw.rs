@@ -196,6 +196,7 @@ impl Hnsw {
         );
         let mut last = nodes.keys.last().copied();
         nodes.vectors.reserve(items.len() * p.dim);
+        crate::huge_pages::advise(&nodes.vectors);
         for (i, (key, v)) in items.iter().enumerate() {
             assert_eq!(v.len(), p.dim, "vector length");
             assert!(last.is_none_or(|l| *key > l), "keys must increase");
@@ -874,21 +875,9 @@ impl WithSimd for Exact<'_> {
         } = self;
         let dim = g.params.dim;
         let mut best: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
-        let candidates: Box<dyn Iterator<Item = u32>> = match among {
-            // Both sorted: each key's node is found after the previous one's.
-            Some(keys) => {
-                let mut from = 0;
-                Box::new(keys.iter().filter_map(move |key| {
-                    let at = from + nodes.keys[from..].binary_search(key).ok()?;
-                    from = at + 1;
-                    Some(at as u32)
-                }))
-            }
-            None => Box::new(0..nodes.keys.len() as u32),
-        };
-        for n in candidates {
+        let mut consider = |n: u32| {
             if nodes.is_deleted(n) || filter.is_some_and(|f| !f(nodes.keys[n as usize])) {
-                continue;
+                return;
             }
             let d = g.params.metric.distance(simd, query, nodes.vector(n, dim));
             if best.len() < k || best.peek().is_some_and(|w| d < w.0) {
@@ -897,9 +886,59 @@ impl WithSimd for Exact<'_> {
                     best.pop();
                 }
             }
+        };
+        match among {
+            // Both sorted: each key's node is found after the previous one's. The nodes lie
+            // scattered through memory, so each one's vector is asked for a few nodes ahead.
+            Some(keys) => {
+                let mut from = 0;
+                let found: Vec<u32> = keys
+                    .iter()
+                    .filter_map(|key| {
+                        let at = from + nodes.keys[from..].binary_search(key).ok()?;
+                        from = at + 1;
+                        Some(at as u32)
+                    })
+                    .collect();
+                for (i, &n) in found.iter().enumerate() {
+                    if let Some(&next) = found.get(i + AHEAD) {
+                        touch_all(nodes.vector(next, dim));
+                    }
+                    consider(n);
+                }
+            }
+            // In node order: read straight through, which the hardware prefetches itself.
+            None => (0..nodes.keys.len() as u32).for_each(consider),
         }
         neighbours(nodes, best.into_sorted_vec())
     }
+}
+
+/// How many candidates ahead exact search over scattered nodes asks for a vector.
+const AHEAD: usize = 4;
+
+/// Asks for all of `v` to be brought into cache: what exact search over nodes scattered
+/// through memory does a few nodes ahead, so that the loads of the next vectors overlap the
+/// distance being computed.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn touch_all(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = v.as_ptr().cast::<i8>();
+        let bytes = std::mem::size_of_val(v);
+        // SAFETY: as in `touch`: a hint that never dereferences its address. Every address
+        // is inside `v` (its last byte included, for a vector that does not start on a line).
+        unsafe {
+            for at in (0..bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at));
+            }
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bytes.saturating_sub(1)));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    touch(v);
 }
 
 /// Asks for the first 256 bytes of `v` to be brought into cache before its distance is

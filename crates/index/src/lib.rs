@@ -16,6 +16,7 @@ mod graph_file;
 mod graphs;
 mod group_commit;
 pub mod hnsw;
+mod huge_pages;
 mod keys;
 mod media;
 pub mod metadata;

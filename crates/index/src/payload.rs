@@ -515,19 +515,30 @@ where
         if !rows {
             return Ok(Some((total, Vec::new())));
         }
-        let mut items = Vec::with_capacity(total as usize);
-        for e in &wanted {
-            let e = e.as_slice();
-            for row in self
-                .rows
-                .range((self.coll, e, 0)..=(self.coll, e, u64::MAX))?
-            {
-                items.push(row?.0.value().2);
-            }
+        let lists = wanted
+            .iter()
+            .map(|e| self.entry_items(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((total, union(&lists))))
+    }
+
+    /// The items holding one entry (ascending), from the memo when it knows.
+    fn entry_items(&self, e: &[u8]) -> Result<Arc<[u64]>, StoreError> {
+        if let Some(items) = self.memo.as_ref().and_then(|m| m.items(e)) {
+            return Ok(items);
         }
-        items.sort_unstable();
-        items.dedup();
-        Ok(Some((total, items)))
+        let mut items = Vec::new();
+        for row in self
+            .rows
+            .range((self.coll, e, 0)..=(self.coll, e, u64::MAX))?
+        {
+            items.push(row?.0.value().2);
+        }
+        let items: Arc<[u64]> = Arc::from(items);
+        if let Some(m) = &self.memo {
+            m.remember_items(e, items.clone());
+        }
+        Ok(items)
     }
 
     /// How many items hold one entry, from the memo when it knows.
@@ -623,35 +634,40 @@ where
             }
             Ok(Some(total))
         };
-        let total = match &self.memo {
-            None => scan()?,
-            Some(memo) => {
-                let key = range_scan_key(
-                    &[
-                        Some(&low),
-                        Some(&high),
-                        gt.as_deref(),
-                        gte.as_deref(),
-                        lt.as_deref(),
-                        lte.as_deref(),
-                    ],
-                    limit,
-                );
-                match memo.range(&key) {
-                    Some(known) => known,
-                    None => {
-                        let total = scan()?;
-                        memo.remember_range(key, total);
-                        total
-                    }
+        let memo_key = self.memo.as_ref().map(|_| {
+            range_scan_key(
+                &[
+                    Some(&low),
+                    Some(&high),
+                    gt.as_deref(),
+                    gte.as_deref(),
+                    lt.as_deref(),
+                    lte.as_deref(),
+                ],
+                limit,
+            )
+        });
+        let total = match (&self.memo, &memo_key) {
+            (Some(memo), Some(key)) => match memo.range(key) {
+                Some(known) => known,
+                None => {
+                    let total = scan()?;
+                    memo.remember_range(key.clone(), total);
+                    total
                 }
-            }
+            },
+            _ => scan()?,
         };
         let Some(total) = total else {
             return Ok(None);
         };
         if !rows {
             return Ok(Some((total, Vec::new())));
+        }
+        if let (Some(memo), Some(key)) = (&self.memo, &memo_key)
+            && let Some(items) = memo.items(key)
+        {
+            return Ok(Some((total, items.to_vec())));
         }
         let mut items = Vec::with_capacity(total as usize);
         for row in self
@@ -666,6 +682,9 @@ where
         }
         items.sort_unstable();
         items.dedup();
+        if let (Some(memo), Some(key)) = (&self.memo, &memo_key) {
+            memo.remember_items(key, Arc::from(items.as_slice()));
+        }
         Ok(Some((total, items)))
     }
 }
@@ -697,6 +716,30 @@ fn combined(
         }
     }
     Ok(bound)
+}
+
+/// Whether the indexes alone say exactly which items `filter` passes, when they narrow it
+/// at all: every condition a `match` of values, a `range`, `has_id` or a filter of those, and
+/// no `must_not`. Its narrowed items then need no item read to be known to match.
+pub(crate) fn answered_by_indexes(filter: &Filter) -> bool {
+    let answered = |c: &Condition| match c {
+        Condition::Match {
+            test: Match::Value(_) | Match::Any(_),
+            ..
+        }
+        | Condition::Range { .. }
+        | Condition::HasId(_) => true,
+        Condition::Nested(inner) => answered_by_indexes(inner),
+        Condition::Match {
+            test: Match::Except(_),
+            ..
+        }
+        | Condition::IsEmpty(_)
+        | Condition::IsNull(_) => false,
+    };
+    filter.must_not.is_empty()
+        && !(filter.must.is_empty() && filter.should.is_empty())
+        && filter.must.iter().chain(&filter.should).all(answered)
 }
 
 /// The entry of one value of `field`.
@@ -748,6 +791,46 @@ fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
     out
 }
 
+/// The items of ascending `lists`, ascending and each once. Item numbers are dense (counted
+/// up from zero per collection), so where the lists hold a good share of the numbers up to
+/// their largest, a bitset of those numbers is marked and read back in order: linear, where
+/// merging a long `any`'s hundred lists by sorting is not.
+fn union(lists: &[Arc<[u64]>]) -> Vec<u64> {
+    match lists {
+        [] => Vec::new(),
+        [one] => one.to_vec(),
+        _ => {
+            let total: usize = lists.iter().map(|l| l.len()).sum();
+            let top = lists
+                .iter()
+                .filter_map(|l| l.last())
+                .max()
+                .copied()
+                .unwrap_or(0);
+            let words = (top / 64 + 1) as usize;
+            if words > 4 * total {
+                let mut items: Vec<u64> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+                items.sort_unstable();
+                items.dedup();
+                return items;
+            }
+            let mut marks = vec![0u64; words];
+            for &n in lists.iter().flat_map(|l| l.iter()) {
+                marks[(n / 64) as usize] |= 1 << (n % 64);
+            }
+            let mut items = Vec::with_capacity(total);
+            for (w, &bits) in marks.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    items.push(w as u64 * 64 + u64::from(bits.trailing_zeros()));
+                    bits &= bits - 1;
+                }
+            }
+            items
+        }
+    }
+}
+
 fn merge(a: &[u64], b: &[u64]) -> Vec<u64> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     out.extend_from_slice(a);
@@ -794,6 +877,27 @@ mod tests {
     use super::*;
     use crate::collection::{self, CollectionKey, CollectionParams, NewItem};
     use crate::{Metric, Store};
+
+    #[test]
+    fn a_union_of_lists_is_ascending_and_holds_each_item_once() {
+        let list = |v: Vec<u64>| -> Arc<[u64]> { Arc::from(v) };
+        // Dense (read back from a bitset) and sparse (sorted): the same answer as sorting.
+        for spread in [1u64, 1000] {
+            let lists: Vec<Arc<[u64]>> = (0..7u64)
+                .map(|i| list((0..50u64).map(|j| (j * 3 + i * 5) * spread).collect()))
+                .collect();
+            let mut want: Vec<u64> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(union(&lists), want, "spread {spread}");
+        }
+        assert_eq!(union(&[list(vec![2, 9])]), vec![2, 9]);
+        assert_eq!(union(&[]), Vec::<u64>::new());
+        assert_eq!(
+            union(&[list(vec![]), list(vec![0, 63]), list(vec![63, 64])]),
+            vec![0, 63, 64]
+        );
+    }
 
     #[test]
     fn numbers_and_times_sort_as_their_values() {
@@ -937,13 +1041,34 @@ mod tests {
         memo.remember_entry(&entry("utag", KEYWORD, b"v3"), 999);
         let remembering = Reader::open(&txn, record.id)
             .expect("reader")
-            .remembering(memo);
+            .remembering(memo.clone());
         let v3 = Filter::parse(&filters[0]).expect("filter");
         assert_eq!(plain.estimate(&v3, 5000).expect("estimate"), Some(10));
         assert_eq!(
             remembering.estimate(&v3, 5000).expect("estimate"),
             Some(999)
         );
+        // So is a list of items, and a range's.
+        memo.remember_items(&entry("utag", KEYWORD, b"v3"), Arc::from(vec![1u64, 2]));
+        assert_eq!(
+            remembering.narrow(&v3, 5000).expect("narrow"),
+            Narrowed::Among {
+                items: vec![1, 2],
+                exact: true
+            }
+        );
+        let range = Filter::parse(&filters[2]).expect("filter");
+        let Narrowed::Among { items: stored, .. } = plain.narrow(&range, 5000).expect("narrow")
+        else {
+            panic!("a range of 60 items narrows");
+        };
+        assert_eq!(stored.len(), 60);
+        let remembering = Reader::open(&txn, record.id)
+            .expect("reader")
+            .remembering(memo.clone());
+        remembering.narrow(&range, 5000).expect("narrow");
+        let held = memo.known_items();
+        assert_eq!(held, 2 + 60, "the range's items are remembered once read");
     }
 
     /// Items of awkward shapes, and conditions on them: the indexes' candidates must hold

@@ -80,11 +80,14 @@ impl Planner<'_> {
         // How many items the filter may pass, bounded from the indexes' counts alone (no
         // item rows read); `None` past the limit or where the indexes cannot say.
         if let Some(m) = reader.estimate(self.filter, limit)? {
+            let in_band = m > (limit / 4) as u64;
             // Between a quarter of the limit and the limit, reading every match costs about
             // as much as a walk that meets one in `live / matches` nodes. A filter that
             // follows the vectors (most nodes near the query pass) makes the walk far
-            // cheaper; a short probe of the walk tells which, before any match is read.
-            if m > (limit / 4) as u64 {
+            // cheaper. Where the indexes answer the filter exactly, its matches are read (from
+            // the memo, mostly) and the walk tests nodes against them, reading no item; else
+            // a short probe of the walk, asking the items, tells which before any is read.
+            if in_band && !payload::answered_by_indexes(self.filter) {
                 let remembered = (self.coll, self.filter.fingerprint());
                 if self.memory.should_probe(remembered) {
                     let share = m as f64 / self.graph.live().max(1) as f64;
@@ -99,8 +102,14 @@ impl Planner<'_> {
                     }
                 }
             }
-            if let narrowed @ payload::Narrowed::Among { .. } = reader.narrow(self.filter, limit)? {
-                return Ok((self.exact(narrowed)?, Plan::Exact));
+            match reader.narrow(self.filter, limit)? {
+                payload::Narrowed::Among { items, exact: true } if in_band => {
+                    return Ok(self.walk_among(&items));
+                }
+                narrowed @ payload::Narrowed::Among { .. } => {
+                    return Ok((self.exact(narrowed)?, Plan::Exact));
+                }
+                payload::Narrowed::Broad => {}
             }
         }
         // Past the limit, a filter the counts say passes a good share of the items: the walk
@@ -153,6 +162,32 @@ impl Planner<'_> {
         })
     }
 
+    /// The filtered walk with the filter's matches in hand (ascending): each node is tested
+    /// against them instead of reading its item. A probe gives up for exact search over the
+    /// matches when the nodes near the query rarely pass, as does a walk that computes more
+    /// distances than there are matches (what exact search over them computes).
+    fn walk_among(&self, matches: &[u64]) -> (Vec<crate::hnsw::Neighbour>, Plan) {
+        let pass = |n: u64| matches.binary_search(&n).is_ok();
+        let probe = crate::hnsw::Probe {
+            after: PROBE_CHECKS,
+            min_share: walk_share(self.ef, self.m, matches.len()),
+        };
+        match self.graph.search_within(
+            self.query,
+            self.k,
+            self.ef,
+            Some(&pass),
+            matches.len(),
+            Some(probe),
+        ) {
+            Some(found) => (found, Plan::Walk),
+            None => (
+                self.graph.exact_among(self.query, self.k, matches),
+                Plan::Exact,
+            ),
+        }
+    }
+
     /// The walk without the filter at breadth `wide`, then the filter asked about the nodes
     /// found, nearest first; `None` when fewer than `k` of them pass.
     fn walk_then_filter(
@@ -195,6 +230,13 @@ impl Planner<'_> {
 /// `matches² < ef × 2m × live`.
 fn exact_limit(live: usize, ef: usize, m: usize) -> usize {
     ((ef * 2 * m) as f64 * live as f64).sqrt() as usize
+}
+
+/// The least share of the nodes near the query that must pass for the filtered walk to cost
+/// less than comparing all `matches`: the walk at breadth `ef` computes some `ef × 2m`
+/// distances when every node passes, and about `1 / share` times as many otherwise.
+fn walk_share(ef: usize, m: usize, matches: usize) -> f64 {
+    ((ef * 2 * m) as f64 / matches.max(1) as f64).min(0.5)
 }
 
 /// What the planner remembers of its probes, per collection and filter (by
