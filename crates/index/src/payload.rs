@@ -879,6 +879,30 @@ mod tests {
     use crate::{Metric, Store};
 
     #[test]
+    fn only_values_ranges_and_ids_are_answered_by_the_indexes_alone() {
+        let answered =
+            |f: serde_json::Value| answered_by_indexes(&Filter::parse(&f).expect("filter"));
+        assert!(answered(
+            json!({"must": [{"key": "a", "match": {"any": [1, 2]}}]})
+        ));
+        assert!(answered(json!({
+            "must": [{"key": "n", "range": {"gt": 1}}, {"has_id": ["x"]}],
+            "should": [{"must": [{"key": "a", "match": {"value": "b"}}]}]
+        })));
+        assert!(!answered(
+            json!({"must": [{"key": "a", "match": {"except": [1]}}]})
+        ));
+        assert!(!answered(json!({"must": [{"is_empty": {"key": "a"}}]})));
+        assert!(!answered(
+            json!({"should": [{"must_not": [{"has_id": ["x"]}]}]})
+        ));
+        assert!(!answered(json!({
+            "must": [{"key": "a", "match": {"value": 1}}],
+            "must_not": [{"key": "b", "match": {"value": 2}}]
+        })));
+    }
+
+    #[test]
     fn a_union_of_lists_is_ascending_and_holds_each_item_once() {
         let list = |v: Vec<u64>| -> Arc<[u64]> { Arc::from(v) };
         // Dense (read back from a bitset) and sparse (sorted): the same answer as sorting.

@@ -911,4 +911,75 @@ mod tests {
         assert_eq!(index.count(&a).expect("count"), Some(300));
         assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
     }
+
+    /// Between a quarter of the exact limit and the limit, a filter the indexes answer
+    /// exactly is walked testing nodes against its matches: the items it does not pass are
+    /// never read. Here their rows are unreadable, which the in-walk filter (reading every
+    /// candidate's item) trips over and the planner does not.
+    #[test]
+    fn a_filter_the_indexes_answer_is_walked_without_reading_the_items_it_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let key = CollectionKey::new("ws", "m", "c", "s");
+        // 10,000 items on a line: the limit is sqrt(64 × 32 × 10,000) ≈ 4,500; the filter
+        // passes 4,000 items, nine in ten of those near the query.
+        let n = 10_000;
+        let passes = |i: usize| i < 4_445 && i % 10 != 0;
+        let items = (0..n)
+            .map(|i| NewItem {
+                metadata: Some(serde_json::json!({"tag": if passes(i) { "a" } else { "b" }})),
+                vector: vec![i as f32, 0.0, 0.0, 0.0],
+                ..item(&format!("i{i}"), 0.0)
+            })
+            .collect();
+        index.upsert(&key, params(), items).expect("upsert");
+        let txn = index.store.begin_write().expect("write");
+        {
+            let mut rows = txn.open_table(ITEMS).expect("items");
+            let failing: Vec<(u64, u64)> = rows
+                .iter()
+                .expect("rows")
+                .map(|r| r.expect("row"))
+                .filter(|(_, v)| {
+                    collection::decode::<ItemRecord>("item", v.value())
+                        .expect("item")
+                        .metadata
+                        .is_some_and(|m| m["tag"] == "b")
+                })
+                .map(|(k, _)| k.value())
+                .collect();
+            assert_eq!(failing.len(), n - 4_000);
+            for k in failing {
+                rows.insert(k, b"not an item".as_slice())
+                    .expect("overwrite");
+            }
+        }
+        txn.commit().expect("commit");
+        let filter = Arc::new(
+            Filter::parse(&serde_json::json!({"must": [{"key": "tag", "match": {"value": "a"}}]}))
+                .expect("filter"),
+        );
+        let search = |walk: bool| {
+            index.search(
+                &key,
+                &[2_000.4, 0.0, 0.0, 0.0],
+                SearchOptions {
+                    top_k: 5,
+                    ef: None,
+                    exact: false,
+                    precision: None,
+                    filter: Some(filter.clone()),
+                    walk,
+                },
+            )
+        };
+        assert!(
+            search(true).is_err(),
+            "the in-walk filter reads a failing item"
+        );
+        let out = search(false).expect("the planner reads none");
+        assert_eq!(out.plan, Plan::Walk);
+        let ids: Vec<String> = out.hits.into_iter().map(|h| h.item.id).collect();
+        assert_eq!(ids, ["i2001", "i1999", "i2002", "i1998", "i2003"]);
+    }
 }
