@@ -924,7 +924,7 @@ mod tests {
         // 10,000 items on a line: the limit is sqrt(64 × 32 × 10,000) ≈ 4,500; the filter
         // passes 4,000 items, nine in ten of those near the query.
         let n = 10_000;
-        let passes = |i: usize| i < 4_445 && i % 10 != 0;
+        let passes = |i: usize| i < 4_445 && !i.is_multiple_of(10);
         let items = (0..n)
             .map(|i| NewItem {
                 metadata: Some(serde_json::json!({"tag": if passes(i) { "a" } else { "b" }})),
