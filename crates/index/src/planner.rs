@@ -32,11 +32,12 @@ const FILTERS_REMEMBERED: usize = 4096;
 /// (checked against the filter where the indexes alone cannot say) are compared exactly. Up
 /// to the limit, a short probe of the walk decides between walking and comparing the
 /// matches; where the indexes answer the filter exactly, its matches are read first and the
-/// walk tests nodes against them instead of reading items. A filter that passes more than a quarter of the items is asked only about the
-/// nearest nodes of a wider walk without it. Any other filter, or one the indexes cannot
-/// narrow, is applied inside the graph walk, item by item; a walk that computes more
-/// distances than twice the limit (a restrictive filter the indexes could not narrow) gives
-/// up for an exact search over every item the filter passes.
+/// walk tests nodes against them instead of reading items. A filter that passes more than a
+/// quarter of the items is asked only about the nearest nodes of a wider walk without it.
+/// Any other filter, or one the indexes cannot narrow, is applied inside the graph walk,
+/// item by item; a walk that computes more distances than twice the limit (a restrictive
+/// filter the indexes could not narrow) gives up for an exact search over every item the
+/// filter passes.
 pub(crate) struct Planner<'a> {
     pub txn: &'a redb::ReadTransaction,
     pub coll: u64,
