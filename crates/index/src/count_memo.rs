@@ -26,6 +26,13 @@ const RANGES_REMEMBERED: usize = 4096;
 /// from the store each time.
 const ITEMS_REMEMBERED: usize = 1 << 21;
 
+/// Which kind of item list a key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum List {
+    Entry,
+    Range,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct CountMemo {
     known: Mutex<Known>,
@@ -38,9 +45,11 @@ struct Known {
     /// A range's scan (its bounds and the limit) → the items its values hold, `None` past the
     /// limit.
     ranges: HashMap<Vec<u8>, Option<u64>>,
-    /// An entry, or a range's scan → the items it holds (ascending).
-    items: HashMap<Vec<u8>, Arc<[u64]>>,
-    /// Item numbers in `items`, all lists together.
+    /// An entry → the items holding it (ascending).
+    entry_items: HashMap<Vec<u8>, Arc<[u64]>>,
+    /// A range's scan → the items its values hold (ascending).
+    range_items: HashMap<Vec<u8>, Arc<[u64]>>,
+    /// Item numbers in both, all lists together.
     items_held: usize,
 }
 
@@ -69,16 +78,26 @@ impl CountMemo {
         }
     }
 
-    /// The items an entry or a range's scan holds, if remembered.
-    pub fn items(&self, key: &[u8]) -> Option<Arc<[u64]>> {
-        self.known.lock().items.get(key).cloned()
+    /// The items holding an entry (`List::Entry`) or a range's values (`List::Range`, by its
+    /// scan key), if remembered.
+    pub fn items(&self, list: List, key: &[u8]) -> Option<Arc<[u64]>> {
+        let known = self.known.lock();
+        match list {
+            List::Entry => known.entry_items.get(key).cloned(),
+            List::Range => known.range_items.get(key).cloned(),
+        }
     }
 
-    pub fn remember_items(&self, key: &[u8], items: Arc<[u64]>) {
+    pub fn remember_items(&self, list: List, key: &[u8], items: Arc<[u64]>) {
         let mut known = self.known.lock();
-        if known.items_held + items.len() <= ITEMS_REMEMBERED && !known.items.contains_key(key) {
-            known.items_held += items.len();
-            known.items.insert(key.to_vec(), items);
+        let held = known.items_held + items.len();
+        let lists = match list {
+            List::Entry => &mut known.entry_items,
+            List::Range => &mut known.range_items,
+        };
+        if held <= ITEMS_REMEMBERED && !lists.contains_key(key) {
+            lists.insert(key.to_vec(), items);
+            known.items_held = held;
         }
     }
 
@@ -136,19 +155,29 @@ mod tests {
     #[test]
     fn remembers_item_lists_up_to_a_bound_on_their_items() {
         let memo = CountMemo::default();
-        assert!(memo.items(b"a").is_none());
-        memo.remember_items(b"a", Arc::from(vec![1u64, 5, 9]));
-        assert_eq!(memo.items(b"a").as_deref(), Some(&[1u64, 5, 9][..]));
-        let big: Arc<[u64]> = Arc::from(vec![7u64; ITEMS_REMEMBERED - 3]);
-        memo.remember_items(b"b", big.clone());
+        assert!(memo.items(List::Entry, b"a").is_none());
+        memo.remember_items(List::Entry, b"a", Arc::from(vec![1u64, 5, 9]));
         assert_eq!(
-            memo.items(b"b").map(|l| l.len()),
+            memo.items(List::Entry, b"a").as_deref(),
+            Some(&[1u64, 5, 9][..])
+        );
+        assert!(
+            memo.items(List::Range, b"a").is_none(),
+            "a range's key is another key"
+        );
+        let big: Arc<[u64]> = Arc::from(vec![7u64; ITEMS_REMEMBERED - 3]);
+        memo.remember_items(List::Range, b"b", big.clone());
+        assert_eq!(
+            memo.items(List::Range, b"b").map(|l| l.len()),
             Some(ITEMS_REMEMBERED - 3)
         );
-        memo.remember_items(b"c", Arc::from(vec![2u64]));
-        assert!(memo.items(b"c").is_none(), "past the bound: not kept");
+        memo.remember_items(List::Entry, b"c", Arc::from(vec![2u64]));
+        assert!(
+            memo.items(List::Entry, b"c").is_none(),
+            "past the bound: not kept"
+        );
         // A list remembered again is counted once.
-        memo.remember_items(b"a", Arc::from(vec![1u64, 5, 9]));
+        memo.remember_items(List::Entry, b"a", Arc::from(vec![1u64, 5, 9]));
         assert_eq!(memo.known.lock().items_held, ITEMS_REMEMBERED);
     }
 

@@ -21,7 +21,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde_json::Value;
 
 use crate::collection::{ITEM_IDS, ITEMS, ItemRecord, decode};
-use crate::count_memo::{CountMemo, range_scan_key};
+use crate::count_memo::{CountMemo, List, range_scan_key};
 use crate::filter::{Bound, Condition, Key, Match, Range, Scalar, SystemField, parse_time};
 use crate::{Filter, StoreError};
 
@@ -524,7 +524,7 @@ where
 
     /// The items holding one entry (ascending), from the memo when it knows.
     fn entry_items(&self, e: &[u8]) -> Result<Arc<[u64]>, StoreError> {
-        if let Some(items) = self.memo.as_ref().and_then(|m| m.items(e)) {
+        if let Some(items) = self.memo.as_ref().and_then(|m| m.items(List::Entry, e)) {
             return Ok(items);
         }
         let mut items = Vec::new();
@@ -536,7 +536,7 @@ where
         }
         let items: Arc<[u64]> = Arc::from(items);
         if let Some(m) = &self.memo {
-            m.remember_items(e, items.clone());
+            m.remember_items(List::Entry, e, items.clone());
         }
         Ok(items)
     }
@@ -665,7 +665,7 @@ where
             return Ok(Some((total, Vec::new())));
         }
         if let (Some(memo), Some(key)) = (&self.memo, &memo_key)
-            && let Some(items) = memo.items(key)
+            && let Some(items) = memo.items(List::Range, key)
         {
             return Ok(Some((total, items.to_vec())));
         }
@@ -683,7 +683,7 @@ where
         items.sort_unstable();
         items.dedup();
         if let (Some(memo), Some(key)) = (&self.memo, &memo_key) {
-            memo.remember_items(key, Arc::from(items.as_slice()));
+            memo.remember_items(List::Range, key, Arc::from(items.as_slice()));
         }
         Ok(Some((total, items)))
     }
@@ -1073,7 +1073,11 @@ mod tests {
             Some(999)
         );
         // So is a list of items, and a range's.
-        memo.remember_items(&entry("utag", KEYWORD, b"v3"), Arc::from(vec![1u64, 2]));
+        memo.remember_items(
+            List::Entry,
+            &entry("utag", KEYWORD, b"v3"),
+            Arc::from(vec![1u64, 2]),
+        );
         assert_eq!(
             remembering.narrow(&v3, 5000).expect("narrow"),
             Narrowed::Among {
