@@ -415,14 +415,14 @@ where
         }
         let mut should: Option<Vec<u64>> = None;
         if !filter.should.is_empty() {
-            let mut union = Vec::new();
+            let mut any_of = Vec::new();
             let mut narrowed = true;
             for c in &filter.should {
                 match self.condition(c, limit)? {
                     Some((items, exact)) => {
                         all_exact &= exact;
-                        union = merge(&union, &items);
-                        if union.len() > limit {
+                        any_of = union(&[any_of, items]);
+                        if any_of.len() > limit {
                             narrowed = false;
                             break;
                         }
@@ -434,7 +434,7 @@ where
                 }
             }
             if narrowed {
-                should = Some(union);
+                should = Some(any_of);
             } else {
                 all_exact = false;
             }
@@ -634,8 +634,9 @@ where
             }
             Ok(Some(total))
         };
-        let memo_key = self.memo.as_ref().map(|_| {
-            range_scan_key(
+        // The memo, and this scan's key in it.
+        let memo = self.memo.as_ref().map(|memo| {
+            let key = range_scan_key(
                 &[
                     Some(&low),
                     Some(&high),
@@ -645,10 +646,11 @@ where
                     lte.as_deref(),
                 ],
                 limit,
-            )
+            );
+            (memo, key)
         });
-        let total = match (&self.memo, &memo_key) {
-            (Some(memo), Some(key)) => match memo.range(key) {
+        let total = match &memo {
+            Some((memo, key)) => match memo.range(key) {
                 Some(known) => known,
                 None => {
                     let total = scan()?;
@@ -656,7 +658,7 @@ where
                     total
                 }
             },
-            _ => scan()?,
+            None => scan()?,
         };
         let Some(total) = total else {
             return Ok(None);
@@ -664,7 +666,7 @@ where
         if !rows {
             return Ok(Some((total, Vec::new())));
         }
-        if let (Some(memo), Some(key)) = (&self.memo, &memo_key)
+        if let Some((memo, key)) = &memo
             && let Some(items) = memo.items(List::Range, key)
         {
             return Ok(Some((total, items.to_vec())));
@@ -682,7 +684,7 @@ where
         }
         items.sort_unstable();
         items.dedup();
-        if let (Some(memo), Some(key)) = (&self.memo, &memo_key) {
+        if let Some((memo, key)) = &memo {
             memo.remember_items(List::Range, key, Arc::from(items.as_slice()));
         }
         Ok(Some((total, items)))
@@ -795,27 +797,30 @@ fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
 /// up from zero per collection), so where the lists hold a good share of the numbers up to
 /// their largest, a bitset of those numbers is marked and read back in order: linear, where
 /// merging a long `any`'s hundred lists by sorting is not.
-fn union(lists: &[Arc<[u64]>]) -> Vec<u64> {
+fn union<L: AsRef<[u64]>>(lists: &[L]) -> Vec<u64> {
     match lists {
         [] => Vec::new(),
-        [one] => one.to_vec(),
+        [one] => one.as_ref().to_vec(),
         _ => {
-            let total: usize = lists.iter().map(|l| l.len()).sum();
+            let total: usize = lists.iter().map(|l| l.as_ref().len()).sum();
             let top = lists
                 .iter()
-                .filter_map(|l| l.last())
+                .filter_map(|l| l.as_ref().last())
                 .max()
                 .copied()
                 .unwrap_or(0);
             let words = (top / 64 + 1) as usize;
             if words > 4 * total {
-                let mut items: Vec<u64> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+                let mut items: Vec<u64> = lists
+                    .iter()
+                    .flat_map(|l| l.as_ref().iter().copied())
+                    .collect();
                 items.sort_unstable();
                 items.dedup();
                 return items;
             }
             let mut marks = vec![0u64; words];
-            for &n in lists.iter().flat_map(|l| l.iter()) {
+            for &n in lists.iter().flat_map(|l| l.as_ref()) {
                 marks[(n / 64) as usize] |= 1 << (n % 64);
             }
             let mut items = Vec::with_capacity(total);
@@ -829,15 +834,6 @@ fn union(lists: &[Arc<[u64]>]) -> Vec<u64> {
             items
         }
     }
-}
-
-fn merge(a: &[u64], b: &[u64]) -> Vec<u64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    out.extend_from_slice(a);
-    out.extend_from_slice(b);
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 /// The item numbers of `candidates` whose items `filter` passes.
@@ -916,7 +912,7 @@ mod tests {
             assert_eq!(union(&lists), want, "spread {spread}");
         }
         assert_eq!(union(&[list(vec![2, 9])]), vec![2, 9]);
-        assert_eq!(union(&[]), Vec::<u64>::new());
+        assert_eq!(union::<&[u64]>(&[]), Vec::<u64>::new());
         assert_eq!(
             union(&[list(vec![]), list(vec![0, 63]), list(vec![63, 64])]),
             vec![0, 63, 64]
