@@ -921,24 +921,15 @@ const AHEAD: usize = 4;
 /// through memory does a few nodes ahead, so that the loads of the next vectors overlap the
 /// distance being computed.
 #[inline(always)]
-#[allow(unsafe_code)]
 fn touch_all(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = v.as_ptr().cast::<i8>();
-        let bytes = std::mem::size_of_val(v);
-        // SAFETY: as in `touch`: a hint that never dereferences its address. Every address
-        // is inside `v` (its last byte included, for a vector that does not start on a line).
-        unsafe {
-            for at in (0..bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at));
-            }
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(bytes.saturating_sub(1)));
-        }
+    // `touch` asks for 256 bytes (64 values) from where it is given; the last value again,
+    // for a vector that does not start on a cache line.
+    for part in v.chunks(64) {
+        touch(part);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    touch(v);
+    if let Some(last) = v.last() {
+        touch(std::slice::from_ref(last));
+    }
 }
 
 /// Asks for the first 256 bytes of `v` to be brought into cache before its distance is
