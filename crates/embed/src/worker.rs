@@ -171,6 +171,9 @@ impl EncoderHandle {
 
     /// Embeds `texts` on the worker; never blocks the async thread.
     pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut admission = self.admit(Kind::Texts, texts.len())?;
         self.submit(&mut admission, Work::Texts(texts)).await
     }
@@ -191,6 +194,9 @@ impl EncoderHandle {
             });
         };
         debug_assert_eq!(admission.kind(), Kind::Pictures);
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
             let prepared: Vec<Result<Vec<f32>, EmbedError>> = images
@@ -308,6 +314,10 @@ fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize, load: &Lo
         // Disconnected: the handle is gone; what is already here still runs.
         while let Ok(job) = rx.try_recv() {
             enqueue(job, &mut texts, &mut pixels);
+        }
+        // Only empty jobs came, answered as they were queued: nothing to run.
+        if texts.is_empty() && pixels.is_empty() {
+            continue;
         }
         let pictures_turn =
             texts.is_empty() || (!pixels.is_empty() && text_streak >= TEXT_BATCHES_BEFORE_PICTURES);
@@ -562,6 +572,39 @@ mod tests {
         drop(held);
         assert!(first.await.expect("join").is_ok());
         assert!(second.await.expect("join").is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_empty_job_is_answered_and_the_worker_lives_on() {
+        let (enc, (_, entered, _)) = fake();
+        let h = EncoderHandle::spawn(enc, WorkerOptions::default());
+        // Through the public handle, as a library caller may send it.
+        assert_eq!(
+            h.embed_texts(Vec::new()).await.expect("empty"),
+            Vec::<Vec<f32>>::new()
+        );
+        assert_eq!(
+            entered.load(Ordering::SeqCst),
+            0,
+            "nothing reached the model"
+        );
+        assert_eq!(h.queue_depth(), 0);
+        // Straight onto the worker's queue, as if the handle had not answered it first; then
+        // a pause, so the worker is past it before the next job comes.
+        let (reply, answer) = oneshot::channel();
+        h.tx.try_send(Job {
+            work: Work::Texts(Vec::new()),
+            reply,
+        })
+        .expect("queued");
+        assert!(answer.await.expect("answered").expect("ok").is_empty());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(
+            h.embed_texts(vec!["ok".into()])
+                .await
+                .expect("the worker lives"),
+            vec![vec![2.0, 1.0]]
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 //! ([`SystemField`]). A condition holds for a field with several values (an array) when it
 //! holds for any one of them.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
 
@@ -20,6 +22,71 @@ pub const MAX_CONDITIONS: usize = 256;
 pub const MAX_DEPTH: usize = 8;
 /// Most values in one `any`, `except` or `has_id` list.
 pub const MAX_VALUES: usize = 1024;
+/// Longest key, in bytes (a dotted path of at most [`crate::metadata::MAX_DEPTH`] names of
+/// [`crate::metadata::MAX_KEY_BYTES`] each, with room to spare).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What one filter may cost, beyond the fixed bounds on its shape ([`MAX_CONDITIONS`],
+/// [`MAX_DEPTH`], [`MAX_VALUES`] per list): a filter's work (index reads to narrow it, the
+/// planner's memory of those reads, the set lookups per item) grows with the values it lists
+/// and their length, so both are bounded for the filter as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// Most values in all of a filter's `value`, `any`, `except` and `has_id` together.
+    pub values: usize,
+    /// Longest string value or id, in bytes.
+    pub value_bytes: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            values: 4096,
+            value_bytes: 1024,
+        }
+    }
+}
+
+/// What is left of a filter's bounds while it is read.
+struct Budget {
+    conditions: usize,
+    values: usize,
+    limits: FilterLimits,
+}
+
+impl Budget {
+    /// Takes `n` values from the filter's total, or refuses at `path`.
+    fn take_values(&mut self, n: usize, path: &str) -> Result<(), FilterError> {
+        if n > self.values {
+            return Err(err(
+                path,
+                format!(
+                    "goes past the {} values a whole filter may list (the filter-max-values \
+                     setting)",
+                    self.limits.values
+                ),
+            ));
+        }
+        self.values -= n;
+        Ok(())
+    }
+
+    /// Refuses a string value longer than the limit.
+    fn check_bytes(&self, s: &str, path: &str) -> Result<(), FilterError> {
+        if s.len() > self.limits.value_bytes {
+            return Err(err(
+                path,
+                format!(
+                    "is {} bytes; a value in a filter is at most {} (the \
+                     filter-max-value-bytes setting)",
+                    s.len(),
+                    self.limits.value_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A refused filter: what is wrong and where, as a path under the filter itself
 /// (`must[1].range.gt`; empty for the filter as a whole).
@@ -54,7 +121,7 @@ pub enum Condition {
     /// The field is present and null.
     IsNull(Key),
     /// The item's id is one of these.
-    HasId(Vec<String>),
+    HasId(IdSet),
     Nested(Box<Filter>),
 }
 
@@ -64,9 +131,113 @@ pub enum Match {
     /// The field (or one of its values) equals this.
     Value(Scalar),
     /// The field (or one of its values) is one of these.
-    Any(Vec<Scalar>),
+    Any(ScalarSet),
     /// The field has a value that is none of these.
-    Except(Vec<Scalar>),
+    Except(ScalarSet),
+}
+
+/// The values of an `any` or `except`, in the order given, and as sets, so that testing an
+/// item's value costs one lookup whatever the list's length.
+#[derive(Clone, Debug)]
+pub struct ScalarSet {
+    listed: Vec<Scalar>,
+    strings: HashSet<String>,
+    numbers: HashSet<u64>,
+    booleans: [bool; 2],
+}
+
+impl ScalarSet {
+    pub fn new(listed: Vec<Scalar>) -> ScalarSet {
+        let mut set = ScalarSet {
+            strings: HashSet::new(),
+            numbers: HashSet::new(),
+            booleans: [false; 2],
+            listed: Vec::new(),
+        };
+        for v in &listed {
+            match v {
+                Scalar::Str(s) => {
+                    set.strings.insert(s.clone());
+                }
+                Scalar::Num(x) => {
+                    set.numbers.insert(number_bits(*x));
+                }
+                Scalar::Bool(b) => set.booleans[usize::from(*b)] = true,
+            }
+        }
+        set.listed = listed;
+        set
+    }
+
+    /// Whether `v` equals one of the values (as [`Scalar::equals`] compares).
+    fn contains(&self, v: &Value) -> bool {
+        match v {
+            Value::String(s) => self.strings.contains(s.as_str()),
+            Value::Number(n) => n
+                .as_f64()
+                .is_some_and(|x| self.numbers.contains(&number_bits(x))),
+            Value::Bool(b) => self.booleans[usize::from(*b)],
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::Deref for ScalarSet {
+    type Target = [Scalar];
+    fn deref(&self) -> &[Scalar] {
+        &self.listed
+    }
+}
+
+impl PartialEq for ScalarSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.listed == other.listed
+    }
+}
+
+impl std::hash::Hash for ScalarSet {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.listed.hash(h);
+    }
+}
+
+/// The ids of a `has_id`, in the order given, and as a set.
+#[derive(Clone, Debug)]
+pub struct IdSet {
+    listed: Vec<String>,
+    set: HashSet<String>,
+}
+
+impl IdSet {
+    pub fn new(listed: Vec<String>) -> IdSet {
+        IdSet {
+            set: listed.iter().cloned().collect(),
+            listed,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+impl std::ops::Deref for IdSet {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.listed
+    }
+}
+
+impl PartialEq for IdSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.listed == other.listed
+    }
+}
+
+impl std::hash::Hash for IdSet {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.listed.hash(h);
+    }
 }
 
 /// A value a `match` compares with: a keyword, a number or a boolean.
@@ -210,9 +381,18 @@ impl SystemField {
 }
 
 impl Filter {
-    /// Reads a filter from its JSON form.
+    /// Reads a filter from its JSON form, within the default [`FilterLimits`].
     pub fn parse(value: &Value) -> Result<Filter, FilterError> {
-        let mut budget = MAX_CONDITIONS;
+        Filter::parse_within(value, FilterLimits::default())
+    }
+
+    /// Reads a filter from its JSON form, refusing one past `limits`.
+    pub fn parse_within(value: &Value, limits: FilterLimits) -> Result<Filter, FilterError> {
+        let mut budget = Budget {
+            conditions: MAX_CONDITIONS,
+            values: limits.values,
+            limits,
+        };
         parse_filter(value, "", 0, &mut budget)
     }
 
@@ -246,9 +426,9 @@ impl Condition {
                 let scalars = || values.iter().flat_map(|v| elements(v));
                 match test {
                     Match::Value(want) => scalars().any(|v| want.equals(v)),
-                    Match::Any(wants) => scalars().any(|v| wants.iter().any(|w| w.equals(v))),
+                    Match::Any(wants) => scalars().any(|v| wants.contains(v)),
                     Match::Except(refused) => {
-                        scalars().any(|v| !v.is_null() && !refused.iter().any(|w| w.equals(v)))
+                        scalars().any(|v| !v.is_null() && !refused.contains(v))
                     }
                 }
             }
@@ -345,6 +525,12 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 
 impl Key {
     fn parse(key: &str, path: &str) -> Result<Key, FilterError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(err(
+                path,
+                format!("is {} bytes; a key is at most {MAX_KEY_BYTES}", key.len()),
+            ));
+        }
         if let Some(name) = key.strip_prefix('$') {
             return SystemField::parse(key).map(Key::System).ok_or_else(|| {
                 let known: Vec<&str> = SystemField::ALL.iter().map(|f| f.key()).collect();
@@ -435,7 +621,7 @@ fn parse_filter(
     value: &Value,
     path: &str,
     depth: usize,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> Result<Filter, FilterError> {
     if depth > MAX_DEPTH {
         return Err(err(path, format!("filters nest at most {MAX_DEPTH} deep")));
@@ -472,13 +658,13 @@ fn parse_filter(
             } else {
                 at.clone()
             };
-            if *budget == 0 {
+            if budget.conditions == 0 {
                 return Err(err(
                     &at,
                     format!("a filter holds at most {MAX_CONDITIONS} conditions"),
                 ));
             }
-            *budget -= 1;
+            budget.conditions -= 1;
             slot.push(parse_condition(c, &at, depth, budget)?);
         }
     }
@@ -489,7 +675,7 @@ fn parse_condition(
     value: &Value,
     path: &str,
     depth: usize,
-    budget: &mut usize,
+    budget: &mut Budget,
 ) -> Result<Condition, FilterError> {
     let map = object(value, path)?;
     if ["must", "should", "must_not"]
@@ -507,19 +693,23 @@ fn parse_condition(
         only(map, &["has_id"], path)?;
         let at = join(path, "has_id");
         let list = values_list(ids, &at)?;
+        budget.take_values(list.len(), &at)?;
         let ids = list
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
+                let at = format!("{at}[{i}]");
+                let id = v.as_str().ok_or_else(|| {
                     err(
-                        &format!("{at}[{i}]"),
+                        &at,
                         format!("must be an id (a string), not {}", json_type(v)),
                     )
-                })
+                })?;
+                budget.check_bytes(id, &at)?;
+                Ok(id.to_string())
             })
             .collect::<Result<_, _>>()?;
-        return Ok(Condition::HasId(ids));
+        return Ok(Condition::HasId(IdSet::new(ids)));
     }
     for (name, make) in [
         ("is_empty", Condition::IsEmpty as fn(Key) -> Condition),
@@ -544,7 +734,7 @@ fn parse_condition(
     match (map.get("match"), map.get("range")) {
         (Some(m), None) => {
             only(map, &["key", "match"], path)?;
-            let test = parse_match(m, &join(path, "match"))?;
+            let test = parse_match(m, &join(path, "match"), budget)?;
             Ok(Condition::Match { key, test })
         }
         (None, Some(r)) => {
@@ -596,7 +786,7 @@ fn values_list<'a>(value: &'a Value, path: &str) -> Result<&'a Vec<Value>, Filte
     Ok(list)
 }
 
-fn parse_match(value: &Value, path: &str) -> Result<Match, FilterError> {
+fn parse_match(value: &Value, path: &str, budget: &mut Budget) -> Result<Match, FilterError> {
     let map = object(value, path)?;
     let (name, inner) = match map.iter().next() {
         Some(entry) if map.len() == 1 => entry,
@@ -605,15 +795,21 @@ fn parse_match(value: &Value, path: &str) -> Result<Match, FilterError> {
         }
     };
     let at = join(path, name);
-    let list = |value: &Value| -> Result<Vec<Scalar>, FilterError> {
-        values_list(value, &at)?
+    let mut list = |value: &Value| -> Result<ScalarSet, FilterError> {
+        let list = values_list(value, &at)?;
+        budget.take_values(list.len(), &at)?;
+        let scalars = list
             .iter()
             .enumerate()
-            .map(|(i, v)| scalar(v, &format!("{at}[{i}]")))
-            .collect()
+            .map(|(i, v)| scalar(v, &format!("{at}[{i}]"), budget))
+            .collect::<Result<_, _>>()?;
+        Ok(ScalarSet::new(scalars))
     };
     match name.as_str() {
-        "value" => Ok(Match::Value(scalar(inner, &at)?)),
+        "value" => {
+            budget.take_values(1, &at)?;
+            Ok(Match::Value(scalar(inner, &at, budget)?))
+        }
         "any" => Ok(Match::Any(list(inner)?)),
         "except" => Ok(Match::Except(list(inner)?)),
         other => Err(err(
@@ -623,9 +819,12 @@ fn parse_match(value: &Value, path: &str) -> Result<Match, FilterError> {
     }
 }
 
-fn scalar(value: &Value, path: &str) -> Result<Scalar, FilterError> {
+fn scalar(value: &Value, path: &str, budget: &Budget) -> Result<Scalar, FilterError> {
     match value {
-        Value::String(s) => Ok(Scalar::Str(s.clone())),
+        Value::String(s) => {
+            budget.check_bytes(s, path)?;
+            Ok(Scalar::Str(s.clone()))
+        }
         Value::Bool(b) => Ok(Scalar::Bool(*b)),
         Value::Number(n) => n
             .as_f64()
@@ -991,5 +1190,97 @@ mod tests {
             .collect();
         let e = Filter::parse(&json!({"should": many})).expect_err("too many");
         assert_eq!(e.path, format!("should[{MAX_CONDITIONS}]"));
+    }
+
+    #[test]
+    fn a_filter_is_bounded_in_values_and_their_length_as_a_whole() {
+        let limits = FilterLimits::default();
+        // Four lists of 1,024 values: each within its own bound, the whole at the limit.
+        let list = |from: usize, n: usize| -> Vec<Value> {
+            (from..from + n).map(|i| json!(format!("v{i}"))).collect()
+        };
+        let at_limit: Vec<Value> = (0..4)
+            .map(|c| json!({"key": "a", "match": {"any": list(c * 1024, 1024)}}))
+            .collect();
+        assert_eq!(limits.values, 4 * 1024);
+        Filter::parse(&json!({"should": at_limit})).expect("at the limit");
+        let mut past = at_limit.clone();
+        past.push(json!({"key": "b", "match": {"value": "one more"}}));
+        let e = Filter::parse(&json!({"should": past})).expect_err("past the limit");
+        assert_eq!(e.path, "should[4].match.value");
+        assert!(e.reason.contains("4096 values"), "{e:?}");
+        assert!(e.reason.contains("filter-max-values"), "{e:?}");
+        let mut past = at_limit;
+        past[2] = json!({"has_id": list(0, 1024)});
+        past.push(json!({"has_id": ["x"]}));
+        let e = Filter::parse(&json!({"should": past})).expect_err("ids count too");
+        assert_eq!(e.path, "should[4].has_id");
+        // The whole filter's bound, as the gateway's setting gives it.
+        let small = FilterLimits {
+            values: 3,
+            value_bytes: 8,
+        };
+        let e = Filter::parse_within(
+            &json!({"must": [{"key": "a", "match": {"any": [1, 2]}}, {"key": "b", "match": {"except": [3, 4]}}]}),
+            small,
+        )
+        .expect_err("past 3");
+        assert_eq!(e.path, "must[1].match.except");
+        let e = Filter::parse_within(
+            &json!({"must": [{"key": "a", "match": {"any": ["short", "123456789"]}}]}),
+            small,
+        )
+        .expect_err("too long");
+        assert_eq!(e.path, "must[0].match.any[1]");
+        assert!(
+            e.reason.contains("9 bytes") && e.reason.contains("at most 8"),
+            "{e:?}"
+        );
+        let e = Filter::parse_within(&json!({"must": [{"has_id": ["123456789"]}]}), small)
+            .expect_err("a long id");
+        assert_eq!(e.path, "must[0].has_id[0]");
+        let e = Filter::parse(
+            &json!({"must": [{"key": "x".repeat(MAX_KEY_BYTES + 1), "match": {"value": 1}}]}),
+        )
+        .expect_err("a long key");
+        assert_eq!(e.path, "must[0].key");
+    }
+
+    #[test]
+    fn sets_answer_as_the_values_compared_one_by_one() {
+        let listed = vec![
+            Scalar::Str("a".into()),
+            Scalar::Str("".into()),
+            Scalar::Num(0.0),
+            Scalar::Num(1.5),
+            Scalar::Num(9_007_199_254_740_993.0),
+            Scalar::Bool(true),
+        ];
+        let set = ScalarSet::new(listed.clone());
+        let probes = [
+            json!("a"),
+            json!("b"),
+            json!(""),
+            json!(0),
+            json!(-0.0),
+            json!(0.0),
+            json!(1.5),
+            json!(1),
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992u64),
+            json!(true),
+            json!(false),
+            json!(null),
+            json!("1.5"),
+            json!([1.5]),
+            json!({"a": 1}),
+        ];
+        for v in &probes {
+            let linear = listed.iter().any(|w| w.equals(v));
+            assert_eq!(set.contains(v), linear, "{v}");
+        }
+        let ids = IdSet::new(vec!["n1".into(), "n2".into()]);
+        assert!(ids.contains("n2") && !ids.contains("n3"));
+        assert_eq!(&ids[..], &["n1".to_string(), "n2".to_string()]);
     }
 }

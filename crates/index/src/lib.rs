@@ -32,7 +32,7 @@ pub use collection::{
 };
 pub use distance::Metric;
 pub use error::{StorageFault, StoreError, is_full};
-pub use filter::{Filter, FilterError};
+pub use filter::{Filter, FilterError, FilterLimits};
 pub use graph_file::GraphFile;
 pub use hnsw::{Hnsw, HnswParams, Neighbour, Probe};
 pub use keys::{ApiKeyRecord, KeyHash};

@@ -469,7 +469,7 @@ where
             Condition::Range { key, range } => Ok(exact_rows(self.range(key, range, limit, true)?)),
             Condition::HasId(ids) => {
                 let mut items = Vec::with_capacity(ids.len());
-                for id in ids {
+                for id in ids.iter() {
                     if let Some(n) = self.ids.get((self.coll, id.as_str()))? {
                         items.push(n.value());
                     }

@@ -197,7 +197,7 @@ pub(super) fn quantize_block(
     let lanes: [f32; 8] = pulp::cast(m);
     let finite = simd.avx._mm256_movemask_ps(bad) == 0;
     let max = lanes.iter().fold(0f32, |m, &x| m.max(x));
-    if max == 0.0 || !finite {
+    if max < super::TINY || !finite {
         *out = [OFFSET as u8; BLOCK];
         return if finite { 0.0 } else { f32::NAN };
     }

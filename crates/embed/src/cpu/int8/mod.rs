@@ -81,6 +81,11 @@ fn round(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// The smallest block maximum quantised as it is: `LEVEL / TINY` is finite (about 6e37),
+/// while below about 1.85e-37 it would be infinite, and the AVX2 and scalar conversions of
+/// infinity differ. Shared by both paths.
+pub(crate) const TINY: f32 = 1e-36;
+
 /// Quantises one block (zero-padded by the caller past `k`) symmetrically into `out` (levels
 /// `-LEVEL..=LEVEL` plus `offset`), returning its scale. The reference for [`avx2::quantize_block`], which must
 /// give the same bytes.
@@ -95,7 +100,9 @@ fn quantize_block<T: Copy>(
     // it would in f32.
     let finite = block.iter().all(|v| v.is_finite());
     let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-    if max == 0.0 || !finite {
+    // Below TINY, LEVEL / max overflows to infinity: such a block is zero at any precision
+    // the products keep.
+    if max < TINY || !finite {
         *out = [store(offset); BLOCK];
         return if finite { 0.0 } else { f32::NAN };
     }
@@ -574,6 +581,12 @@ mod tests {
         blocks.push(std::array::from_fn(
             |i| if i == 30 { f32::NAN } else { 2.0 },
         ));
+        // So small that LEVEL / max overflows to infinity.
+        blocks.push(std::array::from_fn(|i| (i as f32 - 15.0) * 1e-39));
+        blocks.push(std::array::from_fn(|i| if i == 4 { -3e-45 } else { 0.0 }));
+        blocks.push(std::array::from_fn(|i| {
+            if i % 2 == 0 { 1.0e-38 } else { -0.5e-38 }
+        }));
         for v in &blocks {
             let (mut a, mut b) = ([0u8; BLOCK], [0u8; BLOCK]);
             let sa = quantize_block(v, &mut a, OFFSET, |q| q as u8);
