@@ -307,6 +307,27 @@ pub struct GatewaySettings {
     )]
     pub media_in_flight: u64,
 
+    /// Most values one filter may list, in all its `value`, `any`, `except` and `has_id`
+    /// together; a filter listing more is answered 400 naming where it went past.
+    #[arg(
+        long,
+        env = "AIMP_FILTER_MAX_VALUES",
+        default_value_t = 4096,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub filter_max_values: u64,
+
+    /// Longest string value or id in a filter, in bytes; a longer one is answered 400.
+    #[arg(
+        long,
+        env = "AIMP_FILTER_MAX_VALUE_BYTES",
+        default_value_t = 1024,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    pub filter_max_value_bytes: u64,
+
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(
         long,
@@ -337,6 +358,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("exact_below", &self.exact_below)
+            .field("filter_max_values", &self.filter_max_values)
+            .field("filter_max_value_bytes", &self.filter_max_value_bytes)
             .field("graph_save_interval", &self.graph_save_interval)
             .field("media_in_flight", &self.media_in_flight)
             .field("shutdown_timeout", &self.shutdown_timeout)

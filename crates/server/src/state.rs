@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Whether `/console/` serves the web console.
     pub console: bool,
+    /// What one filter may list (values in all, and each value's length).
+    pub filter_limits: aimp_index::FilterLimits,
 }
 
 impl ServerConfig {
@@ -60,6 +62,7 @@ impl ServerConfig {
             upload_idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             console: true,
+            filter_limits: aimp_index::FilterLimits::default(),
         }
     }
 }
@@ -82,6 +85,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("console", &self.console)
+            .field("filter_limits", &self.filter_limits)
             .finish()
     }
 }

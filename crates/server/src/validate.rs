@@ -301,8 +301,9 @@ pub fn parse_filter(
     value: &Value,
     root: &str,
     code: &'static str,
+    limits: aimp_index::FilterLimits,
 ) -> Result<aimp_index::Filter, ApiError> {
-    aimp_index::Filter::parse(value).map_err(|e| {
+    aimp_index::Filter::parse_within(value, limits).map_err(|e| {
         let param = if e.path.is_empty() {
             root.to_string()
         } else {

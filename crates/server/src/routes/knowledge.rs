@@ -123,7 +123,12 @@ pub async fn items(
                     "filter",
                 )
             })?;
-            crate::validate::parse_filter(&value, "filter", "invalid_query")
+            crate::validate::parse_filter(
+                &value,
+                "filter",
+                "invalid_query",
+                state.config.filter_limits,
+            )
         })
         .transpose()?;
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);

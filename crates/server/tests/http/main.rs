@@ -3,6 +3,7 @@
 mod console;
 mod filters;
 mod fuzz;
+mod hostile;
 mod media;
 mod media_bytes;
 mod precision;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aimp_embed::{EmbedError, EncoderHandle, Kind};
-use aimp_index::{Filter, MediaRecord};
+use aimp_index::{Filter, FilterLimits, MediaRecord};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -187,10 +187,12 @@ pub fn metadata(
 }
 
 /// `params.filter`, read; a refusal names its path (`params.filter.must[1].range`).
-pub fn filter(run: &ValidRun) -> Result<Option<Filter>, ApiError> {
+pub fn filter(run: &ValidRun, limits: FilterLimits) -> Result<Option<Filter>, ApiError> {
     run.params
         .get("filter")
-        .map(|value| crate::validate::parse_filter(value, "params.filter", "invalid_params"))
+        .map(|value| {
+            crate::validate::parse_filter(value, "params.filter", "invalid_params", limits)
+        })
         .transpose()
 }
 

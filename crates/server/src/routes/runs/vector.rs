@@ -213,7 +213,7 @@ pub async fn search(
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
     // A bad filter is refused before any model time is spent.
-    let filter = inputs::filter(run)?;
+    let filter = inputs::filter(run, state.config.filter_limits)?;
     let pictures = inputs::media(run, "image");
     let query = if pictures.is_empty() {
         encoder
@@ -393,7 +393,7 @@ pub async fn search_vectors(
     run: &ValidRun,
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
-    let filter = inputs::filter(run)?;
+    let filter = inputs::filter(run, state.config.filter_limits)?;
     let query = inputs::vectors(run, "vector")?.pop().unwrap_or_default();
     let options = search_options(&run.params, None, filter);
     nearest(state, key, query, options).await
@@ -410,7 +410,7 @@ pub async fn delete(
     run: &ValidRun,
 ) -> Result<(Value, usize), ApiError> {
     let key = collection_key(caller, run)?;
-    let filter = inputs::filter(run)?;
+    let filter = inputs::filter(run, state.config.filter_limits)?;
     let ids = run
         .input
         .contains_key("ids")
