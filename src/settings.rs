@@ -307,6 +307,16 @@ pub struct GatewaySettings {
     )]
     pub media_in_flight: u64,
 
+    /// Most bytes that making thumbnails may hold in memory at once, server-wide (apart from
+    /// the runs' --media-in-flight); a picture whose thumbnail needs more is answered 422.
+    #[arg(
+        long,
+        env = "AIMP_THUMBNAIL_MEMORY",
+        default_value_t = 128 * 1024 * 1024,
+        global = true
+    )]
+    pub thumbnail_memory: u64,
+
     /// Most values one filter may list, in all its `value`, `any`, `except` and `has_id`
     /// together; a filter listing more is answered 400 naming where it went past.
     #[arg(
@@ -358,6 +368,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("exact_below", &self.exact_below)
+            .field("thumbnail_memory", &self.thumbnail_memory)
             .field("filter_max_values", &self.filter_max_values)
             .field("filter_max_value_bytes", &self.filter_max_value_bytes)
             .field("graph_save_interval", &self.graph_save_interval)

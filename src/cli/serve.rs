@@ -55,6 +55,7 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     config.upload_idle_timeout = Duration::from_secs(settings.gateway.upload_idle_timeout);
     config.body_read_timeout = Duration::from_secs(settings.gateway.body_read_timeout);
     config.console = settings.gateway.console;
+    config.thumbnail_memory = settings.gateway.thumbnail_memory;
     config.filter_limits = aimp_index::FilterLimits {
         values: settings.gateway.filter_max_values as usize,
         value_bytes: settings.gateway.filter_max_value_bytes as usize,

@@ -95,10 +95,31 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, EmbedError> {
 /// Decodes an uploaded image into RGB: the first frame of an animation, transparency on white,
 /// upright when `options` asks for it, and never more pixels than `options` allows.
 pub fn decode_rgb_with(bytes: &[u8], options: &DecodeOptions) -> Result<RgbImage, EmbedError> {
+    decode_rgb_scaled(bytes, options, 8)
+}
+
+/// The eighths of its size a JPEG is decoded at to give a picture whose longest side is at
+/// least `side` (libjpeg scales while it decodes, so a thumbnail of a large photograph
+/// never holds the full-size pixels): 1, 2, 4 or 8.
+pub fn jpeg_eighths_for(width: u32, height: u32, side: u32) -> u8 {
+    let longest = u64::from(width.max(height));
+    [1u8, 2, 4]
+        .into_iter()
+        .find(|&n| (longest * u64::from(n)).div_ceil(8) >= u64::from(side))
+        .unwrap_or(8)
+}
+
+/// As [`decode_rgb_with`], a JPEG decoded at `eighths` / 8 of its size (8: full size; other
+/// formats are always decoded at full size).
+pub fn decode_rgb_scaled(
+    bytes: &[u8],
+    options: &DecodeOptions,
+    eighths: u8,
+) -> Result<RgbImage, EmbedError> {
     let format = image::guess_format(bytes)
         .map_err(|_| invalid("not a JPEG, PNG, WebP or GIF image".into()))?;
     let (rgb, orientation) = match format {
-        ImageFormat::Jpeg => jpeg::decode(bytes, options.max_pixels)?,
+        ImageFormat::Jpeg => jpeg::decode(bytes, options.max_pixels, eighths.clamp(1, 8))?,
         ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif => {
             let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
             let mut limits = image::Limits::default();
@@ -191,8 +212,9 @@ mod jpeg {
     pub(super) fn decode(
         bytes: &[u8],
         max_pixels: u64,
+        eighths: u8,
     ) -> Result<(RgbImage, Orientation), EmbedError> {
-        caught(|| decode_inner(bytes, max_pixels))
+        caught(|| decode_inner(bytes, max_pixels, eighths))
     }
 
     /// Width and height from the frame header.
@@ -223,9 +245,13 @@ mod jpeg {
         }
     }
 
-    fn decode_inner(bytes: &[u8], max_pixels: u64) -> Result<(RgbImage, Orientation), EmbedError> {
+    fn decode_inner(
+        bytes: &[u8],
+        max_pixels: u64,
+        eighths: u8,
+    ) -> Result<(RgbImage, Orientation), EmbedError> {
         let io = |e: std::io::Error| invalid(format!("corrupt JPEG: {e}"));
-        let d = DecompressBuilder::new()
+        let mut d = DecompressBuilder::new()
             .with_markers(&[Marker::APP(1), Marker::APP(14)])
             .from_mem(bytes)
             .map_err(io)?;
@@ -245,6 +271,9 @@ mod jpeg {
             })
             .unwrap_or(Orientation::NoTransforms);
         let too_big = || invalid(format!("{w}x{h} does not fit in memory"));
+        if eighths < 8 {
+            d.scale(eighths);
+        }
         match d.color_space() {
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
                 // Pillow reads Adobe CMYK as inverted ("CMYK;I"), as Photoshop writes it.
@@ -252,6 +281,7 @@ mod jpeg {
                     .markers()
                     .any(|m| m.marker == Marker::APP(14) && m.data.starts_with(b"Adobe"));
                 let mut started = d.to_colorspace(ColorSpace::JCS_CMYK).map_err(io)?;
+                let (w, h) = (started.width(), started.height());
                 let cmyk = started.read_scanlines::<[u8; 4]>().map_err(io)?;
                 started.finish().map_err(io)?;
                 let rgb: Vec<u8> = cmyk
@@ -264,6 +294,7 @@ mod jpeg {
             }
             _ => {
                 let mut started = d.rgb().map_err(io)?;
+                let (w, h) = (started.width(), started.height());
                 let rgb = started.read_scanlines::<u8>().map_err(io)?;
                 started.finish().map_err(io)?;
                 RgbImage::from_raw(w as u32, h as u32, rgb)

@@ -43,5 +43,5 @@ pub use loader::load_encoder;
 pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Precision, Sources};
 pub use registry::{ModelStatus, Registry};
 pub use sentence::SentenceEncoder;
-pub use thumbnail::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES, thumbnail};
+pub use thumbnail::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES, thumbnail, thumbnail_memory};
 pub use worker::{Encoder, EncoderHandle, WorkerOptions};

@@ -127,6 +127,19 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
     }
 }
 
+/// Whether `given` is `expected`, in time that depends on neither's content nor length:
+/// both are hashed to 32 bytes first, and the digests compared in constant time (comparing
+/// the strings themselves returns at once when their lengths differ, which tells a prober
+/// the token's length).
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(expected.as_bytes()),
+    );
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
 async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.config.admin_token.as_deref() else {
         return Err(ApiError::Unauthorized {
@@ -137,7 +150,7 @@ async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
         });
     };
     match bearer(headers) {
-        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(token) if same_secret(token, expected) => Ok(()),
         Some(token) if bearer_is_api_key(state, token).await? => Err(use_x_api_key()),
         Some(_) => Err(ApiError::Unauthorized {
             code: "invalid_admin_token",
@@ -151,5 +164,20 @@ async fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
             code: "missing_admin_token",
             message: "key management needs the operator's admin token as Authorization: Bearer".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_equal_only_when_equal_whatever_their_lengths() {
+        let token = "a-token-of-thirty-two-characters";
+        assert!(same_secret(token, token));
+        assert!(!same_secret("", token));
+        assert!(!same_secret(&token[..31], token), "a prefix");
+        assert!(!same_secret(&format!("{token}x"), token), "longer");
+        assert!(!same_secret("a-token-of-thirty-two-characterZ", token));
     }
 }

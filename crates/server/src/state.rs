@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub console: bool,
     /// What one filter may list (values in all, and each value's length).
     pub filter_limits: aimp_index::FilterLimits,
+    /// Most bytes that making thumbnails may hold at once, server-wide, apart from the runs'
+    /// [`ServerConfig::media_bytes_in_flight`].
+    pub thumbnail_memory: u64,
 }
 
 impl ServerConfig {
@@ -63,6 +66,7 @@ impl ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             console: true,
             filter_limits: aimp_index::FilterLimits::default(),
+            thumbnail_memory: 128 * 1024 * 1024,
         }
     }
 }
@@ -86,6 +90,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("console", &self.console)
             .field("filter_limits", &self.filter_limits)
+            .field("thumbnail_memory", &self.thumbnail_memory)
             .finish()
     }
 }
@@ -106,9 +111,17 @@ pub struct AppState {
     pub(crate) limiter: Arc<RateLimiter>,
     /// Permits of one KiB each for picture bytes runs hold in memory.
     pub(crate) media_budget: Arc<tokio::sync::Semaphore>,
+    /// Permits of one KiB each for the memory thumbnails being made hold: a budget of their
+    /// own, so a thumbnail waiting for room never holds up a run (the semaphore is FIFO).
+    pub(crate) thumbnail_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
+    /// KiB of the runs' picture budget free now.
+    pub fn media_budget_available(&self) -> usize {
+        self.media_budget.available_permits()
+    }
+
     pub fn new(
         config: ServerConfig,
         store: Store,
@@ -129,6 +142,9 @@ impl AppState {
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             media_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.media_bytes_in_flight.div_ceil(1024) as usize,
+            )),
+            thumbnail_budget: Arc::new(tokio::sync::Semaphore::new(
+                config.thumbnail_memory.div_ceil(1024) as usize,
             )),
             config: Arc::new(config),
             store,

@@ -25,11 +25,15 @@ use crate::extract::{Path, Query};
 use crate::routes::media::find_media;
 use crate::state::AppState;
 
-/// How long a browser may reuse a response without asking again; it is the caller's own
-/// data, so never a shared cache's.
-const CACHE_CONTROL: &str = "private, max-age=86400";
+/// A browser may keep a picture, but asks again (with the key, an `If-None-Match`, and a 304
+/// answer without a body) before each reuse: once the console's tab forgets the key, nothing
+/// cached is shown without it. Never a shared cache's: it is the caller's own data, and
+/// `Vary: X-API-Key` keeps one key's copy from answering another's request.
+const CACHE_CONTROL: &str = "private, no-cache";
+/// How much of a picture's file one chunk of its response body holds.
+const CHUNK: usize = 64 * 1024;
 /// Longest a thumbnail waits for memory to decode its picture before it is answered 503.
-const WAIT_FOR_MEMORY: Duration = Duration::from_secs(10);
+const WAIT_FOR_MEMORY: Duration = Duration::from_secs(5);
 
 /// `GET /api/media/{media_ref}`
 pub async fn get(
@@ -43,14 +47,63 @@ pub async fn get(
     if revalidated(&headers, &etag) {
         return Ok(not_modified(&etag));
     }
-    let bytes = crate::routes::media::read_media(&state, &record).await?;
+    let (file, head, len) = open_content(&state, &record).await?;
     // What the bytes are, whatever the upload declared.
-    let content_type = aimp_embed::sniff_content_type(&bytes).unwrap_or("application/octet-stream");
-    Ok(picture(
-        content_type,
-        &etag,
-        Body::from(axum::body::Bytes::from_owner(bytes)),
-    ))
+    let content_type = aimp_embed::sniff_content_type(&head).unwrap_or("application/octet-stream");
+    let mut response = picture(content_type, &etag, stream_file(file, head));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(response)
+}
+
+/// The stored file of `record`, opened, with its first bytes read (to sniff its type) and its
+/// length. The rest is read as the response is sent, a chunk at a time, so serving a picture
+/// holds [`CHUNK`] bytes of it, not all of it.
+async fn open_content(
+    state: &AppState,
+    record: &MediaRecord,
+) -> Result<(tokio::fs::File, Vec<u8>, u64), ApiError> {
+    use tokio::io::AsyncReadExt;
+    let path = state.media.content_path(&record.sha256);
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::internal("media content", e))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::internal("media content", e))?
+        .len();
+    let mut head = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = file
+            .read(&mut head[filled..])
+            .await
+            .map_err(|e| ApiError::internal("media content", e))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    head.truncate(filled);
+    Ok((file, head, len))
+}
+
+/// A body of `head` and then the rest of `file`, [`CHUNK`] bytes a frame.
+fn stream_file(file: tokio::fs::File, head: Vec<u8>) -> Body {
+    use tokio::io::AsyncReadExt;
+    let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) });
+    let rest = futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut chunk = vec![0u8; CHUNK];
+        let n = file.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(n);
+        Ok(Some((chunk, file)))
+    });
+    Body::from_stream(futures_util::StreamExt::chain(first, rest))
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,23 +160,41 @@ pub async fn thumbnail(
 }
 
 /// Decodes, shrinks and caches one thumbnail, holding the memory its decoding takes from the
-/// server-wide picture budget that runs use too.
+/// thumbnails' own budget (`--thumbnail-memory`); one that needs more than all of it is
+/// refused at once.
 async fn make_thumbnail(
     state: &AppState,
     record: &MediaRecord,
     side: u32,
 ) -> Result<Vec<u8>, ApiError> {
-    // The decoded picture (RGB) and its upright copy.
-    let bytes_needed =
-        u64::from(record.width) * u64::from(record.height) * 3 * 2 + record.size_bytes;
+    let bytes_needed = aimp_embed::thumbnail_memory(
+        record.content_type == "image/jpeg",
+        record.width,
+        record.height,
+        record.size_bytes,
+        side,
+    );
+    let limit = state.config.thumbnail_memory;
+    if bytes_needed > limit {
+        return Err(ApiError::Unprocessable {
+            code: "image_too_large",
+            message: format!(
+                "media {} ({}x{}) needs {bytes_needed} bytes to make its thumbnail, more than \
+                 the {limit} thumbnails may use (AIMP_THUMBNAIL_MEMORY); GET /api/media/{} \
+                 gives its bytes",
+                record.media_ref, record.width, record.height, record.media_ref
+            ),
+            param: Some("media_ref".into()),
+        });
+    }
     let kib = u32::try_from(bytes_needed.div_ceil(1024)).unwrap_or(u32::MAX);
-    let budget = state.media_budget.clone();
+    let budget = state.thumbnail_budget.clone();
     let permit = match tokio::time::timeout(WAIT_FOR_MEMORY, budget.acquire_many_owned(kib)).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) | Err(_) => {
             return Err(ApiError::Unavailable {
                 code: "overloaded",
-                message: "the gateway's memory for pictures is in use; retry the thumbnail \
+                message: "the gateway's memory for thumbnails is in use; retry the thumbnail \
                           shortly"
                     .into(),
                 retry_after_secs: 2,
@@ -212,6 +283,7 @@ fn cache_headers(h: &mut HeaderMap, etag: &str) {
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    h.insert(header::VARY, HeaderValue::from_static("X-API-Key"));
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }

@@ -156,3 +156,140 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A picture's bytes were read whole (up to 20 MiB) and copied, outside any budget, for each
+/// GET. Now they are streamed from the file: no frame of the body is larger than 64 KiB.
+#[tokio::test]
+async fn media_is_streamed_from_its_file_in_bounded_chunks() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let g = gateway(Options::default());
+    let png = crate::media::fixture("landscape_rgb.png");
+    assert!(png.len() > 2 * 64 * 1024, "a picture of several chunks");
+    let media = g.upload("landscape.png", "image/png", png.clone()).await;
+    let media_ref = media["media_ref"].as_str().expect("media_ref");
+    let response = g
+        .app
+        .clone()
+        .oneshot(
+            Request::get(format!("/api/media/{media_ref}"))
+                .header("X-API-Key", &g.key)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(headers["content-length"], png.len().to_string().as_str());
+    let mut body = response.into_body();
+    let (mut got, mut frames, mut largest) = (Vec::new(), 0, 0);
+    while let Some(frame) = body.frame().await {
+        let data = frame.expect("frame").into_data().expect("data");
+        largest = largest.max(data.len());
+        frames += 1;
+        got.extend_from_slice(&data);
+    }
+    assert_eq!(got, png, "the bytes as uploaded");
+    assert!(largest <= 64 * 1024, "a frame of {largest} bytes");
+    assert!(frames >= 3, "{frames} frames");
+}
+
+/// Pictures were cached `private, max-age=86400` with no `Vary`: a browser showed them for a
+/// day after the console's tab forgot the key. Now each reuse is revalidated with the key.
+#[tokio::test]
+async fn pictures_are_revalidated_before_each_reuse_and_vary_by_key() {
+    let g = gateway(Options::default());
+    let media = g
+        .upload(
+            "photo.jpg",
+            "image/jpeg",
+            crate::media::fixture("photo.jpg"),
+        )
+        .await;
+    let media_ref = media["media_ref"].as_str().expect("media_ref");
+    for uri in [
+        format!("/api/media/{media_ref}"),
+        format!("/api/media/{media_ref}/thumbnail?size=64"),
+    ] {
+        let got = crate::media_bytes::get_raw(&g, &uri, Some(&g.key), None).await;
+        assert_eq!(got.status, StatusCode::OK);
+        let cache = got.headers["cache-control"].to_str().expect("ascii");
+        assert!(
+            cache.contains("private") && cache.contains("no-cache"),
+            "{cache}"
+        );
+        assert!(!cache.contains("max-age"), "{cache}");
+        assert_eq!(got.headers["vary"], "X-API-Key");
+        let etag = got.headers["etag"].to_str().expect("ascii").to_string();
+        let again = crate::media_bytes::get_raw(&g, &uri, Some(&g.key), Some(&etag)).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers["vary"], "X-API-Key");
+    }
+}
+
+/// A waiting thumbnail took every free permit of the runs' picture budget (FIFO), so every
+/// tenant's picture runs got 503 meanwhile. Thumbnails now have a budget of their own, and
+/// one needing more than all of it is refused at once, naming the setting.
+#[tokio::test]
+async fn thumbnails_have_a_budget_of_their_own_and_refuse_past_it() {
+    // The runs' budget is smaller than this thumbnail needs: it is not the one charged.
+    let g = gateway(Options {
+        media_in_flight: Some(64 * 1024),
+        ..Options::default()
+    });
+    let media = g
+        .upload(
+            "landscape.png",
+            "image/png",
+            crate::media::fixture("landscape_rgb.png"),
+        )
+        .await;
+    let media_ref = media["media_ref"].as_str().expect("media_ref");
+    let uri = format!("/api/media/{media_ref}/thumbnail?size=64");
+    let started = std::time::Instant::now();
+    let got = crate::media_bytes::get_raw(&g, &uri, Some(&g.key), None).await;
+    assert_eq!(
+        got.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&got.bytes)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it did not wait"
+    );
+    assert_eq!(
+        g.state.media_budget_available(),
+        64,
+        "the runs' budget untouched"
+    );
+
+    let small = gateway(Options {
+        thumbnail_memory: Some(100 * 1024),
+        ..Options::default()
+    });
+    let media = small
+        .upload(
+            "landscape.png",
+            "image/png",
+            crate::media::fixture("landscape_rgb.png"),
+        )
+        .await;
+    let media_ref = media["media_ref"].as_str().expect("media_ref");
+    let r = small
+        .send(
+            Request::get(format!("/api/media/{media_ref}/thumbnail?size=64"))
+                .header("X-API-Key", &small.key)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_error(&r, 422, "image_too_large", Some("media_ref"));
+    assert!(
+        r.message().contains("AIMP_THUMBNAIL_MEMORY"),
+        "{}",
+        r.message()
+    );
+}

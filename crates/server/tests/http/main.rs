@@ -123,6 +123,7 @@ struct Options {
     /// The store behind its fault point.
     faults: Option<Arc<aimp_index::faults::Faults>>,
     console: bool,
+    thumbnail_memory: Option<u64>,
 }
 
 impl Default for Options {
@@ -141,6 +142,7 @@ impl Default for Options {
             body_read: None,
             faults: None,
             console: true,
+            thumbnail_memory: None,
         }
     }
 }
@@ -196,6 +198,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
         config.body_read_timeout = deadline;
     }
     config.console = opts.console;
+    if let Some(bytes) = opts.thumbnail_memory {
+        config.thumbnail_memory = bytes;
+    }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
         state: state.clone(),

@@ -121,9 +121,15 @@ async fn a_thumbnail_is_a_bounded_upright_jpeg_made_once_and_revalidated() {
     assert!(etag.ends_with("-128\""), "{etag}");
     assert_eq!(super::media::files_in(&g, "thumbnails").len(), 1, "cached");
 
-    // The cached copy is what later requests get; revalidation needs no body.
+    // The cached copy is what later requests get: replaced on disk by another picture, the
+    // replacement is served (a gateway that never read its cache would make it again).
+    let cached_file = super::media::files_in(&g, "thumbnails").remove(0);
+    let stand_in = aimp_embed::thumbnail(&fixture("photo.jpg"), 64, 1_000_000).expect("jpeg");
+    assert_ne!(stand_in, got.bytes);
+    std::fs::write(&cached_file, &stand_in).expect("replace the cached thumbnail");
     let cached = get(&g, &uri, &g.key, None).await;
-    assert_eq!(cached.bytes, got.bytes);
+    assert_eq!(cached.bytes, stand_in, "served from the cache");
+    std::fs::write(&cached_file, &got.bytes).expect("put it back");
     let again = get(&g, &uri, &g.key, Some(&format!("W/{etag}"))).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
 
