@@ -276,6 +276,17 @@ pub struct GatewaySettings {
     )]
     pub header_read_timeout: u64,
 
+    /// Seconds a response may make no progress (the client reads none of it) before its
+    /// connection is closed.
+    #[arg(
+        long,
+        env = "AIMP_WRITE_TIMEOUT",
+        default_value_t = 30,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub write_timeout: u64,
+
     /// Collections created from now on are searched exactly while they hold at most this many
     /// items (every item compared: recall 1), and through their HNSW graph above it.
     #[arg(
@@ -367,6 +378,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("console", &self.console)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("header_read_timeout", &self.header_read_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("exact_below", &self.exact_below)
             .field("thumbnail_memory", &self.thumbnail_memory)
             .field("filter_max_values", &self.filter_max_values)

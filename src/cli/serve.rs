@@ -84,7 +84,8 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.gateway.addr))?;
     let addr = listener.local_addr()?;
-    let listener = aimp_server::LimitedListener::new(listener, settings.gateway.max_connections);
+    let listener = aimp_server::LimitedListener::new(listener, settings.gateway.max_connections)
+        .with_write_timeout(Duration::from_secs(settings.gateway.write_timeout));
     // One plain line on stdout, for people and for the scripts that start us on port 0.
     println!("aimp listening on http://{addr}");
     tracing::info!(%addr, "listening");

@@ -3,12 +3,15 @@
 //! process's file descriptors or memory (the rest wait in the kernel's accept queue until one
 //! closes); and [`serve`] closes a connection whose request headers do not arrive in time, so
 //! clients that trickle headers (or open a connection and send nothing) cannot hold those
-//! places. `axum::serve` has no header-read timeout, hence this accept loop.
+//! places. `axum::serve` has no header-read timeout, hence this accept loop. A connection
+//! whose client stops reading its response (a write that makes no progress for the write
+//! timeout) is closed too, so a client cannot hold its place by never reading.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -20,14 +23,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct LimitedListener {
     inner: TcpListener,
     open: Arc<Semaphore>,
+    write_timeout: Duration,
 }
+
+/// How long a write to a client may make no progress when none is set.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl LimitedListener {
     pub fn new(inner: TcpListener, limit: usize) -> LimitedListener {
         LimitedListener {
             inner,
             open: Arc::new(Semaphore::new(limit.max(1))),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
+    }
+
+    /// Connections whose writes make no progress for `timeout` fail (and close).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> LimitedListener {
+        self.write_timeout = timeout;
+        self
     }
 }
 
@@ -36,6 +50,40 @@ impl LimitedListener {
 pub struct Counted {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
+    write_timeout: Duration,
+    /// Started when a write finds the socket full; reset by any write that goes through.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    /// `poll` of a write: its progress resets the stall timer, and a stall longer than the
+    /// write timeout is an error.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        use std::future::Future;
+        match poll {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stalled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {} s", timeout.as_secs_f32()),
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl Listener for LimitedListener {
@@ -54,6 +102,8 @@ impl Listener for LimitedListener {
             Counted {
                 stream,
                 _place: place,
+                write_timeout: self.write_timeout,
+                stalled: None,
             },
             addr,
         )
@@ -80,11 +130,13 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.progress(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.progress(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -96,7 +148,8 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.progress(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -154,8 +207,6 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use axum::Router;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -241,6 +292,37 @@ mod tests {
         // Their places are free again for a client that asks promptly.
         let mut prompt = TcpStream::connect(addr).await.expect("prompt");
         assert!(ask(&mut prompt).await.starts_with("HTTP/1.1 200"));
+    }
+
+    /// A client that asks for a large response and never reads it held its connection's
+    /// place for as long as it liked. Now the stalled write fails and the place is freed.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_its_response_is_disconnected() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let big = vec![b'x'; 64 << 20];
+        let app = Router::new()
+            .route("/big", get(move || std::future::ready(big.clone())))
+            .route("/", get(|| async { "ok" }));
+        tokio::spawn(serve(
+            LimitedListener::new(listener, 1).with_write_timeout(Duration::from_millis(300)),
+            app,
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+        let mut stuck = TcpStream::connect(addr).await.expect("stuck");
+        stuck
+            .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("write");
+        // The only place is held by `stuck`, which reads nothing; another client is served
+        // once the server gives up on it.
+        let mut next = TcpStream::connect(addr).await.expect("next");
+        let answer = tokio::time::timeout(Duration::from_secs(20), ask(&mut next))
+            .await
+            .expect("served once the stalled connection was closed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(stuck);
     }
 
     #[tokio::test]
