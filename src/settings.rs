@@ -318,6 +318,29 @@ pub struct GatewaySettings {
     )]
     pub media_in_flight: u64,
 
+    /// Least average rate of an upload PUT, in bytes per second: a PUT must end within
+    /// --upload-idle-timeout plus size_bytes / this (and before its URL expires), or it is
+    /// answered 408 and nothing of it is kept.
+    #[arg(
+        long,
+        env = "AIMP_UPLOAD_MIN_RATE",
+        default_value_t = 32 * 1024,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub upload_min_rate: u64,
+
+    /// Most upload PUTs one workspace may stream at once; one more is answered 429 with
+    /// Retry-After (its URL stays usable).
+    #[arg(
+        long,
+        env = "AIMP_UPLOADS_PER_WORKSPACE",
+        default_value_t = 16,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub uploads_per_workspace: u64,
+
     /// Most bytes that making thumbnails may hold in memory at once, server-wide (apart from
     /// the runs' --media-in-flight); a picture whose thumbnail needs more is answered 422.
     #[arg(
@@ -381,6 +404,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("write_timeout", &self.write_timeout)
             .field("exact_below", &self.exact_below)
             .field("thumbnail_memory", &self.thumbnail_memory)
+            .field("upload_min_rate", &self.upload_min_rate)
+            .field("uploads_per_workspace", &self.uploads_per_workspace)
             .field("filter_max_values", &self.filter_max_values)
             .field("filter_max_value_bytes", &self.filter_max_value_bytes)
             .field("graph_save_interval", &self.graph_save_interval)

@@ -56,6 +56,8 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     config.body_read_timeout = Duration::from_secs(settings.gateway.body_read_timeout);
     config.console = settings.gateway.console;
     config.thumbnail_memory = settings.gateway.thumbnail_memory;
+    config.upload_min_rate = settings.gateway.upload_min_rate;
+    config.uploads_per_workspace = settings.gateway.uploads_per_workspace as usize;
     config.filter_limits = aimp_index::FilterLimits {
         values: settings.gateway.filter_max_values as usize,
         value_bytes: settings.gateway.filter_max_value_bytes as usize,

@@ -52,6 +52,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     /// 429: the key spent its quota.
     RateLimited { retry_after_secs: u64, limit: u32 },
+    /// 429: the caller has as many of something in flight as it may (uploads streaming).
+    TooMany {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// 501: the mode is part of the contract but this build does not run it yet.
     NotImplemented { message: String },
     /// 503: overloaded or not ready; the client should retry later.
@@ -113,7 +119,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooMany { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -173,7 +181,8 @@ impl ApiError {
                 None,
             ),
             ApiError::NotImplemented { message } => ("not_implemented", message.clone(), None),
-            ApiError::Unavailable { code, message, .. } => (code, message.clone(), None),
+            ApiError::Unavailable { code, message, .. }
+            | ApiError::TooMany { code, message, .. } => (code, message.clone(), None),
             ApiError::InsufficientStorage { message } => {
                 ("insufficient_storage", message.clone(), None)
             }
@@ -203,6 +212,9 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             }
             | ApiError::Unavailable {
+                retry_after_secs, ..
+            }
+            | ApiError::TooMany {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,

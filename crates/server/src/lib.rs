@@ -16,6 +16,7 @@ mod models;
 mod ratelimit;
 mod routes;
 mod state;
+mod upload_slots;
 mod validate;
 
 pub use connections::{LimitedListener, serve};

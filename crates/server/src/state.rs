@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub console: bool,
     /// What one filter may list (values in all, and each value's length).
     pub filter_limits: aimp_index::FilterLimits,
+    /// Least average rate of an upload PUT, in bytes per second: a PUT must end within the
+    /// idle timeout plus `size_bytes / upload_min_rate`, and before its URL expires.
+    pub upload_min_rate: u64,
+    /// Most upload PUTs one workspace may stream at once (429 past it).
+    pub uploads_per_workspace: usize,
     /// Most bytes that making thumbnails may hold at once, server-wide, apart from the runs'
     /// [`ServerConfig::media_bytes_in_flight`].
     pub thumbnail_memory: u64,
@@ -67,6 +72,8 @@ impl ServerConfig {
             console: true,
             filter_limits: aimp_index::FilterLimits::default(),
             thumbnail_memory: 128 * 1024 * 1024,
+            upload_min_rate: 32 * 1024,
+            uploads_per_workspace: 16,
         }
     }
 }
@@ -91,6 +98,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("console", &self.console)
             .field("filter_limits", &self.filter_limits)
             .field("thumbnail_memory", &self.thumbnail_memory)
+            .field("upload_min_rate", &self.upload_min_rate)
+            .field("uploads_per_workspace", &self.uploads_per_workspace)
             .finish()
     }
 }
@@ -114,6 +123,8 @@ pub struct AppState {
     /// Permits of one KiB each for the memory thumbnails being made hold: a budget of their
     /// own, so a thumbnail waiting for room never holds up a run (the semaphore is FIFO).
     pub(crate) thumbnail_budget: Arc<tokio::sync::Semaphore>,
+    /// Upload PUTs streaming, per workspace.
+    pub(crate) upload_slots: Arc<crate::upload_slots::UploadSlots>,
 }
 
 impl AppState {
@@ -146,6 +157,7 @@ impl AppState {
             thumbnail_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.thumbnail_memory.div_ceil(1024) as usize,
             )),
+            upload_slots: crate::upload_slots::UploadSlots::new(config.uploads_per_workspace),
             config: Arc::new(config),
             store,
             registry,

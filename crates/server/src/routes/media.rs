@@ -185,6 +185,18 @@ pub async fn put(
             ));
         }
     }
+    // Taken before the URL is claimed: a PUT refused here leaves its URL usable.
+    let Some(_slot) = state.upload_slots.take(&record.workspace) else {
+        return Err(ApiError::TooMany {
+            code: "too_many_uploads",
+            message: format!(
+                "this workspace already has {} uploads streaming (AIMP_UPLOADS_PER_WORKSPACE); \
+                 retry this PUT once one has finished",
+                state.upload_slots.limit()
+            ),
+            retry_after_secs: 1,
+        });
+    };
     let store = state.store.clone();
     let id = upload_id.clone();
     let claimed = blocking(move || {
@@ -267,8 +279,13 @@ async fn receive(
         )
     };
     let idle = state.config.upload_idle_timeout;
+    let deadline = Deadline::of(record, idle, state.config.upload_min_rate);
     loop {
-        let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
+        let wait = idle.min(deadline.left());
+        let Ok(next) = tokio::time::timeout(wait, body.frame()).await else {
+            if deadline.left().is_zero() {
+                return Err(deadline.missed(record, received));
+            }
             return Err(ApiError::Timeout {
                 code: "upload_stalled",
                 message: format!(
@@ -322,6 +339,52 @@ async fn receive(
         .await
         .map_err(|e| ApiError::file("upload part file", e))?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// When a PUT's body must have arrived: before its URL expires, and within the idle timeout
+/// plus the time `size_bytes` takes at the least rate, so a client trickling bytes (never
+/// idle long enough to time out) still cannot hold a connection and a part file for long.
+struct Deadline {
+    at: tokio::time::Instant,
+    /// Whether the URL's expiry comes first (else the rate's allowance).
+    expiry: bool,
+    allowance: std::time::Duration,
+}
+
+impl Deadline {
+    fn of(record: &UploadRecord, idle: std::time::Duration, min_rate: u64) -> Deadline {
+        let now = tokio::time::Instant::now();
+        let until_expiry = (record.expires_at - Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        let allowance = idle
+            + std::time::Duration::from_secs_f64(record.size_bytes as f64 / min_rate.max(1) as f64);
+        Deadline {
+            at: now + until_expiry.min(allowance),
+            expiry: until_expiry <= allowance,
+            allowance,
+        }
+    }
+
+    fn left(&self) -> std::time::Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    fn missed(&self, record: &UploadRecord, received: u64) -> ApiError {
+        if self.expiry {
+            return upload_expired(&record.id);
+        }
+        ApiError::Timeout {
+            code: "upload_too_slow",
+            message: format!(
+                "{received} of {} bytes arrived in {:.1} s, the most an upload of that size may \
+                 take (AIMP_UPLOAD_MIN_RATE); nothing was kept, start a new upload",
+                record.size_bytes,
+                self.allowance.as_secs_f64()
+            ),
+        }
+    }
 }
 
 fn check_magic(head: &[u8], declared: &str) -> Result<(), ApiError> {

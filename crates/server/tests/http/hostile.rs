@@ -293,3 +293,143 @@ async fn thumbnails_have_a_budget_of_their_own_and_refuse_past_it() {
         r.message()
     );
 }
+
+/// Sends `bytes` to `tx` `step` bytes at a time, one step every `every`, until the receiver
+/// is gone; answers how many bytes went.
+async fn trickle(
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    bytes: Vec<u8>,
+    step: usize,
+    every: std::time::Duration,
+) -> usize {
+    let mut sent = 0;
+    for chunk in bytes.chunks(step) {
+        if tx.send(chunk.to_vec()).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+        tokio::time::sleep(every).await;
+    }
+    sent
+}
+
+/// Expiry was checked only after the body: a PUT trickling bytes (never idle long enough to
+/// time out) went on past its URL's expiry for as long as the client liked.
+#[tokio::test]
+async fn an_upload_put_ends_at_its_urls_expiry_even_while_bytes_trickle_in() {
+    let g = gateway(Options {
+        upload_ttl: Some(std::time::Duration::from_secs(1)),
+        ..Options::default()
+    });
+    let png = crate::media::fixture("palette.png");
+    let (_, req, tx) = crate::media::streamed_put(&g, png.len()).await;
+    let started = std::time::Instant::now();
+    let sender = tokio::spawn(trickle(
+        tx,
+        png.clone(),
+        16,
+        std::time::Duration::from_millis(50),
+    ));
+    let put = g.send(req).await;
+    assert_error(&put, 404, "upload_expired", Some("upload_id"));
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "ended after {took:?}"
+    );
+    let sent = sender.await.expect("sender");
+    assert!(sent < png.len(), "it ended before the body did");
+    assert!(
+        crate::media::files_in(&g, "uploads").is_empty(),
+        "nothing is kept"
+    );
+}
+
+/// A PUT that keeps sending, slower than the least rate, ends once it has had the time its
+/// size takes at that rate (plus the idle timeout).
+#[tokio::test]
+async fn an_upload_put_slower_than_the_least_rate_is_408_and_keeps_nothing() {
+    let g = gateway(Options {
+        upload_idle: Some(std::time::Duration::from_millis(500)),
+        upload_min_rate: Some(10_000),
+        ..Options::default()
+    });
+    let png = crate::media::fixture("palette.png");
+    assert!(png.len() > 10_000);
+    let (upload_id, req, tx) = crate::media::streamed_put(&g, png.len()).await;
+    let started = std::time::Instant::now();
+    // 1,000 bytes a second: never idle for 500 ms, a tenth of the least rate.
+    let sender = tokio::spawn(trickle(
+        tx,
+        png.clone(),
+        100,
+        std::time::Duration::from_millis(100),
+    ));
+    let put = g.send(req).await;
+    assert_error(&put, 408, "upload_too_slow", None);
+    assert!(
+        put.message().contains("AIMP_UPLOAD_MIN_RATE"),
+        "{}",
+        put.message()
+    );
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "ended after {took:?}"
+    );
+    sender.await.expect("sender");
+    assert!(
+        crate::media::files_in(&g, "uploads").is_empty(),
+        "nothing is kept"
+    );
+    assert_error(
+        &g.complete(&g.key, &upload_id).await,
+        409,
+        "upload_failed",
+        Some("upload_id"),
+    );
+}
+
+/// One workspace opening many slow uploads held every connection. Now a workspace streams at
+/// most `uploads_per_workspace` PUTs at once; one more is 429 and its URL stays usable.
+#[tokio::test]
+async fn a_workspace_streams_a_bounded_number_of_uploads_at_once() {
+    use tower::ServiceExt;
+    let g = gateway(Options {
+        uploads_per_workspace: Some(2),
+        ..Options::default()
+    });
+    let png = crate::media::fixture("palette.png");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (_, req, tx) = crate::media::streamed_put(&g, png.len()).await;
+        tx.send(png[..100].to_vec()).await.expect("a first chunk");
+        let app = g.app.clone();
+        held.push((tokio::spawn(async move { app.oneshot(req).await }), tx));
+    }
+    // Both PUTs are streaming (their first bytes were taken).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let init = g.init(&g.key, crate::media::init_body(png.len())).await;
+    let url = init.body["upload_url"].as_str().expect("url").to_string();
+    let upload_id = init.body["upload_id"].as_str().expect("id").to_string();
+    let third = g.put_bytes(&url, png.clone(), "image/png").await;
+    assert_error(&third, 429, "too_many_uploads", None);
+    assert!(third.headers.contains_key("retry-after"));
+    // Another workspace is not held up.
+    let other = g.key_of_workspace("bystander");
+    let media = g
+        .upload_as(&other, "palette.png", "image/png", png.clone())
+        .await;
+    assert!(media["media_ref"].is_string(), "{media}");
+    // One of the two finishes: the refused URL works now.
+    let (first, tx) = held.remove(0);
+    tx.send(png[100..].to_vec()).await.expect("the rest");
+    drop(tx);
+    let done = first.await.expect("join").expect("infallible");
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    let retried = g.put_bytes(&url, png.clone(), "image/png").await;
+    assert_eq!(retried.status, StatusCode::NO_CONTENT, "{:?}", retried.body);
+    let done = g.complete(&g.key, &upload_id).await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    drop(held);
+}

@@ -124,6 +124,8 @@ struct Options {
     faults: Option<Arc<aimp_index::faults::Faults>>,
     console: bool,
     thumbnail_memory: Option<u64>,
+    upload_min_rate: Option<u64>,
+    uploads_per_workspace: Option<usize>,
 }
 
 impl Default for Options {
@@ -143,6 +145,8 @@ impl Default for Options {
             faults: None,
             console: true,
             thumbnail_memory: None,
+            upload_min_rate: None,
+            uploads_per_workspace: None,
         }
     }
 }
@@ -200,6 +204,12 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     config.console = opts.console;
     if let Some(bytes) = opts.thumbnail_memory {
         config.thumbnail_memory = bytes;
+    }
+    if let Some(rate) = opts.upload_min_rate {
+        config.upload_min_rate = rate;
+    }
+    if let Some(n) = opts.uploads_per_workspace {
+        config.uploads_per_workspace = n;
     }
     let state = AppState::new(config, store, registry, models).expect("state");
     Gateway {
