@@ -9,9 +9,10 @@
 //! rebuild swapping in or a save capturing its graph holds up that collection's writes only,
 //! and only briefly.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
@@ -75,6 +76,16 @@ pub(crate) struct Loaded {
     /// Held while the graph takes a change, while a rebuild swaps its graph in, and while a
     /// save captures the graph with the record it matches.
     changes: Mutex<()>,
+    /// Changes committed and not yet in the graph, in commit order, each with its number.
+    /// The group-commit leader only queues them (it never waits on a graph); each writer then
+    /// has the graph take the queue up to its own change before it is answered, so one
+    /// collection whose graph is busy (a long walk holds its nodes) holds up only its own
+    /// writers, never the leader or another collection's writes.
+    queued: Mutex<VecDeque<(u64, Change)>>,
+    /// The number the next queued change gets.
+    next_change: AtomicU64,
+    /// The number of the last change the graph took (0: none yet).
+    taken: AtomicU64,
     /// Tests make the next rebuild fail part-way.
     #[cfg(test)]
     fail_next_rebuild: std::sync::atomic::AtomicBool,
@@ -85,6 +96,9 @@ impl Loaded {
         Arc::new(Loaded {
             state: RwLock::new(state),
             changes: Mutex::new(()),
+            queued: Mutex::new(VecDeque::new()),
+            next_change: AtomicU64::new(1),
+            taken: AtomicU64::new(0),
             #[cfg(test)]
             fail_next_rebuild: Default::default(),
         })
@@ -97,16 +111,52 @@ impl Loaded {
     /// The graph, the record it matches, and its node count and entry point as of that
     /// record: every node below the count is fully linked (changes take this lock while they
     /// insert), so a save writes exactly those while later changes go on.
-    pub fn capture(&self) -> (Arc<Hnsw>, CollectionRecord, Extent) {
+    pub fn capture(self: &Arc<Self>) -> (Arc<Hnsw>, CollectionRecord, Extent) {
         let _changes = self.changes.lock();
+        self.take_queued(u64::MAX);
         let s = self.state.read();
         let extent = s.graph.extent();
         (s.graph.clone(), s.record.clone(), extent)
     }
 
-    /// Takes a change committed after the graph was published.
-    fn take(self: &Arc<Self>, change: Change) {
+    /// Queues a change committed after the graph was published; the graph takes it at the
+    /// latest when [`Loaded::take_until`] is called with the number answered.
+    pub fn queue(&self, change: Change) -> u64 {
+        let mut queued = self.queued.lock();
+        let number = self.next_change.fetch_add(1, Ordering::AcqRel);
+        queued.push_back((number, change));
+        number
+    }
+
+    /// Has the graph take every queued change up to number `number` (those before it too).
+    pub fn take_until(self: &Arc<Self>, number: u64) {
+        if self.taken.load(Ordering::Acquire) >= number {
+            return;
+        }
         let _changes = self.changes.lock();
+        self.take_queued(number);
+    }
+
+    /// [`Loaded::take_until`] with the change lock held.
+    fn take_queued(self: &Arc<Self>, number: u64) {
+        while self.taken.load(Ordering::Acquire) < number {
+            let Some((n, change)) = self.queued.lock().pop_front() else {
+                break;
+            };
+            self.take_locked(change);
+            self.taken.store(n, Ordering::Release);
+        }
+    }
+
+    /// Takes a change committed after the graph was published, now.
+    #[cfg(test)]
+    fn take(self: &Arc<Self>, change: Change) {
+        let n = self.queue(change);
+        self.take_until(n);
+    }
+
+    /// Takes one change; the caller holds the change lock.
+    fn take_locked(self: &Arc<Self>, change: Change) {
         // The graph takes inserts and deletes while searches run; only the record swap needs
         // the state's write lock.
         let graph = self.state.read().graph.clone();
@@ -193,6 +243,20 @@ fn take_effects(graph: &Hnsw, effects: &Effects) {
         .map(|(k, v)| (*k, v.as_slice()))
         .collect();
     graph.insert(&fresh);
+}
+
+/// A queued change: the graph that takes it and its number there.
+pub(crate) struct Ticket {
+    pub id: u64,
+    pub loaded: Arc<Loaded>,
+    pub number: u64,
+}
+
+impl Ticket {
+    /// Has the graph take the change (and those queued before it).
+    pub fn take(&self) {
+        self.loaded.take_until(self.number);
+    }
 }
 
 enum Slot {
@@ -288,10 +352,12 @@ impl Graphs {
             .collect()
     }
 
-    /// After a commit: its changes in the loaded graphs, queued for loading ones (unloaded
-    /// ones read the store when they load); dropped collections are forgotten. A collection
-    /// the commit created starts loaded with an empty graph.
-    pub fn apply(&self, changes: Vec<Change>, dropped: &[u64]) {
+    /// After a commit: its changes queued for the loaded graphs, and for loading ones
+    /// (unloaded ones read the store when they load); dropped collections are forgotten. A
+    /// collection the commit created starts loaded with an empty graph. Nothing here waits on
+    /// a graph: each change's [`Ticket`] (one per change, in order; `None` where no loaded
+    /// graph takes it) has it taken.
+    pub fn apply(&self, changes: Vec<Change>, dropped: &[u64]) -> Vec<Option<Ticket>> {
         if !dropped.is_empty() {
             let mut slots = self.slots.lock();
             for id in dropped {
@@ -299,6 +365,7 @@ impl Graphs {
             }
             self.settled.notify_all();
         }
+        let mut tickets = Vec::with_capacity(changes.len());
         for change in changes {
             let id = change.record.id;
             let loaded = {
@@ -307,6 +374,7 @@ impl Graphs {
                     Some(Slot::Ready(l)) => l.clone(),
                     Some(Slot::Loading(pending)) => {
                         pending.lock().push(change);
+                        tickets.push(None);
                         continue;
                     }
                     None if change.effects.created => {
@@ -320,11 +388,16 @@ impl Graphs {
                         slots.insert(id, Slot::Ready(l.clone()));
                         l
                     }
-                    None => continue,
+                    None => {
+                        tickets.push(None);
+                        continue;
+                    }
                 }
             };
-            loaded.take(change);
+            let number = loaded.queue(change);
+            tickets.push(Some(Ticket { id, loaded, number }));
         }
+        tickets
     }
 
     /// Forgets collections whose graphs may have missed a change (a panic while applying

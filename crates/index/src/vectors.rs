@@ -19,7 +19,7 @@ use crate::collection::{
     NewItem, Precision, VECTORS,
 };
 use crate::graph_file::{self, GraphFile};
-use crate::graphs::{Change, Graphs, Loaded, State};
+use crate::graphs::{Change, Graphs, Loaded, State, Ticket};
 use crate::group_commit::{Answer, GroupCommit, panic_message};
 use crate::planner::{Planner, ProbeMemory};
 use crate::{Filter, Hnsw, Store, StoreError, payload};
@@ -127,6 +127,12 @@ enum Reply {
     Drop(bool),
 }
 
+/// A committed op's reply, with the change its writer has the graph take before answering.
+struct Committed {
+    reply: Reply,
+    graph: Option<Ticket>,
+}
+
 /// Where a loaded graph came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GraphOrigin {
@@ -148,7 +154,7 @@ pub struct GraphInfo {
 pub struct VectorIndex {
     store: Store,
     graphs_dir: std::path::PathBuf,
-    writes: GroupCommit<Op, Reply>,
+    writes: GroupCommit<Op, Committed>,
     graphs: Graphs,
     saving: parking_lot::Mutex<()>,
     probes: ProbeMemory,
@@ -662,12 +668,26 @@ impl VectorIndex {
         )))
     }
 
+    /// Commits `op` (in a group) and, on this writer's thread, has its collection's graph take
+    /// the change before answering: a busy graph holds up its own writers only.
     fn submit(&self, op: Op) -> Result<Reply, StoreError> {
-        self.writes.submit(op, |ops| self.commit(ops))
+        let committed = self.writes.submit(op, |ops| self.commit(ops))?;
+        if let Some(ticket) = committed.graph {
+            // The commit stands whatever happens here; a panic while the graph takes it makes
+            // the graph be read again from the store when next used.
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| ticket.take())) {
+                tracing::error!(
+                    reason = %panic_message(&*panic),
+                    "a graph failed to take a committed change; it will be rebuilt from the store"
+                );
+                self.graphs.forget(&[ticket.id]);
+            }
+        }
+        Ok(committed.reply)
     }
 
-    /// Commits a batch and applies it to the graphs; a failed commit fails every op.
-    fn commit(&self, ops: Vec<Op>) -> Vec<Answer<Reply>> {
+    /// Commits a batch and queues it for the graphs; a failed commit fails every op.
+    fn commit(&self, ops: Vec<Op>) -> Vec<Answer<Committed>> {
         let count = ops.len();
         match self.apply(ops) {
             Ok(answers) => answers,
@@ -679,10 +699,11 @@ impl VectorIndex {
     }
 
     /// One transaction for every op; per-op answers (a params mismatch fails its op only).
-    fn apply(&self, ops: Vec<Op>) -> Result<Vec<Result<Reply, StoreError>>, StoreError> {
+    fn apply(&self, ops: Vec<Op>) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
         let txn = self.store.begin_write()?;
         let mut replies = Vec::with_capacity(ops.len());
-        let mut changes: Vec<Change> = Vec::new();
+        // Each change with the position of its op's reply.
+        let mut changes: Vec<(usize, Change)> = Vec::new();
         let mut dropped: Vec<u64> = Vec::new();
         for op in ops {
             match op {
@@ -695,7 +716,7 @@ impl VectorIndex {
                                 replaced,
                                 count: record.count,
                             })));
-                            changes.push(Change { record, effects });
+                            changes.push((replies.len() - 1, Change { record, effects }));
                         }
                         Err(e @ StoreError::ParamsMismatch { .. }) => replies.push(Err(e)),
                         Err(e) => return Err(e),
@@ -712,36 +733,51 @@ impl VectorIndex {
                         count: record.as_ref().map_or(0, |r| r.count),
                     })));
                     if let Some(record) = record {
-                        changes.push(Change { record, effects });
+                        changes.push((replies.len() - 1, Change { record, effects }));
                     }
                 }
                 Op::Drop { key } => {
                     let record = collection::drop_collection(&txn, &key)?;
                     if let Some(r) = &record {
                         dropped.push(r.id);
-                        changes.retain(|c| c.record.id != r.id);
+                        changes.retain(|(_, c)| c.record.id != r.id);
                     }
                     replies.push(Ok(Reply::Drop(record.is_some())));
                 }
             }
         }
         self.store.commit(txn)?;
-        self.apply_to_graphs(changes, &dropped);
+        let (positions, changes): (Vec<usize>, Vec<Change>) = changes.into_iter().unzip();
+        let tickets = self.queue_for_graphs(changes, &dropped);
+        let mut replies: Vec<Result<Committed, StoreError>> = replies
+            .into_iter()
+            .map(|r| r.map(|reply| Committed { reply, graph: None }))
+            .collect();
+        for (at, ticket) in positions.into_iter().zip(tickets) {
+            if let Ok(committed) = &mut replies[at] {
+                committed.graph = ticket;
+            }
+        }
         Ok(replies)
     }
 
-    /// After a commit: the same changes in the loaded graphs. The commit stands whatever
-    /// happens here; a panic while a graph takes a change makes the graphs it touched be read
-    /// again from the store when next used.
-    fn apply_to_graphs(&self, changes: Vec<Change>, dropped: &[u64]) {
+    /// After a commit: the same changes queued for the loaded graphs (each writer has its own
+    /// taken). The commit stands whatever happens here; a panic makes the graphs it touched be
+    /// read again from the store when next used.
+    fn queue_for_graphs(&self, changes: Vec<Change>, dropped: &[u64]) -> Vec<Option<Ticket>> {
         let touched: Vec<u64> = changes.iter().map(|c| c.record.id).collect();
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.graphs.apply(changes, dropped))) {
-            tracing::error!(
-                reason = %panic_message(&*panic),
-                "a graph failed to take a committed change; it will be rebuilt from the store"
-            );
-            self.graphs.forget(&touched);
-        }
+        let count = changes.len();
+        let tickets = match catch_unwind(AssertUnwindSafe(|| self.graphs.apply(changes, dropped))) {
+            Ok(tickets) => tickets,
+            Err(panic) => {
+                tracing::error!(
+                    reason = %panic_message(&*panic),
+                    "a graph failed to take a committed change; it will be rebuilt from the store"
+                );
+                self.graphs.forget(&touched);
+                (0..count).map(|_| None).collect()
+            }
+        };
         for id in dropped {
             self.probes.forget(*id);
             let path = self.graphs_dir.join(graph_file::file_name(*id));
@@ -751,6 +787,7 @@ impl VectorIndex {
                 tracing::warn!(file = %path.display(), error = %e, "cannot remove a dropped graph");
             }
         }
+        tickets
     }
 }
 
@@ -910,6 +947,80 @@ mod tests {
         assert_ne!(graph_search(&index, &a, 7.0), ["a-7"]);
         assert_eq!(index.count(&a).expect("count"), Some(300));
         assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
+    }
+
+    /// A walk holds its graph's nodes while it runs (a filtered walk reads items meanwhile);
+    /// a write to that collection must wait to append. It used to wait on the group-commit
+    /// leader's thread, so every other collection's writes (every tenant's) waited with it.
+    /// Now the leader only queues the change, and the writer of the busy collection waits
+    /// alone; it is answered once its graph has taken the change.
+    #[test]
+    fn a_busy_graph_holds_up_its_own_writes_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("store")));
+        let (busy, other) = (
+            CollectionKey::new("ws", "m", "c", "busy"),
+            CollectionKey::new("ws2", "m", "c", "other"),
+        );
+        index
+            .upsert(&busy, params(), vec![item("b-0", 0.0)])
+            .expect("busy");
+        index
+            .upsert(&other, params(), vec![item("o-0", 0.0)])
+            .expect("other");
+        // Stands for a long walk: the busy graph's nodes held until released.
+        let graph = index
+            .load(&busy)
+            .expect("load")
+            .expect("loaded")
+            .state()
+            .graph
+            .clone();
+        let (release, held) = mpsc::channel::<()>();
+        let (holding, is_held) = mpsc::channel::<()>();
+        let walker = std::thread::spawn(move || {
+            graph.with_nodes(|_, _| {
+                holding.send(()).expect("holding");
+                let _ = held.recv();
+            })
+        });
+        is_held.recv().expect("the walk holds the nodes");
+        // A write to the busy collection waits for its graph...
+        let (busy_done, busy_acked) = mpsc::channel();
+        {
+            let (index, busy) = (index.clone(), busy.clone());
+            std::thread::spawn(move || {
+                let r = index.upsert(&busy, params(), vec![item("b-1", 1.0)]);
+                let _ = busy_done.send(r.map(|o| o.count));
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // ...while writes to another collection are answered, one after another.
+        let (other_done, other_acked) = mpsc::channel();
+        {
+            let (index, other) = (index.clone(), other.clone());
+            std::thread::spawn(move || {
+                for i in 1..=5 {
+                    index
+                        .upsert(&other, params(), vec![item(&format!("o-{i}"), i as f32)])
+                        .expect("other");
+                }
+                let _ = other_done.send(());
+            });
+        }
+        let answered = other_acked.recv_timeout(Duration::from_secs(10));
+        let early = busy_acked.try_recv();
+        release.send(()).expect("release");
+        walker.join().expect("walker");
+        answered.expect("another collection's writes waited for a busy graph");
+        assert!(
+            early.is_err(),
+            "the busy collection's write was answered before its graph took it"
+        );
+        assert_eq!(busy_acked.recv().expect("answered").expect("upsert"), 2);
+        // Answered means in the graph: found at once.
+        assert_eq!(graph_search(&index, &busy, 1.0), ["b-1"]);
+        assert_eq!(graph_search(&index, &other, 5.0), ["o-5"]);
     }
 
     /// Between a quarter of the exact limit and the limit, a filter the indexes answer
