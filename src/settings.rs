@@ -341,6 +341,17 @@ pub struct GatewaySettings {
     )]
     pub uploads_per_workspace: u64,
 
+    /// Most vector comparisons one recall check may make (its queries x the scope's items);
+    /// a larger check is answered 400 naming how many queries fit.
+    #[arg(
+        long,
+        env = "AIMP_RECALL_MAX_WORK",
+        default_value_t = 50_000_000,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub recall_max_work: u64,
+
     /// Most bytes that making thumbnails may hold in memory at once, server-wide (apart from
     /// the runs' --media-in-flight); a picture whose thumbnail needs more is answered 422.
     #[arg(
@@ -406,6 +417,7 @@ impl std::fmt::Debug for GatewaySettings {
             .field("thumbnail_memory", &self.thumbnail_memory)
             .field("upload_min_rate", &self.upload_min_rate)
             .field("uploads_per_workspace", &self.uploads_per_workspace)
+            .field("recall_max_work", &self.recall_max_work)
             .field("filter_max_values", &self.filter_max_values)
             .field("filter_max_value_bytes", &self.filter_max_value_bytes)
             .field("graph_save_interval", &self.graph_save_interval)

@@ -57,6 +57,7 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     config.console = settings.gateway.console;
     config.thumbnail_memory = settings.gateway.thumbnail_memory;
     config.upload_min_rate = settings.gateway.upload_min_rate;
+    config.recall_max_work = settings.gateway.recall_max_work;
     config.uploads_per_workspace = settings.gateway.uploads_per_workspace as usize;
     config.filter_limits = aimp_index::FilterLimits {
         values: settings.gateway.filter_max_values as usize,

@@ -478,7 +478,7 @@ pub(crate) fn delete(
                     }
                 }
             }
-            (Some(f), _) => passing(&item_rows, record.id, f, |n, item| {
+            (Some(f), _) => passing(&item_rows, record.id, f, false, |n, item| {
                 doomed.push((n, item.id))
             })?,
             (None, _) => {}
@@ -519,18 +519,25 @@ pub(crate) fn matching(
         };
     }
     let mut out = Vec::new();
-    passing(&txn.open_table(ITEMS)?, id, filter, |n, _| out.push(n))?;
+    passing(&txn.open_table(ITEMS)?, id, filter, true, |n, _| {
+        out.push(n)
+    })?;
     Ok(out)
 }
 
 /// Each item of collection `id` in `items` that `filter` passes, with its number, in order.
+/// A `cancellable` scan (a read's, never a write's) stops when its asker left.
 fn passing(
     items: &impl ReadableTable<(u64, u64), &'static [u8]>,
     id: u64,
     filter: &Filter,
+    cancellable: bool,
     mut each: impl FnMut(u64, ItemRecord),
 ) -> Result<(), StoreError> {
-    for row in items.range((id, 0)..=(id, u64::MAX))? {
+    for (seen, row) in items.range((id, 0)..=(id, u64::MAX))?.enumerate() {
+        if cancellable && seen % 1024 == 1023 {
+            crate::cancel::check()?;
+        }
         let (k, v) = row?;
         let item: ItemRecord = decode("item", v.value())?;
         if filter.matches(&item) {

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// of that write was committed.
     #[error("{}: {reason}", fault.describe())]
     Storage { fault: StorageFault, reason: String },
+    /// The work's asker went away ([`crate::Cancel`]); nothing was changed.
+    #[error("cancelled: its client went away")]
+    Cancelled,
     #[error("graph file {path}")]
     GraphIo {
         path: PathBuf,

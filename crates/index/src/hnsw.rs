@@ -818,14 +818,15 @@ impl WithSimd for Search<'_> {
         // probe is not stopped later by it.
         let probed = std::cell::Cell::new(false);
         let give_up = || {
-            probe.is_some_and(|p| {
-                let n = asked.get();
-                if probed.get() || n < p.after {
-                    return false;
-                }
-                probed.set(true);
-                (passed.get() as f64) < p.min_share * n as f64
-            })
+            crate::cancel::requested()
+                || probe.is_some_and(|p| {
+                    let n = asked.get();
+                    if probed.get() || n < p.after {
+                        return false;
+                    }
+                    probed.set(true);
+                    (passed.get() as f64) < p.min_share * n as f64
+                })
         };
         let mut visited = visited::take();
         visited.start(nodes.keys.len());
@@ -907,12 +908,24 @@ impl WithSimd for Exact<'_> {
                     consider(n);
                 }
             }
-            // In node order: read straight through, which the hardware prefetches itself.
-            None => (0..nodes.keys.len() as u32).for_each(consider),
+            // In node order: read straight through, which the hardware prefetches itself. A
+            // scan whose asker left stops between blocks.
+            None => {
+                let count = nodes.keys.len() as u32;
+                for start in (0..count).step_by(CANCEL_EVERY) {
+                    if crate::cancel::requested() {
+                        break;
+                    }
+                    (start..count.min(start + CANCEL_EVERY as u32)).for_each(&mut consider);
+                }
+            }
         }
         neighbours(nodes, best.into_sorted_vec())
     }
 }
+
+/// Nodes an exact scan compares between two looks at whether its asker left.
+const CANCEL_EVERY: usize = 4096;
 
 /// How many candidates ahead exact search over scattered nodes asks for a vector.
 const AHEAD: usize = 4;

@@ -4,6 +4,7 @@
 //! This crate is the only one that knows redb and the graph.
 
 pub mod baseline;
+mod cancel;
 mod collection;
 mod count_memo;
 pub mod dataset;
@@ -26,6 +27,7 @@ mod store;
 mod vectors;
 mod visited;
 
+pub use cancel::Cancel;
 pub use collection::{
     CollectionKey, CollectionParams, CollectionRecord, FORMAT_VERSION, ItemRecord, NewItem,
     Precision,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use redb::ReadableTable;
 
+use crate::cancel;
 use crate::collection::{
     self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, GRAPHS, ITEMS, ItemRecord,
     NewItem, Precision, VECTORS,
@@ -344,29 +345,22 @@ impl VectorIndex {
         };
         let txn = self.store.begin_read()?;
         let items = txn.open_table(ITEMS)?;
-        // A filter its payload indexes narrow to a few items: read just those, in id order.
-        if let Some(f) = filter
-            && let payload::Narrowed::Among {
-                items: numbers,
-                exact,
-            } = payload::Reader::open(&txn, coll)?.narrow(f, LIST_NARROW_LIMIT)?
-        {
-            let mut out = Vec::with_capacity(numbers.len());
-            for n in numbers {
-                if let Some(row) = items.get((coll, n))? {
-                    let item: ItemRecord = collection::decode("item", row.value())?;
-                    if after.is_none_or(|a| item.id.as_str() > a) && (exact || f.matches(&item)) {
-                        out.push(item);
-                    }
-                }
-            }
-            out.sort_by(|a, b| a.id.cmp(&b.id));
-            out.truncate(limit);
-            return Ok(out);
-        }
+        // A filter its payload indexes narrow: the matches' item numbers (ascending), tested
+        // as the ids go by, so only the items of the page are read and decoded. Each page
+        // starts where the last ended: a whole listing reads each id once.
+        let narrowed = match filter {
+            Some(f) => match payload::Reader::open(&txn, coll)?.narrow(f, LIST_NARROW_LIMIT)? {
+                payload::Narrowed::Among { items, exact } => Some((items, exact)),
+                _ => None,
+            },
+            None => None,
+        };
         let ids = txn.open_table(collection::ITEM_IDS)?;
         let mut out = Vec::new();
-        for entry in ids.range((coll, after.unwrap_or(""))..)? {
+        for (seen, entry) in ids.range((coll, after.unwrap_or(""))..)?.enumerate() {
+            if seen % 1024 == 1023 {
+                cancel::check()?;
+            }
             let (k, number) = entry?;
             let (c, id) = k.value();
             if c != coll || out.len() >= limit {
@@ -375,9 +369,15 @@ impl VectorIndex {
             if Some(id) == after {
                 continue;
             }
-            if let Some(item) = items.get((coll, number.value()))? {
+            let number = number.value();
+            let exact = match &narrowed {
+                Some((matches, _)) if matches.binary_search(&number).is_err() => continue,
+                Some((_, exact)) => *exact,
+                None => filter.is_none(),
+            };
+            if let Some(item) = items.get((coll, number))? {
                 let item: ItemRecord = collection::decode("item", item.value())?;
-                if filter.is_none_or(|f| f.matches(&item)) {
+                if exact || filter.is_none_or(|f| f.matches(&item)) {
                     out.push(item);
                 }
             }
@@ -476,6 +476,8 @@ impl VectorIndex {
             _ if must_be_exact => (graph.exact(query, options.top_k, None), Plan::Exact),
             _ => (graph.search(query, options.top_k, ef, None), Plan::Walk),
         };
+        // A walk or scan cut short because its asker left answers nothing.
+        cancel::check()?;
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
         for n in found {
@@ -791,8 +793,9 @@ impl VectorIndex {
     }
 }
 
-/// A filtered listing reads the matches its payload indexes narrow to when there are at most
-/// this many, sorting them by id; past that it walks the items in id order.
+/// A filtered listing tests the ids it walks against the matches its payload indexes narrow
+/// to when there are at most this many (no item read for a non-match); past that it reads
+/// each item it walks and asks the filter.
 const LIST_NARROW_LIMIT: usize = 20_000;
 
 fn unreachable_reply<T>() -> Result<T, StoreError> {
@@ -947,6 +950,71 @@ mod tests {
         assert_ne!(graph_search(&index, &a, 7.0), ["a-7"]);
         assert_eq!(index.count(&a).expect("count"), Some(300));
         assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
+    }
+
+    /// A filtered listing read and decoded every match its indexes narrowed to (up to 20,000)
+    /// for each page, then sorted them: a whole listing cost O(N²). Now it tests the ids it
+    /// walks against the matches' numbers and reads only the items of the page, so the rows
+    /// of every other item may be unreadable here.
+    #[test]
+    fn a_filtered_listing_reads_only_the_items_of_its_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let key = CollectionKey::new("ws", "m", "c", "s");
+        let items = (0..2_000)
+            .map(|i| NewItem {
+                metadata: Some(serde_json::json!({"tag": if i % 3 == 0 { "a" } else { "b" }})),
+                ..item(&format!("i{i:04}"), i as f32)
+            })
+            .collect();
+        index.upsert(&key, params(), items).expect("upsert");
+        let filter =
+            Filter::parse(&serde_json::json!({"must": [{"key": "tag", "match": {"value": "a"}}]}))
+                .expect("filter");
+        // Paging through the whole listing gives every match once, in id order.
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = index
+                .list_items(&key, after.as_deref(), 50, Some(&filter))
+                .expect("page");
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|i| i.id.clone());
+            all.extend(page.into_iter().map(|i| i.id));
+        }
+        let expected: Vec<String> = (0..2_000)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("i{i:04}"))
+            .collect();
+        assert_eq!(all, expected);
+        // Every row past the first page's items made unreadable.
+        let txn = index.store.begin_write().expect("write");
+        {
+            let mut rows = txn.open_table(ITEMS).expect("items");
+            let keys: Vec<(u64, u64)> = rows
+                .iter()
+                .expect("rows")
+                .map(|r| r.expect("row").0.value())
+                .collect();
+            for k in keys.into_iter().skip(31) {
+                rows.insert(k, b"not an item".as_slice())
+                    .expect("overwrite");
+            }
+        }
+        txn.commit().expect("commit");
+        let page = index
+            .list_items(&key, None, 10, Some(&filter))
+            .expect("only the page's items are read");
+        let ids: Vec<&str> = page.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            expected[..10]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
     }
 
     /// A walk holds its graph's nodes while it runs (a filtered walk reads items meanwhile);

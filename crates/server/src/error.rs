@@ -68,6 +68,9 @@ pub enum ApiError {
     },
     /// 507: the data folder's file system is full; nothing of the request was stored.
     InsufficientStorage { message: String },
+    /// 499 (nginx's "client closed request"): the client went away and its work was stopped;
+    /// nobody reads the answer, but logs and metrics show it.
+    ClientGone,
     /// 500: logged in full, answered with a generic message.
     Internal {
         context: &'static str,
@@ -125,6 +128,9 @@ impl ApiError {
             ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::ClientGone => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::REQUEST_TIMEOUT)
+            }
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,6 +192,11 @@ impl ApiError {
             ApiError::InsufficientStorage { message } => {
                 ("insufficient_storage", message.clone(), None)
             }
+            ApiError::ClientGone => (
+                "client_gone",
+                "the client went away; its work was stopped".to_string(),
+                None,
+            ),
             ApiError::Internal { .. } => (
                 "internal_error",
                 "internal error; the details are in the server log".to_string(),
@@ -338,6 +349,7 @@ impl From<StoreError> for ApiError {
                     retry_after_secs: 1,
                 }
             }
+            StoreError::Cancelled => ApiError::ClientGone,
             StoreError::CreateDir { .. }
             | StoreError::Open { .. }
             | StoreError::Database(_)
@@ -349,12 +361,37 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Runs blocking store work off the async threads.
+/// Runs blocking store work off the async threads. When the request is dropped while it
+/// runs (its client went away), the work is asked to stop ([`aimp_index::Cancel`]): reading
+/// code (walks, scans, listings, recall checks) gives up within milliseconds and frees its
+/// core; a write goes on to its commit.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
+    let cancel = aimp_index::Cancel::new();
+    let armed = CancelOnDrop(Some(cancel.clone()));
+    let joined = tokio::task::spawn_blocking(move || cancel.scope(f)).await;
+    armed.disarm();
+    match joined {
         Ok(result) => result.map_err(ApiError::from),
         Err(join) => Err(ApiError::internal("blocking task", join)),
+    }
+}
+
+/// Cancels its flag when dropped before [`CancelOnDrop::disarm`]: a request future dropped
+/// mid-await.
+struct CancelOnDrop(Option<aimp_index::Cancel>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.0.take() {
+            cancel.cancel();
+        }
     }
 }

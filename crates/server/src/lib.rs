@@ -16,8 +16,8 @@ mod models;
 mod ratelimit;
 mod routes;
 mod state;
-mod upload_slots;
 mod validate;
+mod workspace_slots;
 
 pub use connections::{LimitedListener, serve};
 pub use error::ApiError;

@@ -114,6 +114,37 @@ impl RateLimiter {
     }
 }
 
+/// Why [`RateLimiter::charge`] refused.
+#[derive(Clone, Copy, Debug)]
+pub enum Charge {
+    /// Not now: the quota refills in time.
+    Later(Refused),
+    /// Never: more than the whole quota.
+    PastQuota { limit: u32 },
+}
+
+impl RateLimiter {
+    /// Spends `n` more requests of `key`'s quota at once, for a request whose work is worth
+    /// that many (a recall check by its queries). Limiting off: always granted.
+    pub fn charge(&self, key: &str, n: u32) -> Result<(), Charge> {
+        let (Some(inner), Some(n)) = (&self.inner, NonZeroU32::new(n)) else {
+            return Ok(());
+        };
+        match inner.check_key_n(&key.to_string(), n) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(not_until)) => Err(Charge::Later(Refused {
+                retry_after_secs: not_until
+                    .wait_time_from(self.clock.now())
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+                limit: self.limit,
+            })),
+            Err(_) => Err(Charge::PastQuota { limit: self.limit }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +165,19 @@ mod tests {
         }
         // Another key has its own quota.
         assert_eq!(rl.check("other").expect("o").expect("on").remaining, 2);
+    }
+
+    #[test]
+    fn a_charge_spends_several_at_once_and_refuses_past_the_quota() {
+        let rl = RateLimiter::new(10);
+        rl.charge("k", 6).expect("6 of 10");
+        assert_eq!(rl.check("k").expect("7").expect("on").remaining, 3);
+        assert!(matches!(rl.charge("k", 5), Err(Charge::Later(_))), "3 left");
+        assert!(matches!(
+            rl.charge("k", 11),
+            Err(Charge::PastQuota { limit: 10 })
+        ));
+        RateLimiter::new(0).charge("k", 1000).expect("off");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The shared state every handler receives.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use aimp_embed::{DecodeOptions, Registry};
@@ -12,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::models::ModelSet;
 use crate::ratelimit::RateLimiter;
 use crate::validate::Contracts;
+use crate::workspace_slots::WorkspaceSlots;
 
 /// The gateway's settings that handlers need.
 #[derive(Clone)]
@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub upload_min_rate: u64,
     /// Most upload PUTs one workspace may stream at once (429 past it).
     pub uploads_per_workspace: usize,
+    /// Most vector comparisons one recall check may make (its queries x the scope's items).
+    pub recall_max_work: u64,
     /// Most bytes that making thumbnails may hold at once, server-wide, apart from the runs'
     /// [`ServerConfig::media_bytes_in_flight`].
     pub thumbnail_memory: u64,
@@ -74,6 +76,7 @@ impl ServerConfig {
             thumbnail_memory: 128 * 1024 * 1024,
             upload_min_rate: 32 * 1024,
             uploads_per_workspace: 16,
+            recall_max_work: 50_000_000,
         }
     }
 }
@@ -100,6 +103,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("thumbnail_memory", &self.thumbnail_memory)
             .field("upload_min_rate", &self.upload_min_rate)
             .field("uploads_per_workspace", &self.uploads_per_workspace)
+            .field("recall_max_work", &self.recall_max_work)
             .finish()
     }
 }
@@ -124,8 +128,16 @@ pub struct AppState {
     /// own, so a thumbnail waiting for room never holds up a run (the semaphore is FIFO).
     pub(crate) thumbnail_budget: Arc<tokio::sync::Semaphore>,
     /// Upload PUTs streaming, per workspace.
-    pub(crate) upload_slots: Arc<crate::upload_slots::UploadSlots>,
+    pub(crate) upload_slots: Arc<WorkspaceSlots>,
+    /// Recall checks running, per workspace (one at a time each).
+    pub(crate) recall_turns: Arc<WorkspaceSlots>,
+    /// Recall checks running, server-wide.
+    pub(crate) recall_places: Arc<tokio::sync::Semaphore>,
 }
+
+/// Recall checks that run at once, server-wide: each is an exact scan per query, and a
+/// machine serving searches keeps its other cores for them.
+const RECALL_CHECKS_AT_ONCE: usize = 1;
 
 impl AppState {
     /// KiB of the runs' picture budget free now.
@@ -157,7 +169,9 @@ impl AppState {
             thumbnail_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.thumbnail_memory.div_ceil(1024) as usize,
             )),
-            upload_slots: crate::upload_slots::UploadSlots::new(config.uploads_per_workspace),
+            upload_slots: WorkspaceSlots::new(config.uploads_per_workspace),
+            recall_turns: WorkspaceSlots::new(1),
+            recall_places: Arc::new(tokio::sync::Semaphore::new(RECALL_CHECKS_AT_ONCE)),
             config: Arc::new(config),
             store,
             registry,

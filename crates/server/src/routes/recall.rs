@@ -3,6 +3,11 @@
 //! the queries; each is answered by the graph (as searches are) and by comparing every item,
 //! and the answer gives recall@k and both latencies, so users can check the index on what
 //! they indexed rather than trust a benchmark of someone else's data.
+//!
+//! A check is heavy (each query an exact scan of the scope), so it is bounded every way: its
+//! comparisons in all (`queries` x items, `--recall-max-work`), one at a time per workspace,
+//! a few at a time server-wide, charged to the key's rate limit by its queries (one request
+//! per [`QUERIES_PER_REQUEST`]), and stopped between queries when its client goes away.
 
 use std::time::Instant;
 
@@ -15,11 +20,15 @@ use aimp_index::{CollectionKey, SearchOptions};
 use crate::auth::Caller;
 use crate::error::{ApiError, blocking};
 use crate::extract::{JsonObject, Path};
+use crate::ratelimit::Charge;
 use crate::state::AppState;
 
 const MAX_QUERIES: usize = 1000;
 const MAX_K: usize = 100;
 const MAX_EF: usize = 4096;
+/// A check costs one request of the key's rate limit for this many of its queries (the
+/// request itself paid the first).
+pub const QUERIES_PER_REQUEST: usize = 10;
 
 pub async fn recall(
     State(state): State<AppState>,
@@ -42,10 +51,63 @@ pub async fn recall(
     let seed = number(&body, "seed", 0, usize::MAX)?.unwrap_or(42) as u64;
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
     let index = state.index.clone();
+    let record = {
+        let (index, key) = (index.clone(), key.clone());
+        blocking(move || index.record(&key)).await?
+    };
+    let Some(record) = record else {
+        return Err(not_found(&model, &collection, &scope));
+    };
+    let work = queries as u64 * record.count;
+    let max_work = state.config.recall_max_work;
+    if work > max_work {
+        return Err(ApiError::bad_request(
+            "too_much_work",
+            format!(
+                "queries x the scope's {} items = {work} comparisons, more than the {max_work} \
+                 a recall check may make (AIMP_RECALL_MAX_WORK); ask for at most {} queries",
+                record.count,
+                max_work / record.count.max(1)
+            ),
+            "queries",
+        ));
+    }
+    let charge = (queries / QUERIES_PER_REQUEST) as u32;
+    match state.limiter.charge(&caller.key_id, charge) {
+        Ok(()) => {}
+        Err(Charge::Later(refused)) => return Err(refused.into()),
+        Err(Charge::PastQuota { limit }) => {
+            return Err(ApiError::bad_request(
+                "too_much_work",
+                format!(
+                    "a recall check of {queries} queries costs {} requests of the key's rate \
+                     limit, more than its whole {limit} a minute; ask for fewer queries",
+                    charge + 1
+                ),
+                "queries",
+            ));
+        }
+    }
+    // Both places are held by the work itself, not this request: a check whose client left
+    // keeps them until it has stopped.
+    let Some(turn) = state.recall_turns.take(&caller.workspace) else {
+        return Err(ApiError::TooMany {
+            code: "recall_in_progress",
+            message: "this workspace's previous recall check is still running; one runs at a \
+                      time"
+                .into(),
+            retry_after_secs: 1,
+        });
+    };
+    let Ok(place) = state.recall_places.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable {
+            code: "overloaded",
+            message: "other workspaces' recall checks are running; retry shortly".into(),
+            retry_after_secs: 2,
+        });
+    };
     let measured = blocking(move || {
-        let Some(record) = index.record(&key)? else {
-            return Ok(None);
-        };
+        let _held = (turn, place);
         let sample = index.sample_vectors(&key, queries, seed)?;
         let options = |exact| SearchOptions {
             top_k: k,
@@ -59,6 +121,10 @@ pub async fn recall(
         let (mut found, mut exhaustive) = (0usize, 0usize);
         let mut wanted = 0usize;
         for q in &sample {
+            // Each search looks too; this also stops between two cheap ones.
+            if aimp_index::Cancel::requested() {
+                return Err(aimp_index::StoreError::Cancelled);
+            }
             let t = Instant::now();
             let graph = index.search(&key, q, options(false))?;
             graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -73,25 +139,10 @@ pub async fn recall(
                 .filter(|h| truth.hits.iter().any(|t| t.item.id == h.item.id))
                 .count();
         }
-        Ok(Some((
-            record,
-            sample.len(),
-            found,
-            wanted,
-            exhaustive,
-            graph_ms,
-            exact_ms,
-        )))
+        Ok((sample.len(), found, wanted, exhaustive, graph_ms, exact_ms))
     })
     .await?;
-    let Some((record, asked, found, wanted, exhaustive, mut graph_ms, mut exact_ms)) = measured
-    else {
-        return Err(ApiError::NotFound {
-            code: "knowledge_base_not_found",
-            message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
-            param: None,
-        });
-    };
+    let (asked, found, wanted, exhaustive, mut graph_ms, mut exact_ms) = measured;
     Ok(Json(json!({
         "object": "recall_check",
         "model": model,
@@ -107,6 +158,14 @@ pub async fn recall(
         "graph_ms": latencies(&mut graph_ms),
         "exact_ms": latencies(&mut exact_ms),
     })))
+}
+
+fn not_found(model: &str, collection: &str, scope: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "knowledge_base_not_found",
+        message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
+        param: None,
+    }
 }
 
 /// An optional whole number field within `min..=max`.

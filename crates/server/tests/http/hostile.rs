@@ -433,3 +433,146 @@ async fn a_workspace_streams_a_bounded_number_of_uploads_at_once() {
     assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
     drop(held);
 }
+
+/// `n` pseudo-random `dim`-dimensional vectors (a fixed LCG: the same every run).
+fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Indexes `n` random vectors of `dim` into `scope` of the `vectors` model, in batches.
+async fn index_random(g: &crate::Gateway, scope: &str, n: usize, dim: usize) {
+    let all = random_vectors(n, dim, 7);
+    for (b, batch) in all.chunks(256).enumerate() {
+        let ids: Vec<String> = (0..batch.len())
+            .map(|i| format!("v{}", b * 256 + i))
+            .collect();
+        let r = g
+            .run(json!({"model": "vectors", "mode": "index", "scope": scope,
+                        "input": {"vectors": batch, "ids": ids}}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+}
+
+/// The recall check ran up to 1,000 walks at ef 4,096 and 1,000 exact scans in one blocking
+/// call that nothing bounded, stopped or counted. Now its work is bounded, one runs at a time
+/// per workspace, it pays the rate limit by its queries, and it stops when its client goes.
+/// (And it is tested where the graph is searched: the old test's 30 items were searched
+/// exactly, recall 1 by construction.)
+#[tokio::test]
+async fn the_recall_check_is_bounded_one_at_a_time_charged_and_cancelled() {
+    let g = gateway(Options {
+        body_limit: 8 << 20,
+        exact_below: Some(0),
+        rate_limit: 600,
+        ..Options::default()
+    });
+    index_random(&g, "big", 20_000, 128).await;
+    let uri = "/api/knowledge-bases/vectors/vectors/big/recall";
+    // Measured through the graph: below 1 at a small ef, higher at a large one.
+    let low = g
+        .post_json(uri, &g.key, json!({"queries": 50, "k": 10, "ef": 10}))
+        .await;
+    assert_eq!(low.status, StatusCode::OK, "{:?}", low.body);
+    assert_eq!(low.body["graph_exhaustive"], 0.0, "{:?}", low.body);
+    let high = g
+        .post_json(uri, &g.key, json!({"queries": 50, "k": 10, "ef": 400}))
+        .await;
+    let (low_r, high_r) = (
+        low.body["recall"].as_f64().expect("recall"),
+        high.body["recall"].as_f64().expect("recall"),
+    );
+    assert!(
+        low_r < 0.999 && low_r < high_r && high_r > 0.9,
+        "{low_r} {high_r}"
+    );
+
+    // A long check holds the workspace's turn; another is 429 meanwhile.
+    let long = {
+        let app = g.app.clone();
+        let key = g.key.clone();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            app.oneshot(
+                Request::post(uri)
+                    .header("X-API-Key", key)
+                    .header("Content-Type", "application/json")
+                    .body(Body::from(json!({"queries": 1000, "ef": 4096}).to_string()))
+                    .expect("request"),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = g.post_json(uri, &g.key, json!({"queries": 10})).await;
+    assert_error(&second, 429, "recall_in_progress", None);
+    assert!(second.headers.contains_key("retry-after"));
+    // Its client goes away: the check stops, and the turn is free again soon after.
+    long.abort();
+    let gone = std::time::Instant::now();
+    let next = loop {
+        let r = g.post_json(uri, &g.key, json!({"queries": 10})).await;
+        if r.status != StatusCode::TOO_MANY_REQUESTS || gone.elapsed().as_secs() > 30 {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(next.status, StatusCode::OK, "{:?}", next.body);
+    let freed = gone.elapsed();
+    assert!(
+        freed < std::time::Duration::from_secs(2),
+        "the abandoned check ran on for {freed:?}"
+    );
+
+    // Work past the bound is refused naming how many queries fit.
+    let small = gateway(Options {
+        recall_max_work: Some(10_000),
+        rate_limit: 60,
+        ..Options::default()
+    });
+    index_random(&small, "s", 2_000, 8).await;
+    let uri = "/api/knowledge-bases/vectors/vectors/s/recall";
+    let r = small
+        .post_json(uri, &small.key, json!({"queries": 10}))
+        .await;
+    assert_error(&r, 400, "too_much_work", Some("queries"));
+    assert!(r.message().contains("at most 5 queries"), "{}", r.message());
+    assert!(
+        r.message().contains("AIMP_RECALL_MAX_WORK"),
+        "{}",
+        r.message()
+    );
+    // A check worth more than the key's whole rate limit is refused; one within it spends it.
+    let roomy = gateway(Options {
+        rate_limit: 60,
+        ..Options::default()
+    });
+    index_random(&roomy, "s", 100, 8).await;
+    let r = roomy
+        .post_json(uri, &roomy.key, json!({"queries": 1000}))
+        .await;
+    assert_error(&r, 400, "too_much_work", Some("queries"));
+    let r = roomy
+        .post_json(uri, &roomy.key, json!({"queries": 400}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = roomy
+        .post_json(uri, &roomy.key, json!({"queries": 400}))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.code(), "rate_limited");
+}

@@ -125,6 +125,7 @@ struct Options {
     console: bool,
     thumbnail_memory: Option<u64>,
     upload_min_rate: Option<u64>,
+    recall_max_work: Option<u64>,
     uploads_per_workspace: Option<usize>,
 }
 
@@ -146,6 +147,7 @@ impl Default for Options {
             console: true,
             thumbnail_memory: None,
             upload_min_rate: None,
+            recall_max_work: None,
             uploads_per_workspace: None,
         }
     }
@@ -204,6 +206,9 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     config.console = opts.console;
     if let Some(bytes) = opts.thumbnail_memory {
         config.thumbnail_memory = bytes;
+    }
+    if let Some(work) = opts.recall_max_work {
+        config.recall_max_work = work;
     }
     if let Some(rate) = opts.upload_min_rate {
         config.upload_min_rate = rate;

@@ -1,40 +1,41 @@
-//! How many upload PUTs each workspace streams at once: one workspace's clients cannot take
-//! every connection (and every part file) by opening many slow uploads.
+//! How many of one kind of request each workspace runs at once: upload PUTs streaming (one
+//! workspace's clients cannot take every connection and part file with slow uploads), recall
+//! checks (one at a time).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The PUTs in flight, per workspace, under one limit.
+/// The requests of one kind in flight, per workspace, under one limit.
 #[derive(Debug)]
-pub struct UploadSlots {
+pub struct WorkspaceSlots {
     limit: usize,
     held: Mutex<HashMap<String, usize>>,
 }
 
-/// One PUT's place; given back when dropped.
+/// One request's place; given back when dropped.
 #[derive(Debug)]
-pub struct UploadSlot {
-    slots: Arc<UploadSlots>,
+pub struct Slot {
+    slots: Arc<WorkspaceSlots>,
     workspace: String,
 }
 
-impl UploadSlots {
-    pub fn new(limit: usize) -> Arc<UploadSlots> {
-        Arc::new(UploadSlots {
+impl WorkspaceSlots {
+    pub fn new(limit: usize) -> Arc<WorkspaceSlots> {
+        Arc::new(WorkspaceSlots {
             limit: limit.max(1),
             held: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A place for one more PUT of `workspace`, or `None` while it has `limit` streaming.
-    pub fn take(self: &Arc<Self>, workspace: &str) -> Option<UploadSlot> {
+    /// A place for one more request of `workspace`, or `None` while it has `limit` running.
+    pub fn take(self: &Arc<Self>, workspace: &str) -> Option<Slot> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(workspace.to_string()).or_insert(0);
         if *n >= self.limit {
             return None;
         }
         *n += 1;
-        Some(UploadSlot {
+        Some(Slot {
             slots: self.clone(),
             workspace: workspace.to_string(),
         })
@@ -44,7 +45,7 @@ impl UploadSlots {
         self.limit
     }
 
-    /// PUTs of `workspace` streaming now.
+    /// Requests of `workspace` running now.
     #[cfg(test)]
     pub fn held(&self, workspace: &str) -> usize {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -52,7 +53,7 @@ impl UploadSlots {
     }
 }
 
-impl Drop for UploadSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = held.get_mut(&self.workspace) {
@@ -70,7 +71,7 @@ mod tests {
 
     #[test]
     fn each_workspace_has_its_own_places_given_back_on_drop() {
-        let slots = UploadSlots::new(2);
+        let slots = WorkspaceSlots::new(2);
         let a1 = slots.take("a").expect("a1");
         let _a2 = slots.take("a").expect("a2");
         assert!(slots.take("a").is_none(), "a is at its limit");
