@@ -413,16 +413,17 @@ pub(crate) struct Deleted {
     pub kept: Vec<String>,
 }
 
-/// Deletes items: those with these external ids, those the filter passes, or the ids the
-/// filter passes when both are given.
+/// Deletes the items with these external ids, those of them the filter passes when one is
+/// given. (A delete by filter alone finds its ids in a read transaction first: a write never
+/// scans a collection.)
 pub(crate) fn delete(
     txn: &WriteTransaction,
     key: &CollectionKey,
-    ids: Option<&[String]>,
+    ids: &[String],
     filter: Option<&Filter>,
 ) -> Result<(Option<CollectionRecord>, Effects, Deleted), StoreError> {
     let Some(mut record) = find(txn, key)? else {
-        let not_found = ids.map(<[String]>::to_vec).unwrap_or_default();
+        let not_found = ids.to_vec();
         return Ok((
             None,
             Effects::default(),
@@ -432,12 +433,6 @@ pub(crate) fn delete(
             },
         ));
     };
-    // A filter alone: the candidates its payload indexes narrow it to, read before the
-    // tables are opened for writing.
-    let narrowed = match (ids, filter) {
-        (None, Some(f)) => Some(payload::Reader::open_in(txn, record.id)?.narrow(f, usize::MAX)?),
-        _ => None,
-    };
     let mut vectors = txn.open_table(VECTORS)?;
     let mut item_rows = txn.open_table(ITEMS)?;
     let mut item_ids = txn.open_table(ITEM_IDS)?;
@@ -446,43 +441,23 @@ pub(crate) fn delete(
     let mut outcome = Deleted::default();
     // (item number, external id) of every item to remove.
     let mut doomed: Vec<(u64, String)> = Vec::new();
-    match ids {
-        Some(ids) => {
-            for id in ids {
-                let Some(n) = item_ids.get((record.id, id.as_str()))?.map(|v| v.value()) else {
-                    outcome.not_found.push(id.clone());
-                    continue;
-                };
-                let passes = match filter {
-                    None => true,
-                    Some(f) => match item_rows.get((record.id, n))? {
-                        Some(row) => f.matches(&decode::<ItemRecord>("item", row.value())?),
-                        None => false,
-                    },
-                };
-                if passes {
-                    doomed.push((n, id.clone()));
-                } else {
-                    outcome.kept.push(id.clone());
-                }
-            }
+    for id in ids {
+        let Some(n) = item_ids.get((record.id, id.as_str()))?.map(|v| v.value()) else {
+            outcome.not_found.push(id.clone());
+            continue;
+        };
+        let passes = match filter {
+            None => true,
+            Some(f) => match item_rows.get((record.id, n))? {
+                Some(row) => f.matches(&decode::<ItemRecord>("item", row.value())?),
+                None => false,
+            },
+        };
+        if passes {
+            doomed.push((n, id.clone()));
+        } else {
+            outcome.kept.push(id.clone());
         }
-        None => match (filter, narrowed) {
-            (Some(f), Some(payload::Narrowed::Among { items, exact })) => {
-                for n in items {
-                    if let Some(row) = item_rows.get((record.id, n))? {
-                        let item: ItemRecord = decode("item", row.value())?;
-                        if exact || f.matches(&item) {
-                            doomed.push((n, item.id));
-                        }
-                    }
-                }
-            }
-            (Some(f), _) => passing(&item_rows, record.id, f, false, |n, item| {
-                doomed.push((n, item.id))
-            })?,
-            (None, _) => {}
-        },
     }
     let mut payloads = payload::Writer::open(txn)?;
     for (n, id) in doomed {

@@ -280,12 +280,6 @@ type ReadOnly = Reader<
     redb::ReadOnlyTable<(u64, &'static str), u64>,
 >;
 
-type InWrite<'txn> = Reader<
-    redb::Table<'txn, (u64, &'static [u8], u64), ()>,
-    redb::Table<'txn, (u64, &'static [u8]), u64>,
-    redb::Table<'txn, (u64, &'static str), u64>,
->;
-
 impl ReadOnly {
     pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<ReadOnly, StoreError> {
         Ok(Reader {
@@ -303,22 +297,6 @@ impl ReadOnly {
     pub fn remembering(mut self, memo: Arc<CountMemo>) -> ReadOnly {
         self.memo = Some(memo);
         self
-    }
-}
-
-impl<'txn> InWrite<'txn> {
-    /// Drop it before opening these tables again in `txn` (redb opens a table once at a time).
-    pub fn open_in(
-        txn: &'txn redb::WriteTransaction,
-        coll: u64,
-    ) -> Result<InWrite<'txn>, StoreError> {
-        Ok(Reader {
-            rows: txn.open_table(PAYLOAD)?,
-            counts: txn.open_table(PAYLOAD_COUNTS)?,
-            ids: txn.open_table(ITEM_IDS)?,
-            coll,
-            memo: None,
-        })
     }
 }
 

@@ -48,6 +48,9 @@ struct Shared {
     cache_bytes: usize,
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     faults: FaultHook,
+    /// Write transactions begun, for tests that count them.
+    #[cfg(test)]
+    writes_begun: std::sync::atomic::AtomicU64,
 }
 
 /// What stands between redb and the file: the plain file, or a fault point in test builds.
@@ -95,6 +98,8 @@ impl Store {
                 last_reopen: Mutex::new(None),
                 cache_bytes,
                 faults,
+                #[cfg(test)]
+                writes_begun: Default::default(),
             }),
         };
         let db = store.open_file().map_err(|e| StoreError::Open {
@@ -151,9 +156,17 @@ impl Store {
     /// Quick-repair keeps reopening after a crash fast (two-phase commit instead of a full
     /// scan).
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        #[cfg(test)]
+        self.shared.writes_begun.fetch_add(1, Ordering::SeqCst);
         let mut txn = self.begin(|db| db.begin_write())?;
         txn.set_quick_repair(true);
         Ok(txn)
+    }
+
+    /// Write transactions begun so far.
+    #[cfg(test)]
+    pub(crate) fn writes_begun(&self) -> u64 {
+        self.shared.writes_begun.load(Ordering::SeqCst)
     }
 
     /// Commits durably. A failure is the caller's error, and marks the database to be opened

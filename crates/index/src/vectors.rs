@@ -40,7 +40,7 @@ pub struct UpsertOutcome {
 }
 
 /// What a delete did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeleteOutcome {
     pub deleted: usize,
     /// The ids deleted.
@@ -114,7 +114,7 @@ enum Op {
     },
     Delete {
         key: CollectionKey,
-        ids: Option<Vec<String>>,
+        ids: Vec<String>,
         filter: Option<Filter>,
     },
     Drop {
@@ -212,18 +212,76 @@ impl VectorIndex {
 
     /// Deletes the items with these ids (all items when `None`) that `filter` passes (all of
     /// them when `None`; at least one of the two is given). Returns once the delete is durable.
+    ///
+    /// A delete by filter alone finds what it deletes in a read transaction (stopping if its
+    /// asker leaves), then deletes those ids [`DELETE_BATCH`] at a time, each batch one write
+    /// transaction in which the filter is asked again: the shared write transaction never
+    /// holds a scan of the collection. Each batch is atomic; the whole is not.
     pub fn delete_where(
         &self,
         key: &CollectionKey,
         ids: Option<Vec<String>>,
         filter: Option<Filter>,
     ) -> Result<DeleteOutcome, StoreError> {
-        if ids.is_none() && filter.is_none() {
-            return Err(StoreError::InvalidInput {
+        match (ids, filter) {
+            (None, None) => Err(StoreError::InvalidInput {
                 field: "ids".into(),
                 reason: "or a filter is needed to say what to delete".into(),
-            });
+            }),
+            (None, Some(filter)) => self.delete_matching(key, filter),
+            (Some(ids), filter) => self.delete_batch(key, ids, filter),
         }
+    }
+
+    /// The ids `filter` passes, read, then deleted in batches.
+    fn delete_matching(
+        &self,
+        key: &CollectionKey,
+        filter: Filter,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let Some(coll) = self.collection_id(key)? else {
+            return self.delete_batch(key, Vec::new(), Some(filter));
+        };
+        let ids = {
+            let txn = self.store.begin_read()?;
+            let numbers = collection::matching(&txn, coll, &filter)?;
+            let items = txn.open_table(ITEMS)?;
+            let mut ids = Vec::with_capacity(numbers.len());
+            for (i, n) in numbers.into_iter().enumerate() {
+                if i % 1024 == 1023 {
+                    cancel::check()?;
+                }
+                if let Some(row) = items.get((coll, n))? {
+                    ids.push(collection::decode::<ItemRecord>("item", row.value())?.id);
+                }
+            }
+            ids
+        };
+        let mut total = DeleteOutcome::default();
+        let mut batches = ids.chunks(DELETE_BATCH).peekable();
+        if batches.peek().is_none() {
+            // Nothing matches: the answer still says the collection's count.
+            return self.delete_batch(key, Vec::new(), Some(filter));
+        }
+        for batch in batches {
+            // A client that left stops the rest; what was committed stays deleted.
+            cancel::check()?;
+            let done = self.delete_batch(key, batch.to_vec(), Some(filter.clone()))?;
+            total.deleted += done.deleted;
+            total.ids.extend(done.ids);
+            total.count = done.count;
+            // An id gone or changed since it was read is not this delete's to report.
+        }
+        Ok(total)
+    }
+
+    /// Deletes `ids` (those `filter` passes, when given) in one write transaction.
+    fn delete_batch(
+        &self,
+        key: &CollectionKey,
+        ids: Vec<String>,
+        filter: Option<Filter>,
+    ) -> Result<DeleteOutcome, StoreError> {
         match self.submit(Op::Delete {
             key: key.clone(),
             ids,
@@ -726,7 +784,7 @@ impl VectorIndex {
                 }
                 Op::Delete { key, ids, filter } => {
                     let (record, effects, done) =
-                        collection::delete(&txn, &key, ids.as_deref(), filter.as_ref())?;
+                        collection::delete(&txn, &key, &ids, filter.as_ref())?;
                     replies.push(Ok(Reply::Delete(DeleteOutcome {
                         deleted: effects.removed.len(),
                         ids: done.ids,
@@ -792,6 +850,9 @@ impl VectorIndex {
         tickets
     }
 }
+
+/// Ids one write transaction of a delete by filter removes.
+pub const DELETE_BATCH: usize = 1000;
 
 /// A filtered listing tests the ids it walks against the matches its payload indexes narrow
 /// to when there are at most this many (no item read for a non-match); past that it reads
@@ -950,6 +1011,70 @@ mod tests {
         assert_ne!(graph_search(&index, &a, 7.0), ["a-7"]);
         assert_eq!(index.count(&a).expect("count"), Some(300));
         assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
+    }
+
+    /// A delete by filter found what it deleted inside the one write transaction every
+    /// tenant's writes share (a scan of the whole collection for a filter the indexes cannot
+    /// answer). Now it reads the matches in a read transaction and deletes them by id, a
+    /// batch per write transaction.
+    #[test]
+    fn a_delete_by_filter_scans_outside_the_write_and_deletes_in_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let key = CollectionKey::new("ws", "m", "c", "s");
+        let n = 2 * DELETE_BATCH + 500;
+        let items = (0..n + 100)
+            .map(|i| NewItem {
+                metadata: Some(serde_json::json!({"gone": i < n})),
+                ..item(&format!("i{i:05}"), i as f32)
+            })
+            .collect();
+        index.upsert(&key, params(), items).expect("upsert");
+        // must_not: a filter the indexes do not answer, so every item is read.
+        let filter = Filter::parse(
+            &serde_json::json!({"must_not": [{"key": "gone", "match": {"value": false}}]}),
+        )
+        .expect("filter");
+        let before = index.store.writes_begun();
+        let done = index
+            .delete_where(&key, None, Some(filter))
+            .expect("delete");
+        assert_eq!(
+            index.store.writes_begun() - before,
+            3,
+            "one write per batch"
+        );
+        assert_eq!(done.deleted, n);
+        assert_eq!(done.ids.len(), n);
+        assert!(done.not_found.is_empty() && done.kept.is_empty());
+        assert_eq!(done.count, 100);
+        assert_eq!(index.count(&key).expect("count"), Some(100));
+        let left = index.list_items(&key, None, 1000, None).expect("list");
+        assert_eq!(left.len(), 100);
+        assert!(
+            left.iter()
+                .all(|i| i.metadata.as_ref().is_some_and(|m| m["gone"] == false))
+        );
+        assert_eq!(graph_search(&index, &key, 10.0).len(), 1);
+        assert_ne!(
+            graph_search(&index, &key, 10.0),
+            ["i00010"],
+            "gone from the graph too"
+        );
+        // Nothing matching: answered, nothing deleted; a missing collection likewise.
+        let none = Filter::parse(
+            &serde_json::json!({"must": [{"key": "gone", "match": {"value": true}}]}),
+        )
+        .expect("filter");
+        let again = index
+            .delete_where(&key, None, Some(none.clone()))
+            .expect("again");
+        assert_eq!((again.deleted, again.count), (0, 100));
+        let missing = CollectionKey::new("ws", "m", "c", "nowhere");
+        let nothing = index
+            .delete_where(&missing, None, Some(none))
+            .expect("missing");
+        assert_eq!((nothing.deleted, nothing.count), (0, 0));
     }
 
     /// A filtered listing read and decoded every match its indexes narrowed to (up to 20,000)
