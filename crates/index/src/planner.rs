@@ -24,8 +24,12 @@ const REPROBE_EVERY: u8 = 16;
 /// Past the exact limit, a filter passing at least this share of the items is answered by the
 /// walk without it at `ef / share` (at most four times as wide), then checked nearest first.
 const WIDE_SHARE: f64 = 0.25;
-/// Filters remembered per index; past it the memory starts again empty.
-const FILTERS_REMEMBERED: usize = 4096;
+/// Filters remembered per collection; past it, that collection's memory starts again (its
+/// own only: one tenant's many filters never clear another's).
+const FILTERS_PER_COLLECTION: usize = 256;
+/// Collections whose filters are remembered; past it, a collection not yet remembered goes
+/// without (it probes every query) until a remembered one is dropped.
+const COLLECTIONS_REMEMBERED: usize = 4096;
 
 /// How one filtered search is answered. The payload indexes narrow the filter to its
 /// candidate items when they can do so within a quarter of [`exact_limit`] items; those
@@ -247,7 +251,8 @@ fn walk_share(ef: usize, m: usize, matches: usize) -> f64 {
 /// Forgetting is always safe: it only costs a probe.
 #[derive(Debug, Default)]
 pub(crate) struct ProbeMemory {
-    outcomes: parking_lot::Mutex<HashMap<(u64, u64), Outcome>>,
+    /// Collection → filter fingerprint → outcome.
+    outcomes: parking_lot::Mutex<HashMap<u64, HashMap<u64, Outcome>>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -260,9 +265,9 @@ struct Outcome {
 
 impl ProbeMemory {
     /// Whether the query with this filter should probe the walk (else it goes exact).
-    pub fn should_probe(&self, filter: (u64, u64)) -> bool {
+    pub fn should_probe(&self, (coll, filter): (u64, u64)) -> bool {
         let mut outcomes = self.outcomes.lock();
-        let Some(o) = outcomes.get_mut(&filter) else {
+        let Some(o) = outcomes.get_mut(&coll).and_then(|c| c.get_mut(&filter)) else {
             return true;
         };
         if o.failed < FAILURES_REMEMBERED || o.skipped + 1 >= REPROBE_EVERY {
@@ -273,12 +278,16 @@ impl ProbeMemory {
     }
 
     /// How the probe went: `walked` when the walk answered.
-    pub fn record(&self, filter: (u64, u64), walked: bool) {
+    pub fn record(&self, (coll, filter): (u64, u64), walked: bool) {
         let mut outcomes = self.outcomes.lock();
-        if outcomes.len() >= FILTERS_REMEMBERED && !outcomes.contains_key(&filter) {
-            outcomes.clear();
+        if outcomes.len() >= COLLECTIONS_REMEMBERED && !outcomes.contains_key(&coll) {
+            return;
         }
-        let o = outcomes.entry(filter).or_default();
+        let filters = outcomes.entry(coll).or_default();
+        if filters.len() >= FILTERS_PER_COLLECTION && !filters.contains_key(&filter) {
+            filters.clear();
+        }
+        let o = filters.entry(filter).or_default();
         o.skipped = 0;
         o.failed = if walked {
             0
@@ -289,7 +298,7 @@ impl ProbeMemory {
 
     /// Forgets a dropped collection's filters.
     pub fn forget(&self, coll: u64) {
-        self.outcomes.lock().retain(|(c, _), _| *c != coll);
+        self.outcomes.lock().remove(&coll);
     }
 }
 
@@ -340,11 +349,30 @@ mod tests {
     }
 
     #[test]
-    fn the_memory_is_bounded() {
+    fn the_memory_is_bounded_per_collection_and_one_cannot_clear_anothers() {
         let memory = ProbeMemory::default();
-        for f in 0..FILTERS_REMEMBERED as u64 + 10 {
-            memory.record((1, f), false);
+        // Collection 1's filter is remembered as failing: it is not probed every query.
+        for _ in 0..FAILURES_REMEMBERED {
+            memory.record((1, 7), false);
         }
-        assert!(memory.outcomes.lock().len() <= FILTERS_REMEMBERED);
+        assert!(!memory.should_probe((1, 7)));
+        // Another collection (another tenant) floods the memory with filters of its own.
+        for f in 0..100_000u64 {
+            memory.record((2, f), false);
+        }
+        assert!(
+            !memory.should_probe((1, 7)),
+            "collection 1's memory was cleared"
+        );
+        let held: usize = memory.outcomes.lock().values().map(HashMap::len).sum();
+        assert!(held <= 2 * FILTERS_PER_COLLECTION, "{held}");
+        // And many collections: bounded, the remembered ones kept.
+        for c in 3..(COLLECTIONS_REMEMBERED as u64 + 100) {
+            memory.record((c, 1), false);
+        }
+        assert!(memory.outcomes.lock().len() <= COLLECTIONS_REMEMBERED);
+        assert!(!memory.should_probe((1, 7)));
+        memory.forget(1);
+        assert!(memory.should_probe((1, 7)));
     }
 }
