@@ -17,6 +17,10 @@ pub const MAX_KEYS: usize = 128;
 pub const MAX_KEY_BYTES: usize = 128;
 /// Most elements of one array.
 pub const MAX_ARRAY: usize = 256;
+/// Most values in one item's metadata, each array element counted: every value is indexed
+/// (a payload row written in the item's transaction), so this bounds the rows one item adds
+/// to the write transaction every workspace shares.
+pub const MAX_VALUES: usize = 256;
 
 /// The JSON type of a value, as an error message names it.
 pub fn json_type(v: &Value) -> &'static str {
@@ -44,8 +48,8 @@ pub fn check(value: &Value) -> Result<(), MetadataError> {
         path: String::new(),
         reason: format!("must be an object, not {}", json_type(value)),
     })?;
-    let mut keys = 0;
-    check_object(map, "", 1, &mut keys)?;
+    let mut counted = Counted::default();
+    check_object(map, "", 1, &mut counted)?;
     let bytes = serde_json::to_vec(value).map_or(usize::MAX, |b| b.len());
     if bytes > MAX_BYTES {
         return Err(MetadataError {
@@ -58,11 +62,35 @@ pub fn check(value: &Value) -> Result<(), MetadataError> {
     Ok(())
 }
 
+/// Keys and values met so far.
+#[derive(Default)]
+struct Counted {
+    keys: usize,
+    values: usize,
+}
+
+impl Counted {
+    /// Counts one more value at `at`, refusing one past [`MAX_VALUES`].
+    fn value(&mut self, at: impl FnOnce() -> String) -> Result<(), MetadataError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(MetadataError {
+                path: at(),
+                reason: format!(
+                    "is one value too many; an item's metadata holds at most {MAX_VALUES} values \
+                     (each array element counted), since every value is indexed"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 fn check_object(
     map: &Map<String, Value>,
     path: &str,
     depth: usize,
-    keys: &mut usize,
+    counted: &mut Counted,
 ) -> Result<(), MetadataError> {
     let fail = |path: String, reason: String| Err(MetadataError { path, reason });
     if depth > MAX_DEPTH {
@@ -77,8 +105,8 @@ fn check_object(
         } else {
             format!("{path}.{key}")
         };
-        *keys += 1;
-        if *keys > MAX_KEYS {
+        counted.keys += 1;
+        if counted.keys > MAX_KEYS {
             return fail(
                 at,
                 format!("is one key too many; metadata holds at most {MAX_KEYS}"),
@@ -97,7 +125,7 @@ fn check_object(
             return fail(at, format!("is a key longer than {MAX_KEY_BYTES} bytes"));
         }
         match value {
-            Value::Object(inner) => check_object(inner, &at, depth + 1, keys)?,
+            Value::Object(inner) => check_object(inner, &at, depth + 1, counted)?,
             Value::Array(items) => {
                 if items.len() > MAX_ARRAY {
                     return fail(at, format!("holds more than {MAX_ARRAY} elements"));
@@ -112,9 +140,10 @@ fn check_object(
                             ),
                         );
                     }
+                    counted.value(|| format!("{at}[{i}]"))?;
                 }
             }
-            _ => {}
+            _ => counted.value(|| at.clone())?,
         }
     }
     Ok(())
@@ -163,5 +192,31 @@ mod tests {
             .collect();
         let e = check(&Value::Object(many)).expect_err("too many keys");
         assert_eq!(e.path, format!("k{MAX_KEYS}"));
+    }
+
+    /// Every value is indexed: an item of many small values (thousands fit in 16 KiB) made
+    /// thousands of payload rows in the write transaction every workspace shares.
+    #[test]
+    fn an_item_holds_a_bounded_number_of_values_to_index() {
+        let at_limit = json!({"a": vec![0; 200], "b": vec![1; 55], "c": "x"});
+        check(&at_limit).expect("256 values");
+        let past = json!({"a": vec![0; 200], "b": vec![1; 56], "c": "x"});
+        let e = check(&past).expect_err("257 values");
+        assert_eq!(e.path, "c");
+        assert!(e.reason.contains("256 values"), "{e:?}");
+        let past = json!({"x": {"y": vec![true; MAX_ARRAY]}, "z": null});
+        assert_eq!(check(&past).expect_err("257").path, "z");
+        // Well under 16 KiB, as the review's item was.
+        let small: Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i}"), json!([1, 2, 3])))
+            .collect();
+        let small = Value::Object(small);
+        assert!(serde_json::to_vec(&small).expect("json").len() < MAX_BYTES);
+        assert!(
+            check(&small)
+                .expect_err("300 values")
+                .path
+                .starts_with("k85[")
+        );
     }
 }
