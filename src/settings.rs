@@ -177,13 +177,23 @@ pub struct GatewaySettings {
     pub addr: SocketAddr,
 
     /// The operator's token for key management (`Authorization: Bearer`); unset disables it.
+    /// Given as a flag it shows in `ps`: prefer the variable or --admin-token-file.
     #[arg(long, env = "AIMP_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<String>,
 
+    /// A file holding the admin token (one line), instead of --admin-token.
+    #[arg(long, env = "AIMP_ADMIN_TOKEN_FILE", global = true)]
+    pub admin_token_file: Option<std::path::PathBuf>,
+
     /// An API key to register when `serve` starts, so the API page's snippets and the server
-    /// can share one variable. A revoked key stays revoked.
+    /// can share one variable. A revoked key stays revoked. Given as a flag it shows in `ps`:
+    /// prefer the variable or --api-key-file.
     #[arg(long, env = "AIMP_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
+
+    /// A file holding the API key to register (one line), instead of --api-key.
+    #[arg(long, env = "AIMP_API_KEY_FILE", global = true)]
+    pub api_key_file: Option<std::path::PathBuf>,
 
     /// Models `serve` installs (unless offline) and loads at start, comma-separated. Every
     /// other installed model loads too.
@@ -400,6 +410,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("addr", &self.addr)
             .field("admin_token", &redact(&self.admin_token))
             .field("api_key", &redact(&self.api_key))
+            .field("admin_token_file", &self.admin_token_file)
+            .field("api_key_file", &self.api_key_file)
             .field("models", &self.models)
             .field("body_limit", &self.body_limit)
             .field("max_upload_bytes", &self.max_upload_bytes)

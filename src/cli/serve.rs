@@ -24,7 +24,47 @@ pub fn run(settings: ServeSettings) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+/// A secret given as `--NAME` (or its variable) or in `--NAME-file`, not both; a flag on
+/// the command line is visible to every user in `ps`, which a warning says.
+fn secret(
+    name: &str,
+    given: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let flag = format!("--{name}");
+    let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if on_command_line {
+        eprintln!(
+            "warning: {flag} on the command line shows in `ps` to every user of this machine; \
+             use AIMP_{} or {flag}-file",
+            name.replace('-', "_").to_uppercase()
+        );
+    }
+    match (given, file) {
+        (Some(_), Some(_)) => anyhow::bail!("give {flag} or {flag}-file, not both"),
+        (given, None) => Ok(given),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{flag}-file {}", path.display()))?;
+            let value = text.trim_end_matches(['\r', '\n']).to_string();
+            anyhow::ensure!(!value.is_empty(), "{flag}-file {} is empty", path.display());
+            Ok(Some(value))
+        }
+    }
+}
+
+async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
+    let gateway = &mut settings.gateway;
+    gateway.admin_token = secret(
+        "admin-token",
+        gateway.admin_token.take(),
+        gateway.admin_token_file.as_deref(),
+    )?;
+    gateway.api_key = secret(
+        "api-key",
+        gateway.api_key.take(),
+        gateway.api_key_file.as_deref(),
+    )?;
     if let Some(token) = &settings.gateway.admin_token {
         keys::check_admin_token(token).map_err(anyhow::Error::msg)?;
     }

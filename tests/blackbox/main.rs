@@ -807,6 +807,45 @@ fn bench_collection_measures_a_live_collection() {
     }
 }
 
+/// Secrets given as flags show in `ps` to every user: `serve` takes them from files too,
+/// and says so when one comes as a flag.
+#[test]
+fn serve_takes_its_secrets_from_files_and_warns_of_flags() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let models = shared_models();
+    let token_file = data.path().join("admin-token");
+    let key_file = data.path().join("api-key");
+    std::fs::write(&token_file, format!("{ADMIN}\n")).expect("token file");
+    std::fs::write(&key_file, format!("{ENV_KEY}\n")).expect("key file");
+    let mut cmd = aimp(data.path(), &models);
+    cmd.env_remove("AIMP_ADMIN_TOKEN")
+        .env("AIMP_OFFLINE", "1")
+        .env("AIMP_MODELS", "vectors")
+        .env("AIMP_API_KEY_FILE", &key_file)
+        .env("AIMP_ADMIN_TOKEN_FILE", &token_file);
+    let server = Server::spawn(cmd);
+    let (status, body) = admin("GET", &format!("{}/api/api-keys/", server.base), None);
+    assert_eq!(status, 200, "the admin token from its file: {body}");
+    let (status, body) = get(
+        &format!("{}/api/marketplace/models", server.base),
+        &[("X-API-Key", ENV_KEY)],
+    );
+    assert_eq!(status, 200, "the API key from its file: {body}");
+    drop(server);
+    // A flag on the command line: a warning; with its file as well: refused.
+    let out = aimp(data.path(), &models)
+        .env_remove("AIMP_ADMIN_TOKEN")
+        .env("AIMP_OFFLINE", "1")
+        .args(["serve", "--admin-token", ADMIN, "--admin-token-file"])
+        .arg(&token_file)
+        .output()
+        .expect("serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("shows in `ps`"), "{stderr}");
+    assert!(stderr.contains("not both"), "{stderr}");
+}
+
 #[test]
 fn serve_refuses_an_empty_or_weak_secret_at_start() {
     let data = tempfile::tempdir().expect("tempdir");
