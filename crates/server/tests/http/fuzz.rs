@@ -262,3 +262,156 @@ async fn flow(
     }
     Ok(done.status.as_u16() == 200)
 }
+
+/// One filter condition, near the bounds: lists at and past their length, strings at and
+/// past the value bytes, keys of system fields, dotted paths and long keys, ranges of numbers
+/// and of datetimes, nested filters.
+fn condition(depth: u32) -> BoxedStrategy<Value> {
+    let key = prop_oneof![
+        4 => prop::sample::select(vec!["tag", "n", "a.b", "tags", "$created_at", "$filename",
+            "$nope", "", "a..b", "x[]"]).prop_map(str::to_string),
+        1 => (1usize..1100).prop_map(|n| "k".repeat(n)),
+    ];
+    let text = prop_oneof![
+        4 => "[a-z]{0,6}",
+        1 => prop::sample::select(vec![1023usize, 1024, 1025, 4000]).prop_map(|n| "v".repeat(n)),
+    ];
+    let scalar = prop_oneof![
+        3 => text.clone().prop_map(Value::from),
+        1 => (-1e9f64..1e9).prop_map(Value::from),
+        1 => any::<bool>().prop_map(Value::from),
+        1 => json_value(),
+    ];
+    let length = prop_oneof![
+        6 => 0usize..6,
+        1 => prop::sample::select(vec![1023usize, 1024, 1025]),
+    ];
+    let list = (length, scalar.clone()).prop_map(|(n, v)| {
+        Value::Array(
+            (0..n)
+                .map(|i| match &v {
+                    Value::String(s) => Value::from(format!("{s}{i}")),
+                    other => other.clone(),
+                })
+                .collect(),
+        )
+    });
+    let bound = prop_oneof![
+        (-1e6f64..1e6).prop_map(Value::from),
+        prop::sample::select(vec!["2024-01-01T00:00:00Z", "2024-13-01", "yesterday"])
+            .prop_map(Value::from),
+        json_value(),
+    ];
+    let leaf = prop_oneof![
+        3 => (key.clone(), scalar).prop_map(|(k, v)| json!({"key": k, "match": {"value": v}})),
+        2 => (key.clone(), list.clone()).prop_map(|(k, l)| json!({"key": k, "match": {"any": l}})),
+        1 => (key.clone(), list.clone()).prop_map(|(k, l)| json!({"key": k, "match": {"except": l}})),
+        2 => (key.clone(), prop::sample::select(vec!["gt", "gte", "lt", "lte", "eq"]), bound)
+            .prop_map(|(k, op, b)| json!({"key": k, "range": {op: b}})),
+        1 => key.clone().prop_map(|k| json!({"is_empty": {"key": k}})),
+        1 => key.prop_map(|k| json!({"is_null": {"key": k}})),
+        1 => list.prop_map(|l| json!({"has_id": l})),
+        1 => json_value(),
+    ];
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    // Nesting as a chain (one condition a level), so a deep filter stays small.
+    let nested = (
+        prop::sample::select(vec!["must", "should", "must_not"]),
+        condition(depth - 1),
+    )
+        .prop_map(|(clause, c)| json!({ clause: [c] }));
+    prop_oneof![4 => leaf, 1 => nested].boxed()
+}
+
+/// A filter of must / should / must_not lists, up to `depth` more levels of nesting.
+fn filter(depth: u32) -> BoxedStrategy<Value> {
+    let count = prop_oneof![8 => 0usize..4, 1 => prop::sample::select(vec![64usize, 257])];
+    let clause = (count, condition(depth)).prop_map(|(n, c)| Value::Array(vec![c; n]));
+    (
+        prop::option::of(clause.clone()),
+        prop::option::of(clause.clone()),
+        prop::option::of(clause),
+        prop::option::weighted(0.05, (word(), json_value())),
+    )
+        .prop_map(|(must, should, must_not, extra)| {
+            let mut f = Map::new();
+            for (name, c) in [("must", must), ("should", should), ("must_not", must_not)] {
+                if let Some(c) = c {
+                    f.insert(name.into(), c);
+                }
+            }
+            if let Some((k, v)) = extra {
+                f.insert(k, v);
+            }
+            Value::Object(f)
+        })
+        .boxed()
+}
+
+/// Filters near their bounds on search, delete and the listing: an answer or a clear 4xx,
+/// never a 500, and soon.
+#[test]
+fn filters_near_their_bounds_get_a_clear_answer_in_time() {
+    // Nine levels of strategies and of parsing, in a debug build: more than a test thread's
+    // default stack.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(filters_near_their_bounds)
+        .expect("thread")
+        .join()
+        .expect("the filter fuzz target");
+}
+
+fn filters_near_their_bounds() {
+    let rt = runtime();
+    let gw = gateway(Options {
+        body_limit: 16 << 20,
+        ..Options::default()
+    });
+    let vectors: Vec<Vec<f32>> = (0..50).map(|i| vec![i as f32, 1.0, 0.5]).collect();
+    let ids: Vec<String> = (0..50).map(|i| format!("i{i}")).collect();
+    let metadata: Vec<Value> = (0..50)
+        .map(|i| json!({"tag": format!("t{}", i % 5), "n": i, "tags": ["a", i % 3], "a": {"b": i % 2 == 0}}))
+        .collect();
+    let r = rt.block_on(
+        gw.run(json!({"model": "vectors", "mode": "index", "scope": "f",
+        "input": {"vectors": vectors, "ids": ids, "metadata": metadata}})),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
+    let statuses = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
+    proptest!(|(f in filter(9), how in 0u8..3)| {
+        let started = std::time::Instant::now();
+        let reply = rt.block_on(async {
+            match how {
+                0 => Some(gw.run(json!({"model": "vectors", "mode": "search", "scope": "f",
+                    "input": {"vector": [3.0, 1.0, 0.5]}, "params": {"filter": f, "top_k": 5}})).await),
+                1 => {
+                    let text = f.to_string();
+                    let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+                    let uri = format!("/api/knowledge-bases/vectors/vectors/f/items?filter={encoded}");
+                    match axum::http::Request::get(uri)
+                        .header("X-API-Key", &gw.key)
+                        .body(axum::body::Body::empty())
+                    {
+                        Ok(req) => Some(gw.send(req).await),
+                        // Too long for a URI at all: the client cannot send it.
+                        Err(_) => None,
+                    }
+                }
+                // Ids no item has: a delete that passes the filter removes nothing.
+                _ => Some(gw.run(json!({"model": "vectors", "mode": "delete", "scope": "f",
+                    "input": {"ids": ["nobody"]}, "params": {"filter": f}})).await),
+            }
+        });
+        let Some(reply) = reply else { return Ok(()); };
+        prop_assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+        *statuses.lock().expect("statuses").entry(reply.status.as_u16()).or_default() += 1;
+        clear(&reply)?;
+    });
+    let statuses = statuses.into_inner().expect("statuses");
+    println!("filters answered: {statuses:?}");
+    assert!(statuses.get(&200).is_some_and(|n| *n > 0), "{statuses:?}");
+    assert!(statuses.get(&400).is_some_and(|n| *n > 0), "{statuses:?}");
+}

@@ -576,3 +576,39 @@ async fn the_recall_check_is_bounded_one_at_a_time_charged_and_cancelled() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
     assert_eq!(r.code(), "rate_limited");
 }
+
+/// A filter nested past its bound, with every level at its list bounds, on the stack of an
+/// ordinary thread: refused with a 400, never a crash.
+#[tokio::test]
+async fn a_deep_filter_is_refused_on_an_ordinary_stack() {
+    let gw = gateway(Options {
+        body_limit: 16 << 20,
+        ..Options::default()
+    });
+    let r = gw.run(index_texts(3)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // The outermost filter and MAX_DEPTH (8) filters nested in it.
+    for depth in [8usize, 9, 10, 64] {
+        let mut f = json!({"key": "tag", "match": {"value": "t1"}});
+        for _ in 0..depth {
+            f = json!({"must": [f], "should": [{"key": "tag", "match": {"any": ["t0", "t1", "t2"]}}]});
+        }
+        let r = gw
+            .run(
+                json!({"model": "demo-model", "mode": "search", "scope": "hostile",
+                        "input": {"text": "note"}, "params": {"filter": f}}),
+            )
+            .await;
+        if depth <= 9 {
+            assert_eq!(r.status, StatusCode::OK, "depth {depth}: {:?}", r.body);
+        } else {
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "depth {depth}: {:?}",
+                r.body
+            );
+            assert!(r.message().contains("nest"), "{}", r.message());
+        }
+    }
+}
