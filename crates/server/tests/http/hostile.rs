@@ -608,7 +608,12 @@ async fn a_deep_filter_is_refused_on_an_ordinary_stack() {
                 "depth {depth}: {:?}",
                 r.body
             );
-            assert!(r.message().contains("nest"), "{}", r.message());
+            // Past serde_json's own recursion limit the body itself is refused.
+            assert!(
+                r.message().contains("nest") || r.message().contains("recursion limit"),
+                "{}",
+                r.message()
+            );
         }
     }
 }
