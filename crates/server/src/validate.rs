@@ -260,9 +260,35 @@ fn schema_check(
     }
     Err(ApiError::bad_request(
         code,
-        format!("{path}: {error}"),
+        format!("{path}: {}", shortened(&error.to_string())),
         &path,
     ))
+}
+
+/// Longest schema message sent back, in bytes: the validator's message quotes the refused
+/// value whole, and a 4 MiB body must not come back as a 4 MiB error.
+const MAX_MESSAGE_BYTES: usize = 400;
+
+/// `message` with its middle cut to fit [`MAX_MESSAGE_BYTES`] (the start names the value,
+/// the end says what is wrong with it).
+fn shortened(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let floor = |mut i: usize| {
+        while !message.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = floor(MAX_MESSAGE_BYTES / 2);
+    let tail = floor(message.len() - MAX_MESSAGE_BYTES / 2 + 4);
+    format!(
+        "{} … ({} bytes left out) … {}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
 }
 
 /// JSON pointer `/texts/2` under `input` → `input.texts[2]`.
@@ -341,6 +367,17 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn long_schema_messages_keep_their_start_and_end() {
+        assert_eq!(shortened("short"), "short");
+        let long = format!("[{}] has more than 256 items", "ü,".repeat(5000));
+        let cut = shortened(&long);
+        assert!(cut.len() < MAX_MESSAGE_BYTES + 64, "{}", cut.len());
+        assert!(cut.starts_with("[ü,ü"), "{cut}");
+        assert!(cut.ends_with("has more than 256 items"), "{cut}");
+        assert!(cut.contains("bytes left out"), "{cut}");
     }
 
     #[test]

@@ -617,3 +617,26 @@ async fn a_deep_filter_is_refused_on_an_ordinary_stack() {
         }
     }
 }
+
+/// A schema refusal quoted the refused value whole: 300 vectors of 128 numbers (a 1 MiB body)
+/// came back as a 1 MiB error message. Now the message is cut to a few hundred bytes.
+#[tokio::test]
+async fn a_refused_value_is_not_echoed_back_whole() {
+    let gw = gateway(Options {
+        body_limit: 8 << 20,
+        ..Options::default()
+    });
+    let vectors = random_vectors(300, 128, 3);
+    let ids: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    let r = gw
+        .run(json!({"model": "vectors", "mode": "index", "scope": "echo",
+                    "input": {"vectors": vectors, "ids": ids}}))
+        .await;
+    assert_error(&r, 400, "invalid_input", Some("input.vectors"));
+    assert!(r.message().len() < 1024, "{} bytes", r.message().len());
+    assert!(
+        r.message().contains("more than 256 items"),
+        "{}",
+        r.message()
+    );
+}
