@@ -494,23 +494,51 @@ pub(crate) fn matching(
         };
     }
     let mut out = Vec::new();
-    passing(&txn.open_table(ITEMS)?, id, filter, true, |n, _| {
-        out.push(n)
-    })?;
+    passing(&txn.open_table(ITEMS)?, id, filter, |n, _| out.push(n))?;
+    Ok(out)
+}
+
+/// The external ids of the items of collection `id` that `filter` passes, in item order,
+/// read in `txn`: each candidate item is read and decoded once.
+pub(crate) fn matching_ids(
+    txn: &redb::ReadTransaction,
+    id: u64,
+    filter: &Filter,
+) -> Result<Vec<String>, StoreError> {
+    let items = txn.open_table(ITEMS)?;
+    let mut out = Vec::new();
+    match payload::Reader::open(txn, id)?.narrow(filter, usize::MAX)? {
+        payload::Narrowed::Among {
+            items: numbers,
+            exact,
+        } => {
+            for (seen, n) in numbers.into_iter().enumerate() {
+                if seen % 1024 == 1023 {
+                    crate::cancel::check()?;
+                }
+                if let Some(row) = items.get((id, n))? {
+                    let item: ItemRecord = decode("item", row.value())?;
+                    if exact || filter.matches(&item) {
+                        out.push(item.id);
+                    }
+                }
+            }
+        }
+        payload::Narrowed::Broad => passing(&items, id, filter, |_, item| out.push(item.id))?,
+    }
     Ok(out)
 }
 
 /// Each item of collection `id` in `items` that `filter` passes, with its number, in order.
-/// A `cancellable` scan (a read's, never a write's) stops when its asker left.
+/// Only reads call it (writes never scan), so it stops when its asker left.
 fn passing(
     items: &impl ReadableTable<(u64, u64), &'static [u8]>,
     id: u64,
     filter: &Filter,
-    cancellable: bool,
     mut each: impl FnMut(u64, ItemRecord),
 ) -> Result<(), StoreError> {
     for (seen, row) in items.range((id, 0)..=(id, u64::MAX))?.enumerate() {
-        if cancellable && seen % 1024 == 1023 {
+        if seen % 1024 == 1023 {
             crate::cancel::check()?;
         }
         let (k, v) = row?;

@@ -242,21 +242,7 @@ impl VectorIndex {
         let Some(coll) = self.collection_id(key)? else {
             return self.delete_batch(key, Vec::new(), Some(filter));
         };
-        let ids = {
-            let txn = self.store.begin_read()?;
-            let numbers = collection::matching(&txn, coll, &filter)?;
-            let items = txn.open_table(ITEMS)?;
-            let mut ids = Vec::with_capacity(numbers.len());
-            for (i, n) in numbers.into_iter().enumerate() {
-                if i % 1024 == 1023 {
-                    cancel::check()?;
-                }
-                if let Some(row) = items.get((coll, n))? {
-                    ids.push(collection::decode::<ItemRecord>("item", row.value())?.id);
-                }
-            }
-            ids
-        };
+        let ids = collection::matching_ids(&self.store.begin_read()?, coll, &filter)?;
         let mut total = DeleteOutcome::default();
         let mut batches = ids.chunks(DELETE_BATCH).peekable();
         if batches.peek().is_none() {
