@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter as Governor};
+use governor::{NotUntil, Quota, RateLimiter as Governor};
 
 use crate::error::ApiError;
 
@@ -103,13 +103,16 @@ impl RateLimiter {
                     reset_secs: (self.per_token() * spent).as_secs_f64().ceil() as u64,
                 }))
             }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                Err(Refused {
-                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-                    limit: self.limit,
-                })
-            }
+            Err(not_until) => Err(self.refused(&not_until)),
+        }
+    }
+
+    /// A refusal until the quota has room again, in whole seconds (at least one).
+    fn refused(&self, not_until: &NotUntil<<DefaultClock as Clock>::Instant>) -> Refused {
+        let wait = not_until.wait_time_from(self.clock.now());
+        Refused {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            limit: self.limit,
         }
     }
 }
@@ -132,14 +135,7 @@ impl RateLimiter {
         };
         match inner.check_key_n(&key.to_string(), n) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(not_until)) => Err(Charge::Later(Refused {
-                retry_after_secs: not_until
-                    .wait_time_from(self.clock.now())
-                    .as_secs_f64()
-                    .ceil()
-                    .max(1.0) as u64,
-                limit: self.limit,
-            })),
+            Ok(Err(not_until)) => Err(Charge::Later(self.refused(&not_until))),
             Err(_) => Err(Charge::PastQuota { limit: self.limit }),
         }
     }

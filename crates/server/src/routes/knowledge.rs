@@ -150,11 +150,7 @@ pub async fn items(
     })
     .await?;
     let Some(count) = count else {
-        return Err(ApiError::NotFound {
-            code: "knowledge_base_not_found",
-            message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
-            param: None,
-        });
+        return Err(not_found(&model, &collection, &scope));
     };
     let has_more = page.len() > limit;
     let data: Vec<Value> = page
@@ -183,4 +179,13 @@ pub async fn items(
         body["count"] = json!(count);
     }
     Ok(Json(body))
+}
+
+/// A knowledge base the caller's workspace does not hold.
+pub(crate) fn not_found(model: &str, collection: &str, scope: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "knowledge_base_not_found",
+        message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
+        param: None,
+    }
 }

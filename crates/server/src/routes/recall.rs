@@ -56,7 +56,11 @@ pub async fn recall(
         blocking(move || index.record(&key)).await?
     };
     let Some(record) = record else {
-        return Err(not_found(&model, &collection, &scope));
+        return Err(crate::routes::knowledge::not_found(
+            &model,
+            &collection,
+            &scope,
+        ));
     };
     let work = queries as u64 * record.count;
     let max_work = state.config.recall_max_work;
@@ -158,14 +162,6 @@ pub async fn recall(
         "graph_ms": latencies(&mut graph_ms),
         "exact_ms": latencies(&mut exact_ms),
     })))
-}
-
-fn not_found(model: &str, collection: &str, scope: &str) -> ApiError {
-    ApiError::NotFound {
-        code: "knowledge_base_not_found",
-        message: format!("no knowledge base {model}/{collection}/{scope} in this workspace"),
-        param: None,
-    }
 }
 
 /// An optional whole number field within `min..=max`.
