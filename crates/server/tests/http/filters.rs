@@ -79,7 +79,8 @@ impl Gateway {
     }
 }
 
-fn urlencode(s: &str) -> String {
+/// `s` percent-encoded for a query string.
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -388,8 +388,7 @@ fn filters_near_their_bounds() {
                 0 => Some(gw.run(json!({"model": "vectors", "mode": "search", "scope": "f",
                     "input": {"vector": [3.0, 1.0, 0.5]}, "params": {"filter": f, "top_k": 5}})).await),
                 1 => {
-                    let text = f.to_string();
-                    let encoded: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+                    let encoded = super::filters::urlencode(&f.to_string());
                     let uri = format!("/api/knowledge-bases/vectors/vectors/f/items?filter={encoded}");
                     match axum::http::Request::get(uri)
                         .header("X-API-Key", &gw.key)

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 
+use crate::filters::urlencode;
 use crate::{Options, assert_error, gateway};
 
 async fn metrics_text(gw: &crate::Gateway) -> String {
@@ -144,17 +145,6 @@ async fn filters_past_their_cost_bound_are_refused_naming_it() {
         r.body["output"]["results"].as_array().map(Vec::len),
         Some(3)
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A picture's bytes were read whole (up to 20 MiB) and copied, outside any budget, for each
