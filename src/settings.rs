@@ -132,7 +132,8 @@ pub struct EncoderSettings {
     #[arg(long, env = "AIMP_DEVICE", default_value = "cpu", global = true)]
     pub device: DeviceChoice,
 
-    /// Requests that may wait for each model's encoder; one more is answered 503.
+    /// Requests of one workspace that may wait for each model's encoder; one more is answered
+    /// 503.
     #[arg(long, env = "AIMP_ENCODE_QUEUE", default_value_t = 64, global = true)]
     pub encode_queue: usize,
 
@@ -140,13 +141,14 @@ pub struct EncoderSettings {
     #[arg(long, env = "AIMP_MAX_BATCH", default_value_t = 32, global = true)]
     pub max_batch: usize,
 
-    /// Longest a request may expect to wait for the work queued ahead of it at its model's
-    /// encoder, in milliseconds (measured per item on this machine); one that would wait
-    /// longer is answered 503 with `Retry-After` at once.
+    /// Longest a request may expect to wait at its model's encoder for the work that runs
+    /// before its answer, in milliseconds: each workspace has an equal share of every batch,
+    /// so this is its own workspace's earlier work and other workspaces' shares (measured per
+    /// item on this machine); one that would wait longer is answered 503 with `Retry-After`.
     #[arg(
         long,
         env = "AIMP_MAX_QUEUE_WAIT_MS",
-        default_value_t = 2_000,
+        default_value_t = 800,
         global = true
     )]
     pub max_queue_wait_ms: u64,
@@ -351,6 +353,28 @@ pub struct GatewaySettings {
     )]
     pub uploads_per_workspace: u64,
 
+    /// Store calls (searches, listings, writes, deletes) one workspace runs at once; more
+    /// wait their turn, so a workspace sending them as fast as it can takes a bounded share
+    /// of the cores and other workspaces' requests run beside it.
+    #[arg(
+        long,
+        env = "AIMP_STORE_CALLS_PER_WORKSPACE",
+        default_value_t = 2,
+        global = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub store_calls_per_workspace: u64,
+
+    /// Store calls of one workspace that may wait for their turn; one more is answered 429
+    /// `workspace_busy` with Retry-After.
+    #[arg(
+        long,
+        env = "AIMP_STORE_QUEUE_PER_WORKSPACE",
+        default_value_t = 64,
+        global = true
+    )]
+    pub store_queue_per_workspace: u64,
+
     /// Most vector comparisons one recall check may make (its queries x the scope's items);
     /// a larger check is answered 400 naming how many queries fit.
     #[arg(
@@ -429,6 +453,8 @@ impl std::fmt::Debug for GatewaySettings {
             .field("thumbnail_memory", &self.thumbnail_memory)
             .field("upload_min_rate", &self.upload_min_rate)
             .field("uploads_per_workspace", &self.uploads_per_workspace)
+            .field("store_calls_per_workspace", &self.store_calls_per_workspace)
+            .field("store_queue_per_workspace", &self.store_queue_per_workspace)
             .field("recall_max_work", &self.recall_max_work)
             .field("filter_max_values", &self.filter_max_values)
             .field("filter_max_value_bytes", &self.filter_max_value_bytes)

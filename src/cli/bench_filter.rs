@@ -329,7 +329,7 @@ pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
         let mut data = Vec::with_capacity(rows.len() * handle.dimensions());
         for chunk in rows.chunks(args.batch) {
             let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
-            let vectors = runtime.block_on(handle.embed_texts(batch))?;
+            let vectors = runtime.block_on(handle.embed_texts("bench", batch))?;
             for v in vectors {
                 data.extend(v);
             }

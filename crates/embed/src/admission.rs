@@ -1,15 +1,23 @@
 //! Admission to an encoder: work is counted in items (texts, pictures), not requests, and a
-//! request is admitted only while the work already queued ahead of it is expected to take no
-//! longer than the worker's `max_wait`; otherwise it is refused at once with how long to wait
-//! ([`EmbedError::Overloaded`]), before anything of it is read or decoded.
+//! request is admitted only while the work that will run before its answer, other than its
+//! own, is expected to take no longer than the worker's `max_wait`; otherwise it is refused
+//! at once with how long to wait ([`EmbedError::Overloaded`]), before anything of it is read
+//! or decoded. Its own items are not counted, so a run larger than the bound is still served.
 //!
-//! The expected wait is the queued items times what an item of that kind has recently cost
-//! on this machine (a moving average the worker keeps after every batch). Texts run before
-//! pictures, so a text waits only for the texts ahead of it; a picture waits for everything.
-//! Before the first batch of a kind the cost is unknown and nothing is refused for it.
+//! The worker shares every batch fairly between tenants (workspaces, see
+//! [`crate::fair_queue`]), so what runs before a request's answer is not everything queued:
+//! its own tenant's earlier items, and of each other tenant's queued items at most as many as
+//! this tenant will have queued with the request. A tenant sending runs back to back fills
+//! only its own line and is the one refused; another tenant's query is admitted and waits
+//! about one share of each batch.
+//! The cost of an item is what an item of that kind has recently cost on this machine (a
+//! moving average the worker keeps after every batch). Texts run before pictures, so a text
+//! waits only for texts; a picture waits for every queued text too. Before the first batch of
+//! a kind the cost is unknown and nothing is refused for it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::EmbedError;
@@ -24,12 +32,19 @@ pub enum Kind {
 /// Items admitted and not yet run, and their recent cost, per kind.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
-    queued: [AtomicUsize; 2],
+    /// Items admitted and not yet run, per tenant and kind; a tenant with none has no entry.
+    queued: Mutex<HashMap<Arc<str>, Queued>>,
     /// Moving average of nanoseconds per item.
     cost: [AtomicU64; 2],
-    /// Requests admitted and not yet answered.
-    requests: AtomicUsize,
+    /// Requests admitted and not yet answered, per tenant.
+    requests: Mutex<HashMap<Arc<str>, usize>>,
+    /// Requests admitted and not yet answered, all tenants.
+    in_flight: AtomicUsize,
 }
+
+/// One tenant's items admitted and not yet run, by kind.
+#[derive(Clone, Copy, Debug, Default)]
+struct Queued([usize; 2]);
 
 fn slot(kind: Kind) -> usize {
     match kind {
@@ -38,26 +53,36 @@ fn slot(kind: Kind) -> usize {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Load {
-    /// Queued work a new request of `kind` would wait behind.
-    fn wait_ahead(&self, kind: Kind) -> Duration {
-        let nanos = |k: Kind| {
-            self.queued[slot(k)].load(Ordering::Relaxed) as u64
-                * self.cost[slot(k)].load(Ordering::Relaxed)
-        };
-        let ahead = match kind {
-            Kind::Texts => nanos(Kind::Texts),
-            Kind::Pictures => nanos(Kind::Texts) + nanos(Kind::Pictures),
-        };
-        Duration::from_nanos(ahead)
+    /// How long `tenant`'s request of `items` of `kind` would wait for the work that runs
+    /// before its last item, its own items not counted (the module says which), at their
+    /// recent cost.
+    fn expected_wait(&self, tenant: &str, kind: Kind, items: usize) -> Duration {
+        let queued = locked(&self.queued);
+        let before = queued.get(tenant).copied().unwrap_or_default().0[slot(kind)];
+        let cost = |k: Kind| self.cost[slot(k)].load(Ordering::Relaxed) as u128;
+        let others: usize = queued
+            .iter()
+            .filter(|(t, _)| &***t != tenant)
+            .map(|(_, q)| q.0[slot(kind)].min(before + items))
+            .sum();
+        let mut nanos = (before + others) as u128 * cost(kind);
+        if kind == Kind::Pictures {
+            let texts: usize = queued.values().map(|q| q.0[slot(Kind::Texts)]).sum();
+            nanos += texts as u128 * cost(Kind::Texts);
+        }
+        Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
     }
 
-    /// The worker ran `items` items of `kind` in `took`.
+    /// The worker ran a batch of `items` items of `kind` in `took`: the cost it keeps.
     pub fn ran(&self, kind: Kind, items: usize, took: Duration) {
         if items == 0 {
             return;
         }
-        self.dropped(kind, items);
         let per_item = (took.as_nanos() / items as u128).min(u64::MAX as u128) as u64;
         let cost = &self.cost[slot(kind)];
         let old = cost.load(Ordering::Relaxed);
@@ -69,58 +94,76 @@ impl Load {
         cost.store(new.max(1), Ordering::Relaxed);
     }
 
-    /// Items of `kind` that left the queue: run, or never to run (their job failed first).
-    pub fn dropped(&self, kind: Kind, items: usize) {
-        let _ = self.queued[slot(kind)].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
-            Some(q.saturating_sub(items))
-        });
+    /// Items of `tenant`'s `kind` that left the queue: run, or never to run (their job failed
+    /// first).
+    pub fn dropped(&self, tenant: &str, kind: Kind, items: usize) {
+        if items == 0 {
+            return;
+        }
+        let mut queued = locked(&self.queued);
+        if let Some(q) = queued.get_mut(tenant) {
+            q.0[slot(kind)] = q.0[slot(kind)].saturating_sub(items);
+            if q.0 == [0, 0] {
+                queued.remove(tenant);
+            }
+        }
     }
 
-    /// Items of `kind` admitted and not yet run.
+    /// Items of `kind` admitted and not yet run, all tenants.
     #[cfg(test)]
     pub fn queued(&self, kind: Kind) -> usize {
-        self.queued[slot(kind)].load(Ordering::Relaxed)
+        locked(&self.queued).values().map(|q| q.0[slot(kind)]).sum()
     }
 
+    /// Requests admitted and not yet answered, all tenants.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::Relaxed)
+        self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Admits `items` of `kind`, or refuses with how long to wait.
+    /// Admits `tenant`'s `items` of `kind`, or refuses with how long to wait.
     pub fn admit(
         self: &Arc<Self>,
         slug: &str,
+        tenant: &str,
         kind: Kind,
         items: usize,
         limits: Limits,
     ) -> Result<Admission, EmbedError> {
-        let before = self.requests.fetch_add(1, Ordering::Relaxed);
-        let admission = Admission {
+        let tenant: Arc<str> = tenant.into();
+        let before = {
+            let mut requests = locked(&self.requests);
+            let n = requests.entry(tenant.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut admission = Admission {
             load: self.clone(),
+            tenant,
             kind,
             items: 0,
         };
         if before > limits.requests {
             return Err(EmbedError::Overloaded {
                 slug: slug.to_string(),
-                why: format!("{} requests are waiting", limits.requests),
+                why: format!("{} requests of this workspace are waiting", limits.requests),
                 retry_after_secs: 1,
             });
         }
-        let ahead = self.wait_ahead(kind);
-        if ahead > limits.max_wait {
+        let wait = self.expected_wait(&admission.tenant, kind, items);
+        if wait > limits.max_wait {
             return Err(EmbedError::Overloaded {
                 slug: slug.to_string(),
                 why: format!(
                     "the work queued ahead would take about {:.1} s, more than the {:.1} s a request may wait",
-                    ahead.as_secs_f64(),
+                    wait.as_secs_f64(),
                     limits.max_wait.as_secs_f64()
                 ),
-                retry_after_secs: ahead.as_secs().max(1),
+                retry_after_secs: wait.as_secs().max(1),
             });
         }
-        let mut admission = admission;
-        self.queued[slot(kind)].fetch_add(items, Ordering::Relaxed);
+        let mut queued = locked(&self.queued);
+        queued.entry(admission.tenant.clone()).or_default().0[slot(kind)] += items;
         admission.items = items;
         Ok(admission)
     }
@@ -129,6 +172,7 @@ impl Load {
 /// How much may wait for one worker.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
+    /// Requests of one tenant that may wait (one more may be running); one more is refused.
     pub requests: usize,
     pub max_wait: Duration,
 }
@@ -138,6 +182,7 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub struct Admission {
     load: Arc<Load>,
+    tenant: Arc<str>,
     kind: Kind,
     /// Admitted items not yet handed to the worker.
     items: usize,
@@ -148,6 +193,11 @@ impl Admission {
         self.kind
     }
 
+    /// The tenant (workspace) whose line its work joins.
+    pub(crate) fn tenant(&self) -> &Arc<str> {
+        &self.tenant
+    }
+
     /// The items go to the worker, which takes them off the queue as it runs them.
     pub(crate) fn hand_over(&mut self) {
         self.items = 0;
@@ -156,8 +206,17 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.load.requests.fetch_sub(1, Ordering::Relaxed);
-        self.load.dropped(self.kind, self.items);
+        {
+            let mut requests = locked(&self.load.requests);
+            if let Some(n) = requests.get_mut(&self.tenant) {
+                *n -= 1;
+                if *n == 0 {
+                    requests.remove(&self.tenant);
+                }
+            }
+        }
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.load.dropped(&self.tenant, self.kind, self.items);
     }
 }
 
@@ -177,12 +236,12 @@ mod tests {
         let load = Arc::new(Load::default());
         // Unknown cost: nothing is refused.
         let a = load
-            .admit("m", Kind::Pictures, 64, limits(1_000))
+            .admit("m", "w", Kind::Pictures, 64, limits(1_000))
             .expect("first");
         // 100 ms per picture: 64 queued pictures are 6.4 s ahead.
         load.cost[1].store(100_000_000, Ordering::Relaxed);
         let e = load
-            .admit("m", Kind::Pictures, 1, limits(1_000))
+            .admit("m", "w", Kind::Pictures, 1, limits(1_000))
             .expect_err("6.4 s ahead");
         match e {
             EmbedError::Overloaded {
@@ -192,15 +251,85 @@ mod tests {
         }
         // Texts run first: a query does not wait for the pictures.
         let t = load
-            .admit("m", Kind::Texts, 1, limits(1_000))
+            .admit("m", "w", Kind::Texts, 1, limits(1_000))
             .expect("a query");
         drop(t);
-        // The worker runs 60 of them: 0.4 s ahead now, within the bound.
+        // The worker runs 60 of them: 0.4 s ahead now, within the bound. The request's own
+        // 20 pictures are not counted: a run larger than the bound is served.
         load.ran(Kind::Pictures, 60, Duration::from_secs(6));
+        load.dropped("w", Kind::Pictures, 60);
         let b = load
-            .admit("m", Kind::Pictures, 8, limits(1_000))
+            .admit("m", "w", Kind::Pictures, 20, limits(1_000))
             .expect("admitted");
         drop((a, b));
+        assert_eq!(load.requests(), 0);
+        assert_eq!(load.queued(Kind::Pictures), 0);
+    }
+
+    #[test]
+    fn a_tenant_filling_the_queue_is_refused_while_another_is_admitted() {
+        let load = Arc::new(Load::default());
+        load.cost[0].store(10_000_000, Ordering::Relaxed); // 10 ms per text
+        // The abusive workspace queues 120 texts, 1.2 s of work.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut a = load
+                .admit("m", "abusive", Kind::Texts, 30, limits(1_000))
+                .expect("within the bound");
+            a.hand_over();
+            held.push(a);
+        }
+        assert!(
+            load.admit("m", "abusive", Kind::Texts, 30, limits(1_000))
+                .is_err(),
+            "1.2 s of its own work ahead"
+        );
+        // Another workspace's query runs beside the first share of it.
+        assert_eq!(
+            load.expected_wait("interactive", Kind::Texts, 1),
+            Duration::from_millis(10)
+        );
+        let q = load
+            .admit("m", "interactive", Kind::Texts, 1, limits(1_000))
+            .expect("a query of another workspace");
+        assert_eq!(
+            load.expected_wait("interactive", Kind::Texts, 1),
+            Duration::from_millis(30),
+            "a second query: the first, and two of the abusive workspace's"
+        );
+        // The abusive workspace's next request waits for all of its own and the query.
+        assert_eq!(
+            load.expected_wait("abusive", Kind::Texts, 1),
+            Duration::from_millis(1_210)
+        );
+        drop(q);
+        drop(held);
+        assert_eq!(
+            load.queued(Kind::Texts),
+            120,
+            "handed over: the worker takes them off"
+        );
+        load.dropped("abusive", Kind::Texts, 120);
+        assert_eq!(load.queued(Kind::Texts), 0);
+        assert_eq!(load.requests(), 0);
+    }
+
+    #[test]
+    fn a_tenant_has_a_bounded_number_of_requests_waiting() {
+        let load = Arc::new(Load::default());
+        let limits = Limits {
+            requests: 2,
+            max_wait: Duration::from_secs(60),
+        };
+        // One running and two waiting.
+        let a = load.admit("m", "w", Kind::Texts, 1, limits).expect("1");
+        let b = load.admit("m", "w", Kind::Texts, 1, limits).expect("2");
+        let c = load.admit("m", "w", Kind::Texts, 1, limits).expect("3");
+        assert!(load.admit("m", "w", Kind::Texts, 1, limits).is_err());
+        assert!(load.admit("m", "other", Kind::Texts, 1, limits).is_ok());
+        drop(a);
+        assert!(load.admit("m", "w", Kind::Texts, 1, limits).is_ok());
+        drop((b, c));
         assert_eq!(load.requests(), 0);
     }
 
@@ -209,18 +338,19 @@ mod tests {
         let load = Arc::new(Load::default());
         load.cost[0].store(10_000_000, Ordering::Relaxed); // 10 ms per text
         let mut handed = load
-            .admit("m", Kind::Texts, 50, limits(300))
+            .admit("m", "w", Kind::Texts, 50, limits(300))
             .expect("50 texts");
         handed.hand_over();
         let failed = load
-            .admit("m", Kind::Texts, 20, limits(1_000))
+            .admit("m", "w", Kind::Texts, 20, limits(1_000))
             .expect("20 more");
         drop(failed); // e.g. its input was refused before it reached the worker
-        assert_eq!(load.queued[0].load(Ordering::Relaxed), 50);
+        assert_eq!(load.queued(Kind::Texts), 50);
         // 0.5 s ahead: over a 0.3 s bound.
-        assert!(load.admit("m", Kind::Texts, 1, limits(300)).is_err());
+        assert!(load.admit("m", "w", Kind::Texts, 1, limits(300)).is_err());
         load.ran(Kind::Texts, 50, Duration::from_millis(500));
+        load.dropped("w", Kind::Texts, 50);
         drop(handed);
-        assert!(load.admit("m", Kind::Texts, 1, limits(300)).is_ok());
+        assert!(load.admit("m", "w", Kind::Texts, 1, limits(300)).is_ok());
     }
 }

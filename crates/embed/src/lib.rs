@@ -16,6 +16,7 @@ mod decode;
 mod device;
 mod error;
 pub mod exif_fields;
+mod fair_queue;
 mod hub;
 mod install;
 mod l2;

@@ -6,7 +6,6 @@
 //! preprocessed on the rayon pool (each one under `catch_unwind`, so a picture that crashes a
 //! decoder is a 400 for that picture) while the model thread runs earlier batches.
 
-use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -18,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::EmbedError;
 use crate::admission::{Admission, Kind, Limits, Load};
 use crate::decode::{DecodeOptions, decode_rgb_with};
+use crate::fair_queue::{FairQueue, Part, Queued};
 use crate::preprocess::{normalize_into, resize_and_crop};
 
 /// A model that turns texts (and, with an image tower, pictures) into L2-normalised vectors.
@@ -43,12 +43,12 @@ pub trait Encoder: Send + 'static {
 /// Bounds of one worker.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerOptions {
-    /// Requests that may wait; one more is refused as overloaded.
+    /// Requests of one workspace that may wait; one more is refused as overloaded.
     pub queue_capacity: usize,
     /// Most texts or pictures run through the model in one forward pass.
     pub max_batch: usize,
-    /// Longest a request may expect to wait for the work queued ahead of it; a request that
-    /// would wait longer is refused at once (see [`crate::admission`]).
+    /// Longest a request may expect to wait for the work that runs before its answer; a
+    /// request that would wait longer is refused at once (see [`crate::admission`]).
     pub max_wait: Duration,
 }
 
@@ -57,7 +57,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             queue_capacity: 64,
             max_batch: 32,
-            max_wait: Duration::from_secs(2),
+            max_wait: Duration::from_millis(800),
         }
     }
 }
@@ -88,6 +88,7 @@ impl Work {
 }
 
 struct Job {
+    tenant: Arc<str>,
     work: Work,
     reply: Reply,
 }
@@ -108,7 +109,9 @@ pub struct EncoderHandle {
 impl EncoderHandle {
     /// Moves `encoder` onto a new thread and returns the handle that feeds it.
     pub fn spawn(encoder: impl Encoder, options: WorkerOptions) -> EncoderHandle {
-        let (tx, rx) = sync_channel(options.queue_capacity.max(1));
+        // The channel only carries jobs to the worker, which drains it before every batch;
+        // admission bounds what waits, per workspace, so this bound is only a backstop.
+        let (tx, rx) = sync_channel(options.queue_capacity.max(1).saturating_mul(16));
         let load = Arc::new(Load::default());
         let slug: Arc<str> = encoder.slug().into();
         let handle = EncoderHandle {
@@ -158,23 +161,29 @@ impl EncoderHandle {
         self.load.requests()
     }
 
-    /// A place for `items` of `kind`, or [`EmbedError::Overloaded`] at once. Taken before a
-    /// request reads or decodes anything, and held until it is answered.
-    pub fn admit(&self, kind: Kind, items: usize) -> Result<Admission, EmbedError> {
+    /// A place for `tenant`'s `items` of `kind`, or [`EmbedError::Overloaded`] at once. Taken
+    /// before a request reads or decodes anything, and held until it is answered. The tenant
+    /// is the workspace: the worker shares each batch fairly between tenants.
+    pub fn admit(&self, tenant: &str, kind: Kind, items: usize) -> Result<Admission, EmbedError> {
         if kind == Kind::Pictures && self.image_size.is_none() {
             return Err(EmbedError::NoImageTower {
                 slug: self.slug.to_string(),
             });
         }
-        self.load.admit(&self.slug, kind, items, self.limits)
+        self.load
+            .admit(&self.slug, tenant, kind, items, self.limits)
     }
 
-    /// Embeds `texts` on the worker; never blocks the async thread.
-    pub async fn embed_texts(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Embeds `tenant`'s `texts` on the worker; never blocks the async thread.
+    pub async fn embed_texts(
+        &self,
+        tenant: &str,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut admission = self.admit(Kind::Texts, texts.len())?;
+        let mut admission = self.admit(tenant, Kind::Texts, texts.len())?;
         self.submit(&mut admission, Work::Texts(texts)).await
     }
 
@@ -230,7 +239,12 @@ impl EncoderHandle {
         work: Work,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Job { work, reply }) {
+        let tenant = admission.tenant().clone();
+        match self.tx.try_send(Job {
+            tenant,
+            work,
+            reply,
+        }) {
             Ok(()) => admission.hand_over(),
             Err(e) => {
                 return Err(match e {
@@ -294,15 +308,22 @@ struct Running {
     reply: Reply,
 }
 
+impl Queued for Running {
+    fn left(&self) -> usize {
+        self.work.len() - self.taken
+    }
+}
+
 /// The worker loop. Work runs in batches of at most `max_batch` items, one batch at a time,
 /// and between batches the worker picks what runs next: texts (search queries, typically one
 /// short text) before pictures, so a query waits for at most the batch already running, not
-/// for a long picture job queued before it. Long jobs are split into batches that other
-/// work can overtake; a job is answered when its last batch is done. Texts need no sorting by
-/// length: the CPU forward pass packs them without padding.
+/// for a long picture job queued before it. Each batch is shared fairly between workspaces
+/// ([`crate::fair_queue`]): long jobs are split into batches that other work can overtake,
+/// and a job is answered when its last batch is done. Texts need no sorting by length: the
+/// CPU forward pass packs them without padding.
 fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize, load: &Load) {
-    let mut texts: VecDeque<Running> = VecDeque::new();
-    let mut pixels: VecDeque<Running> = VecDeque::new();
+    let mut texts: FairQueue<Running> = FairQueue::new();
+    let mut pixels: FairQueue<Running> = FairQueue::new();
     let mut text_streak = 0;
     loop {
         if texts.is_empty() && pixels.is_empty() {
@@ -331,7 +352,7 @@ fn run(mut encoder: impl Encoder, rx: Receiver<Job>, max_batch: usize, load: &Lo
     }
 }
 
-fn enqueue(job: Job, texts: &mut VecDeque<Running>, pixels: &mut VecDeque<Running>) {
+fn enqueue(job: Job, texts: &mut FairQueue<Running>, pixels: &mut FairQueue<Running>) {
     let queue = match job.work {
         Work::Texts(_) => texts,
         Work::Pixels(_) => pixels,
@@ -340,59 +361,57 @@ fn enqueue(job: Job, texts: &mut VecDeque<Running>, pixels: &mut VecDeque<Runnin
         let _ = job.reply.send(Ok(Vec::new()));
         return;
     }
-    queue.push_back(Running {
-        rows: Vec::with_capacity(job.work.len()),
-        work: job.work,
-        taken: 0,
-        reply: job.reply,
-    });
+    queue.push(
+        job.tenant,
+        Running {
+            rows: Vec::with_capacity(job.work.len()),
+            work: job.work,
+            taken: 0,
+            reply: job.reply,
+        },
+    );
 }
 
-/// Runs one batch from the front of `queue` (up to `max_batch` items, from as many jobs as
-/// fit), hands each job its rows, and answers the jobs that are complete. When a batch of
-/// several jobs fails, each job's part runs again alone, so only the job at fault fails.
+/// Runs one batch from `queue` (up to `max_batch` items, shared between workspaces), hands
+/// each job its rows, and answers the jobs that are complete. When a batch of several jobs
+/// fails, each job's part runs again alone, so only the job at fault fails.
 fn run_batch(
     encoder: &mut impl Encoder,
-    queue: &mut VecDeque<Running>,
+    queue: &mut FairQueue<Running>,
     max_batch: usize,
     load: &Load,
 ) {
-    // (job position in the queue, how many of its items) for this batch.
-    let mut parts: Vec<(usize, usize)> = Vec::new();
-    let mut items = 0;
-    for (i, job) in queue.iter().enumerate() {
-        if items == max_batch {
-            break;
-        }
-        let n = (job.work.len() - job.taken).min(max_batch - items);
-        parts.push((i, n));
-        items += n;
-    }
+    let parts = queue.take_batch(max_batch);
+    let Some(first) = parts.first() else {
+        return;
+    };
+    let kind = first.job.work.kind();
+    let items: usize = parts.iter().map(|p| p.items).sum();
     let started = Instant::now();
-    let kind = queue[0].work.kind();
-    let outcomes: Vec<Result<Vec<Vec<f32>>, EmbedError>> = match embed_parts(encoder, queue, &parts)
-    {
+    let outcomes: Vec<Result<Vec<Vec<f32>>, EmbedError>> = match embed_parts(encoder, &parts) {
         Ok(vectors) => {
             let mut vectors = vectors.into_iter();
             parts
                 .iter()
-                .map(|&(_, n)| Ok(vectors.by_ref().take(n).collect()))
+                .map(|p| Ok(vectors.by_ref().take(p.items).collect()))
                 .collect()
         }
         Err(e) if parts.len() == 1 => vec![Err(e)],
         Err(_) => parts
             .iter()
-            .map(|part| embed_parts(encoder, queue, std::slice::from_ref(part)))
+            .map(|part| embed_parts(encoder, std::slice::from_ref(part)))
             .collect(),
     };
     load.ran(kind, items, started.elapsed());
-    // The batch's jobs are the first `parts.len()` of the queue; the unfinished one (only the
-    // last can be) goes back to the front.
-    let mut front: Vec<Running> = (0..parts.len()).filter_map(|_| queue.pop_front()).collect();
-    let mut unfinished = None;
-    for ((mut job, &(_, n)), outcome) in front.drain(..).zip(&parts).zip(outcomes) {
+    for (part, outcome) in parts.into_iter().zip(outcomes) {
+        let Part {
+            tenant,
+            mut job,
+            items: n,
+        } = part;
         match outcome {
             Ok(rows) => {
+                load.dropped(&tenant, kind, n);
                 job.rows.extend(rows);
                 job.taken += n;
                 if job.taken == job.work.len() {
@@ -404,34 +423,30 @@ fn run_batch(
                             .iter_mut()
                             .for_each(|v| *v = Vec::new());
                     }
-                    unfinished = Some(job);
+                    queue.put_back(tenant, job);
                 }
             }
             Err(e) => {
                 // Its later items will not run: they leave the admission count now.
-                load.dropped(kind, job.work.len() - job.taken - n);
+                load.dropped(&tenant, kind, job.work.len() - job.taken);
                 let _ = job.reply.send(Err(e));
             }
         }
-    }
-    if let Some(job) = unfinished {
-        queue.push_front(job);
     }
 }
 
 /// The items of `parts` run through the model as one batch.
 fn embed_parts(
     encoder: &mut impl Encoder,
-    queue: &VecDeque<Running>,
-    parts: &[(usize, usize)],
+    parts: &[Part<Running>],
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let items: usize = parts.iter().map(|&(_, n)| n).sum();
-    let vectors = match &queue[0].work {
+    let items: usize = parts.iter().map(|p| p.items).sum();
+    let vectors = match &parts[0].job.work {
         Work::Texts(_) => {
             let batch: Vec<String> = parts
                 .iter()
-                .flat_map(|&(i, n)| match &queue[i].work {
-                    Work::Texts(t) => t[queue[i].taken..queue[i].taken + n].to_vec(),
+                .flat_map(|p| match &p.job.work {
+                    Work::Texts(t) => t[p.job.taken..p.job.taken + p.items].to_vec(),
                     Work::Pixels(_) => Vec::new(),
                 })
                 .collect();
@@ -440,8 +455,8 @@ fn embed_parts(
         Work::Pixels(_) => {
             let batch: Vec<f32> = parts
                 .iter()
-                .flat_map(|&(i, n)| match &queue[i].work {
-                    Work::Pixels(p) => p[queue[i].taken..queue[i].taken + n].concat(),
+                .flat_map(|p| match &p.job.work {
+                    Work::Pixels(px) => px[p.job.taken..p.job.taken + p.items].concat(),
                     Work::Texts(_) => Vec::new(),
                 })
                 .collect();
@@ -475,7 +490,7 @@ mod tests {
 
     /// Admits and embeds pictures, as the gateway does.
     async fn embed(h: &EncoderHandle, images: Vec<Arc<[u8]>>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let admission = h.admit(Kind::Pictures, images.len())?;
+        let admission = h.admit("t", Kind::Pictures, images.len())?;
         h.embed_images(admission, images, DecodeOptions::default())
             .await
     }
@@ -523,8 +538,8 @@ mod tests {
     async fn answers_each_request_with_its_own_rows() {
         let (enc, _) = fake();
         let h = EncoderHandle::spawn(enc, WorkerOptions::default());
-        let a = h.embed_texts(vec!["a".into(), "bbb".into()]);
-        let b = h.embed_texts(vec!["cc".into()]);
+        let a = h.embed_texts("t", vec!["a".into(), "bbb".into()]);
+        let b = h.embed_texts("t", vec!["cc".into()]);
         let (a, b) = tokio::join!(a, b);
         assert_eq!(a.expect("a"), vec![vec![1.0, 1.0], vec![3.0, 1.0]]);
         assert_eq!(b.expect("b"), vec![vec![2.0, 1.0]]);
@@ -549,19 +564,19 @@ mod tests {
         // queue, the third finds it full.
         let first = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["1".into()]).await }
+            async move { h.embed_texts("t", vec!["1".into()]).await }
         });
         while entered.load(Ordering::SeqCst) < 1 {
             tokio::task::yield_now().await;
         }
         let second = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["2".into()]).await }
+            async move { h.embed_texts("t", vec!["2".into()]).await }
         });
         while h.queue_depth() < 2 {
             tokio::task::yield_now().await;
         }
-        let third = h.embed_texts(vec!["3".into()]).await;
+        let third = h.embed_texts("t", vec!["3".into()]).await;
         assert!(matches!(
             third,
             Err(EmbedError::Overloaded {
@@ -580,7 +595,7 @@ mod tests {
         let h = EncoderHandle::spawn(enc, WorkerOptions::default());
         // Through the public handle, as a library caller may send it.
         assert_eq!(
-            h.embed_texts(Vec::new()).await.expect("empty"),
+            h.embed_texts("t", Vec::new()).await.expect("empty"),
             Vec::<Vec<f32>>::new()
         );
         assert_eq!(
@@ -593,6 +608,7 @@ mod tests {
         // a pause, so the worker is past it before the next job comes.
         let (reply, answer) = oneshot::channel();
         h.tx.try_send(Job {
+            tenant: "t".into(),
             work: Work::Texts(Vec::new()),
             reply,
         })
@@ -600,7 +616,7 @@ mod tests {
         assert!(answer.await.expect("answered").expect("ok").is_empty());
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert_eq!(
-            h.embed_texts(vec!["ok".into()])
+            h.embed_texts("t", vec!["ok".into()])
                 .await
                 .expect("the worker lives"),
             vec![vec![2.0, 1.0]]
@@ -611,9 +627,9 @@ mod tests {
     async fn a_panic_is_an_error_and_the_worker_survives() {
         let (enc, _) = fake();
         let h = EncoderHandle::spawn(enc, WorkerOptions::default());
-        let err = h.embed_texts(vec!["panic".into()]).await;
+        let err = h.embed_texts("t", vec!["panic".into()]).await;
         assert!(matches!(err, Err(EmbedError::Panicked { reason }) if reason == "boom"));
-        assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
+        assert!(h.embed_texts("t", vec!["ok".into()]).await.is_ok());
     }
 
     /// An "image model" that answers the number of floats it got per picture.
@@ -704,18 +720,18 @@ mod tests {
             },
         );
         // The first batch teaches the worker what a text costs here.
-        h.embed_texts(vec!["warm".into(); 4])
+        h.embed_texts("t", vec!["warm".into(); 4])
             .await
             .expect("warm-up");
         let long = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["x".into(); 40]).await }
+            async move { h.embed_texts("t", vec!["x".into(); 40]).await }
         });
         while h.queue_depth() < 1 {
             tokio::task::yield_now().await;
         }
         // 40 texts at about 20 ms each are queued ahead: far past 100 ms.
-        match h.embed_texts(vec!["query".into()]).await {
+        match h.embed_texts("t", vec!["query".into()]).await {
             Err(EmbedError::Overloaded {
                 retry_after_secs, ..
             }) => assert!(retry_after_secs >= 1),
@@ -723,7 +739,7 @@ mod tests {
         }
         assert_eq!(long.await.expect("join").expect("long").len(), 40);
         // Once it has run, a query is admitted again.
-        assert!(h.embed_texts(vec!["query".into()]).await.is_ok());
+        assert!(h.embed_texts("t", vec!["query".into()]).await.is_ok());
     }
 
     #[test]
@@ -757,7 +773,7 @@ mod tests {
             },
         );
         let texts: Vec<String> = (0..10).map(|i| "x".repeat(i)).collect();
-        let out = h.embed_texts(texts).await.expect("embed");
+        let out = h.embed_texts("t", texts).await.expect("embed");
         assert_eq!(out.len(), 10);
         assert_eq!(out[9][0], 9.0);
         assert_eq!(*batches.lock().expect("batches"), vec![4, 4, 2]);
@@ -830,7 +846,7 @@ mod tests {
         }
         let query = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["a dog".into()]).await }
+            async move { h.embed_texts("t", vec!["a dog".into()]).await }
         });
         while h.queue_depth() < 2 {
             tokio::task::yield_now().await;
@@ -854,6 +870,80 @@ mod tests {
         assert_eq!(*log.lock().expect("log"), ["P2", "T1", "P2", "P2"]);
     }
 
+    /// Logs each text batch as its texts joined by commas; held on a gate.
+    struct Joined {
+        gate: Arc<Mutex<()>>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Encoder for Joined {
+        fn slug(&self) -> &str {
+            "joined"
+        }
+        fn dimensions(&self) -> usize {
+            1
+        }
+        fn embed_texts(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.log.lock().expect("log").push(texts.join(","));
+            let _held = self.gate.lock().expect("gate");
+            Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+        }
+    }
+
+    // The gate is held across awaits on purpose: it stalls the worker thread, not a task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn another_workspaces_query_runs_in_the_next_batch_beside_long_runs() {
+        let gate = Arc::new(Mutex::new(()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let h = EncoderHandle::spawn(
+            Joined {
+                gate: gate.clone(),
+                log: log.clone(),
+            },
+            WorkerOptions {
+                queue_capacity: 8,
+                max_batch: 4,
+                ..WorkerOptions::default()
+            },
+        );
+        let held = gate.lock().expect("gate");
+        let run = |tenant: &'static str, text: &'static str, n: usize| {
+            let h = h.clone();
+            tokio::spawn(async move { h.embed_texts(tenant, vec![text.to_string(); n]).await })
+        };
+        let first = run("abusive", "a1", 4);
+        while log.lock().expect("log").is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // While its first run is in the model, the abusive workspace queues two more, then
+        // another workspace sends one query.
+        let second = run("abusive", "a2", 4);
+        while h.queue_depth() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let third = run("abusive", "a3", 4);
+        while h.queue_depth() < 3 {
+            tokio::task::yield_now().await;
+        }
+        let query = run("interactive", "q", 1);
+        while h.queue_depth() < 4 {
+            tokio::task::yield_now().await;
+        }
+        // Give the jobs time to reach the worker's queue before the gate opens.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(held);
+        assert_eq!(query.await.expect("join").expect("query"), vec![vec![1.0]]);
+        for job in [first, second, third] {
+            assert_eq!(job.await.expect("join").expect("run").len(), 4);
+        }
+        // First come, first served would have run the query last, after 12 abusive texts.
+        assert_eq!(
+            *log.lock().expect("log"),
+            ["a1,a1,a1,a1", "a2,a2,a2,q", "a2,a3,a3,a3", "a3"]
+        );
+    }
+
     // The gate is held across awaits on purpose: it stalls the worker thread, not a task.
     #[allow(clippy::await_holding_lock)]
     #[tokio::test]
@@ -870,7 +960,7 @@ mod tests {
         let held = gate.lock().expect("gate");
         let first = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["a".into()]).await }
+            async move { h.embed_texts("t", vec!["a".into()]).await }
         });
         while entered.load(Ordering::SeqCst) < 1 {
             tokio::task::yield_now().await;
@@ -879,11 +969,14 @@ mod tests {
         // second (3), then the last text runs alone.
         let second = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["bb".into(), "ccc".into()]).await }
+            async move { h.embed_texts("t", vec!["bb".into(), "ccc".into()]).await }
         });
         let third = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["dddd".into(), "eeeee".into()]).await }
+            async move {
+                h.embed_texts("t", vec!["dddd".into(), "eeeee".into()])
+                    .await
+            }
         });
         while h.queue_depth() < 3 {
             tokio::task::yield_now().await;
@@ -904,9 +997,9 @@ mod tests {
         );
         assert_eq!(*batches.lock().expect("batches"), vec![1, 3, 1]);
         // A batch that panics fails the jobs in it; the worker goes on.
-        let bad = h.embed_texts(vec!["panic".into()]).await;
+        let bad = h.embed_texts("t", vec!["panic".into()]).await;
         assert!(matches!(bad, Err(EmbedError::Panicked { .. })));
-        assert!(h.embed_texts(vec!["ok".into()]).await.is_ok());
+        assert!(h.embed_texts("t", vec!["ok".into()]).await.is_ok());
         // A job failing in its first batch (of three here) leaves nothing counted as queued.
         let long = vec![
             "panic".into(),
@@ -915,7 +1008,7 @@ mod tests {
             "z".into(),
             "w".into(),
         ];
-        assert!(h.embed_texts(long).await.is_err());
+        assert!(h.embed_texts("t", long).await.is_err());
         assert_eq!(h.load.queued(Kind::Texts), 0);
 
         // A batch of several jobs that fails: only the job at fault fails, the others are
@@ -924,18 +1017,18 @@ mod tests {
         let entered_before = entered.load(Ordering::SeqCst);
         let blocker = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["z".into()]).await }
+            async move { h.embed_texts("t", vec!["z".into()]).await }
         });
         while entered.load(Ordering::SeqCst) == entered_before {
             tokio::task::yield_now().await;
         }
         let at_fault = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["bb".into(), "panic".into()]).await }
+            async move { h.embed_texts("t", vec!["bb".into(), "panic".into()]).await }
         });
         let innocent = tokio::spawn({
             let h = h.clone();
-            async move { h.embed_texts(vec!["dddd".into()]).await }
+            async move { h.embed_texts("t", vec!["dddd".into()]).await }
         });
         while h.queue_depth() < 3 {
             tokio::task::yield_now().await;

@@ -131,8 +131,8 @@ async fn the_worker_serves_the_verified_model() {
         .map(|i| i.text.clone())
         .collect();
     let (a, b) = tokio::join!(
-        handle.embed_texts(texts[..2].to_vec()),
-        handle.embed_texts(texts[2..].to_vec())
+        handle.embed_texts("a", texts[..2].to_vec()),
+        handle.embed_texts("b", texts[2..].to_vec())
     );
     let got: Vec<Vec<f32>> = a.expect("a").into_iter().chain(b.expect("b")).collect();
     for (item, v) in reference.items.iter().zip(&got) {

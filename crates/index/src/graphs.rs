@@ -197,7 +197,7 @@ impl Loaded {
         // One read: the live nodes and the node count they were read at.
         let (live, end) = old.items_from(0);
         let new = Hnsw::new(*old.params());
-        new.insert(&as_refs(&live));
+        new.insert_as_build(&as_refs(&live));
         #[cfg(test)]
         if self
             .fail_next_rebuild

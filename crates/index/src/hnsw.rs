@@ -171,19 +171,35 @@ impl Hnsw {
     /// When a vector has the wrong length or a key is not larger than the previous one: the
     /// store validates both before anything reaches the graph.
     pub fn insert(&self, items: &[(u64, &[f32])]) {
+        self.link_new(items, None);
+    }
+
+    /// [`Hnsw::insert`] for a whole graph's worth of vectors: linked on the build pool, at a
+    /// lower priority than writes and queries (see [`crate::build_pool`]).
+    pub fn insert_as_build(&self, items: &[(u64, &[f32])]) {
+        self.link_new(items, crate::build_pool::pool());
+    }
+
+    fn link_new(&self, items: &[(u64, &[f32])], pool: Option<&rayon::ThreadPool>) {
         if items.is_empty() {
             return;
         }
         let first = self.append(items);
         let nodes = self.nodes.read();
         let end = nodes.keys.len() as u32;
-        (first..end).into_par_iter().for_each(|node| {
-            self.arch.dispatch(Link {
-                graph: self,
-                nodes: &nodes,
-                node,
-            });
-        });
+        let link = || {
+            (first..end).into_par_iter().for_each(|node| {
+                self.arch.dispatch(Link {
+                    graph: self,
+                    nodes: &nodes,
+                    node,
+                });
+            })
+        };
+        match pool {
+            Some(pool) => pool.install(link),
+            None => link(),
+        }
     }
 
     fn append(&self, items: &[(u64, &[f32])]) -> u32 {

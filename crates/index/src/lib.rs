@@ -4,6 +4,7 @@
 //! This crate is the only one that knows redb and the graph.
 
 pub mod baseline;
+mod build_pool;
 mod cancel;
 mod collection;
 mod count_memo;

@@ -601,7 +601,7 @@ impl VectorIndex {
             rows.push((k.value().1, collection::decode_vector(v.value())));
         }
         let items: Vec<(u64, &[f32])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        graph.insert(&items);
+        graph.insert_as_build(&items);
         tracing::info!(
             collection = %record.key,
             nodes = graph.len(),
@@ -705,7 +705,7 @@ impl VectorIndex {
         }
         let graph = Hnsw::new(record.params.graph());
         let items: Vec<(u64, &[f32])> = rows.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        graph.insert(&items);
+        graph.insert_as_build(&items);
         tracing::info!(collection = %record.key, items = rows.len(), "graph built from the store");
         Ok(Some(State::new(
             record,
@@ -997,6 +997,87 @@ mod tests {
         assert_ne!(graph_search(&index, &a, 7.0), ["a-7"]);
         assert_eq!(index.count(&a).expect("count"), Some(300));
         assert_eq!(graph_search(&index, &b, 1.0), ["b-1"]);
+    }
+
+    /// A whole-graph build used to link its nodes on rayon's global pool, where a write's few
+    /// new nodes (and the encoder's forward pass) wait until the build's own tasks run out: a
+    /// write to another workspace waited for the whole build. Builds now run on the build
+    /// pool; with every one of its threads held, a collection's build waits and a write to
+    /// another collection is linked and answered.
+    #[test]
+    fn a_graph_build_runs_on_its_own_threads_and_writes_link_on_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (
+            CollectionKey::new("ws-a", "m", "c", "a"),
+            CollectionKey::new("ws-b", "m", "c", "b"),
+        );
+        {
+            let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+            let items = (0..300)
+                .map(|i| item(&format!("a-{i}"), i as f32))
+                .collect();
+            index.upsert(&a, params(), items).expect("upsert a");
+            index
+                .upsert(&b, params(), vec![item("b-0", 0.0)])
+                .expect("upsert b");
+            // No save: the next start builds both graphs from the store.
+        }
+        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("reopen")));
+        assert_eq!(graph_search(&index, &b, 0.0), ["b-0"], "b is loaded first");
+        // Every build thread held until `held` is released.
+        let held = Arc::new(std::sync::RwLock::new(()));
+        let release = held.write().expect("hold");
+        let (busy, all_busy) = mpsc::channel();
+        let holders = {
+            let held = held.clone();
+            std::thread::spawn(move || {
+                let pool = crate::build_pool::pool().expect("a build pool");
+                pool.broadcast(|_| {
+                    let _ = busy.send(());
+                    drop(held.read());
+                });
+            })
+        };
+        let threads = crate::build_pool::pool()
+            .expect("pool")
+            .current_num_threads();
+        for _ in 0..threads {
+            all_busy
+                .recv_timeout(Duration::from_secs(10))
+                .expect("every build thread held");
+        }
+        let (built, build_done) = mpsc::channel();
+        let searcher = {
+            let (index, a) = (index.clone(), a.clone());
+            std::thread::spawn(move || {
+                let found = graph_search(&index, &a, 7.0);
+                let _ = built.send(());
+                found
+            })
+        };
+        let (acked, write_done) = mpsc::channel();
+        {
+            let (index, b) = (index.clone(), b.clone());
+            std::thread::spawn(move || {
+                let items = (1..=200)
+                    .map(|i| item(&format!("b-{i}"), i as f32))
+                    .collect();
+                let _ = acked.send(index.upsert(&b, params(), items).map(|_| ()));
+            });
+        }
+        let written = write_done.recv_timeout(Duration::from_secs(20));
+        let build_waited = build_done.try_recv().is_err();
+        drop(release);
+        written
+            .expect("the write waited for the build threads")
+            .expect("the write");
+        assert!(
+            build_waited,
+            "a's build ran on threads other than the build pool's"
+        );
+        assert_eq!(graph_search(&index, &b, 150.0), ["b-150"]);
+        assert_eq!(searcher.join().expect("search").len(), 1);
+        holders.join().expect("holders");
     }
 
     /// A delete by filter found what it deleted inside the one write transaction every

@@ -17,6 +17,7 @@ mod ratelimit;
 mod routes;
 mod state;
 mod validate;
+mod workspace_gate;
 mod workspace_slots;
 
 pub use connections::{LimitedListener, serve};

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::models::ModelSet;
 use crate::ratelimit::RateLimiter;
 use crate::validate::Contracts;
+use crate::workspace_gate::WorkspaceGate;
 use crate::workspace_slots::WorkspaceSlots;
 
 /// The gateway's settings that handlers need.
@@ -49,6 +50,10 @@ pub struct ServerConfig {
     pub upload_min_rate: u64,
     /// Most upload PUTs one workspace may stream at once (429 past it).
     pub uploads_per_workspace: usize,
+    /// Store calls (searches, listings, writes, deletes) one workspace runs at once; more wait.
+    pub store_calls_per_workspace: usize,
+    /// Store calls of one workspace that may wait for a place (429 past it).
+    pub store_queue_per_workspace: usize,
     /// Most vector comparisons one recall check may make (its queries x the scope's items).
     pub recall_max_work: u64,
     /// Most bytes that making thumbnails may hold at once, server-wide, apart from the runs'
@@ -76,6 +81,8 @@ impl ServerConfig {
             thumbnail_memory: 128 * 1024 * 1024,
             upload_min_rate: 32 * 1024,
             uploads_per_workspace: 16,
+            store_calls_per_workspace: 2,
+            store_queue_per_workspace: 64,
             recall_max_work: 50_000_000,
         }
     }
@@ -103,6 +110,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("thumbnail_memory", &self.thumbnail_memory)
             .field("upload_min_rate", &self.upload_min_rate)
             .field("uploads_per_workspace", &self.uploads_per_workspace)
+            .field("store_calls_per_workspace", &self.store_calls_per_workspace)
+            .field("store_queue_per_workspace", &self.store_queue_per_workspace)
             .field("recall_max_work", &self.recall_max_work)
             .finish()
     }
@@ -129,6 +138,8 @@ pub struct AppState {
     pub(crate) thumbnail_budget: Arc<tokio::sync::Semaphore>,
     /// Upload PUTs streaming, per workspace.
     pub(crate) upload_slots: Arc<WorkspaceSlots>,
+    /// Store calls running and waiting, per workspace.
+    pub(crate) store_turns: Arc<WorkspaceGate>,
     /// Recall checks running, per workspace (one at a time each).
     pub(crate) recall_turns: Arc<WorkspaceSlots>,
     /// Recall checks running, server-wide.
@@ -170,6 +181,10 @@ impl AppState {
                 config.thumbnail_memory.div_ceil(1024) as usize,
             )),
             upload_slots: WorkspaceSlots::new(config.uploads_per_workspace),
+            store_turns: WorkspaceGate::new(
+                config.store_calls_per_workspace,
+                config.store_queue_per_workspace,
+            ),
             recall_turns: WorkspaceSlots::new(1),
             recall_places: Arc::new(tokio::sync::Semaphore::new(RECALL_CHECKS_AT_ONCE)),
             config: Arc::new(config),

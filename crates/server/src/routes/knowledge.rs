@@ -57,6 +57,7 @@ pub async fn delete(
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
     let index = state.index.clone();
     let k = key.clone();
+    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let count = blocking(move || {
         // The stored count: dropping a collection never needs its graph in memory.
         let count = index.record(&k)?.map_or(0, |r| r.count);
@@ -134,6 +135,7 @@ pub async fn items(
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
     let index = state.index.clone();
     let after = query.after.clone();
+    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let (page, count) = blocking(move || {
         let Some(record) = index.record(&key)? else {
             return Ok((Vec::new(), None));

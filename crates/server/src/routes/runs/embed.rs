@@ -20,7 +20,7 @@ pub async fn execute(
     pictures.extend(inputs::media(run, "images"));
     let embeddings = if pictures.is_empty() {
         let texts = [inputs::strings(run, "text"), inputs::strings(run, "texts")].concat();
-        encoder.embed_texts(texts).await?
+        encoder.embed_texts(&caller.workspace, texts).await?
     } else {
         inputs::embed_media(state, caller, encoder, &pictures)
             .await?

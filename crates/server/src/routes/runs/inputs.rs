@@ -69,7 +69,7 @@ pub async fn embed_media(
     inputs: &[MediaInput],
 ) -> Result<(Vec<MediaRecord>, Vec<Vec<f32>>), ApiError> {
     // A place in the encoder's queue comes first: a refused run reads nothing.
-    let admission = encoder.admit(Kind::Pictures, inputs.len())?;
+    let admission = encoder.admit(&caller.workspace, Kind::Pictures, inputs.len())?;
     let mut records = Vec::with_capacity(inputs.len());
     for input in inputs {
         let param = format!("{}.media_ref", input.param);

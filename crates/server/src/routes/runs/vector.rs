@@ -112,7 +112,9 @@ pub async fn index(
         let ids = inputs::strings(run, "text_ids");
         same_length(ids.len(), texts.len(), "text_ids", "texts")?;
         let metadata = inputs::metadata(run, ids.len(), ids_field)?;
-        let vectors = encoder.embed_texts(texts.clone()).await?;
+        let vectors = encoder
+            .embed_texts(&caller.workspace, texts.clone())
+            .await?;
         ids.into_iter()
             .zip(texts)
             .zip(vectors)
@@ -130,6 +132,7 @@ pub async fn index(
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     let index = state.index.clone();
     let k = key.clone();
+    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let outcome = tokio::task::spawn_blocking(move || index.upsert(&k, params, items))
         .await
         .map_err(|join| ApiError::internal("blocking task", join))?
@@ -217,7 +220,7 @@ pub async fn search(
     let pictures = inputs::media(run, "image");
     let query = if pictures.is_empty() {
         encoder
-            .embed_texts(inputs::strings(run, "text"))
+            .embed_texts(&caller.workspace, inputs::strings(run, "text"))
             .await?
             .pop()
     } else {
@@ -240,6 +243,7 @@ async fn nearest(
 ) -> Result<(Value, usize), ApiError> {
     let index = state.index.clone();
     let k = key.clone();
+    let _turn = state.store_turns.turn(&key.workspace).await?;
     let outcome = blocking(move || index.search(&k, &query, options)).await?;
     let results: Vec<Value> = outcome
         .hits
@@ -382,6 +386,7 @@ pub async fn index_vectors(
         .collect();
     let index = state.index.clone();
     let k = key.clone();
+    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let outcome = blocking(move || index.upsert(&k, params, items)).await?;
     Ok(indexed(&key, ids, &outcome))
 }
@@ -426,6 +431,7 @@ pub async fn delete(
     let asked = ids.as_ref().map(Vec::len);
     let index = state.index.clone();
     let k = key.clone();
+    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let outcome = blocking(move || index.delete_where(&k, ids, filter)).await?;
     let mut output = json!({
         "deleted": outcome.deleted,
