@@ -148,7 +148,7 @@ pub struct EncoderSettings {
     #[arg(
         long,
         env = "AIMP_MAX_QUEUE_WAIT_MS",
-        default_value_t = 800,
+        default_value_t = 600,
         global = true
     )]
     pub max_queue_wait_ms: u64,
@@ -353,15 +353,14 @@ pub struct GatewaySettings {
     )]
     pub uploads_per_workspace: u64,
 
-    /// Store calls (searches, listings, writes, deletes) one workspace runs at once; more
-    /// wait their turn, so a workspace sending them as fast as it can takes a bounded share
-    /// of the cores and other workspaces' requests run beside it.
+    /// Searches, listings and deletes by filter one workspace runs at once (0: as many as
+    /// the machine has cores); more wait their turn, so a workspace sending them as fast as
+    /// it can takes a bounded share of the cores and other workspaces' requests run beside it.
     #[arg(
         long,
         env = "AIMP_STORE_CALLS_PER_WORKSPACE",
-        default_value_t = 2,
-        global = true,
-        value_parser = clap::value_parser!(u64).range(1..)
+        default_value_t = 0,
+        global = true
     )]
     pub store_calls_per_workspace: u64,
 

@@ -99,7 +99,9 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     config.upload_min_rate = settings.gateway.upload_min_rate;
     config.recall_max_work = settings.gateway.recall_max_work;
     config.uploads_per_workspace = settings.gateway.uploads_per_workspace as usize;
-    config.store_calls_per_workspace = settings.gateway.store_calls_per_workspace as usize;
+    if settings.gateway.store_calls_per_workspace > 0 {
+        config.store_calls_per_workspace = settings.gateway.store_calls_per_workspace as usize;
+    }
     config.store_queue_per_workspace = settings.gateway.store_queue_per_workspace as usize;
     config.filter_limits = aimp_index::FilterLimits {
         values: settings.gateway.filter_max_values as usize,

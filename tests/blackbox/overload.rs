@@ -297,12 +297,13 @@ fn summary(name: &str, samples: &[Sample], secs: f64) -> String {
         shed_by(Kind::Upload)
     );
     format!(
-        "{name}: {:.1} admitted/s, {shed} shed of {} ({by_kind}); admitted p50 {:.0} ms p99 {:.0} ms \
+        "{name}: {:.1} admitted/s, {shed} shed of {} ({by_kind}); admitted p50 {:.0} ms p99 {:.0} ms max {:.0} ms \
          (searches p50 {:.0} ms p99 {:.0} ms)",
         ok as f64 / secs,
         samples.len(),
         percentile(samples, 0.5),
         percentile(samples, 0.99),
+        percentile(samples, 1.0),
         percentile(&search, 0.5),
         percentile(&search, 0.99),
     )

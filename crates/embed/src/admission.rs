@@ -13,7 +13,9 @@
 //! The cost of an item is what an item of that kind has recently cost on this machine (a
 //! moving average the worker keeps after every batch). Texts run before pictures, so a text
 //! waits only for texts; a picture waits for every queued text too. Before the first batch of
-//! a kind the cost is unknown and nothing is refused for it.
+//! a kind has run its cost is unknown, and an item is taken to cost `max_wait / max_batch`:
+//! about one batch is admitted ahead of a request until the worker has measured one (a burst
+//! of clients at start-up would otherwise all be admitted, to wait seconds).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -61,10 +63,13 @@ impl Load {
     /// How long `tenant`'s request of `items` of `kind` would wait for the work that runs
     /// before its last item, its own items not counted (the module says which), at their
     /// recent cost.
-    fn expected_wait(&self, tenant: &str, kind: Kind, items: usize) -> Duration {
+    fn expected_wait(&self, tenant: &str, kind: Kind, items: usize, limits: Limits) -> Duration {
         let queued = locked(&self.queued);
         let before = queued.get(tenant).copied().unwrap_or_default().0[slot(kind)];
-        let cost = |k: Kind| self.cost[slot(k)].load(Ordering::Relaxed) as u128;
+        let cost = |k: Kind| match self.cost[slot(k)].load(Ordering::Relaxed) {
+            0 => limits.unknown_cost.as_nanos(),
+            known => known as u128,
+        };
         let others: usize = queued
             .iter()
             .filter(|(t, _)| &***t != tenant)
@@ -150,7 +155,7 @@ impl Load {
                 retry_after_secs: 1,
             });
         }
-        let wait = self.expected_wait(&admission.tenant, kind, items);
+        let wait = self.expected_wait(&admission.tenant, kind, items, limits);
         if wait > limits.max_wait {
             return Err(EmbedError::Overloaded {
                 slug: slug.to_string(),
@@ -175,6 +180,8 @@ pub(crate) struct Limits {
     /// Requests of one tenant that may wait (one more may be running); one more is refused.
     pub requests: usize,
     pub max_wait: Duration,
+    /// What an item is taken to cost before the worker has measured one.
+    pub unknown_cost: Duration,
 }
 
 /// A request's place: held until it is answered or dropped. Items it never handed to the
@@ -228,16 +235,23 @@ mod tests {
         Limits {
             requests: 100,
             max_wait: Duration::from_millis(max_wait_ms),
+            unknown_cost: Duration::from_millis(max_wait_ms / 32),
         }
     }
 
     #[test]
     fn a_request_is_refused_once_the_work_ahead_exceeds_the_wait_bound() {
         let load = Arc::new(Load::default());
-        // Unknown cost: nothing is refused.
+        // Unknown cost: an item is taken to cost 1/32 of the bound, so about 32 are admitted
+        // ahead of a request, and the first request of any size is admitted.
         let a = load
             .admit("m", "w", Kind::Pictures, 64, limits(1_000))
             .expect("first");
+        assert!(
+            load.admit("m", "w", Kind::Pictures, 1, limits(1_000))
+                .is_err(),
+            "64 pictures of unknown cost ahead: about 2 s"
+        );
         // 100 ms per picture: 64 queued pictures are 6.4 s ahead.
         load.cost[1].store(100_000_000, Ordering::Relaxed);
         let e = load
@@ -286,20 +300,20 @@ mod tests {
         );
         // Another workspace's query runs beside the first share of it.
         assert_eq!(
-            load.expected_wait("interactive", Kind::Texts, 1),
+            load.expected_wait("interactive", Kind::Texts, 1, limits(1_000)),
             Duration::from_millis(10)
         );
         let q = load
             .admit("m", "interactive", Kind::Texts, 1, limits(1_000))
             .expect("a query of another workspace");
         assert_eq!(
-            load.expected_wait("interactive", Kind::Texts, 1),
+            load.expected_wait("interactive", Kind::Texts, 1, limits(1_000)),
             Duration::from_millis(30),
             "a second query: the first, and two of the abusive workspace's"
         );
         // The abusive workspace's next request waits for all of its own and the query.
         assert_eq!(
-            load.expected_wait("abusive", Kind::Texts, 1),
+            load.expected_wait("abusive", Kind::Texts, 1, limits(1_000)),
             Duration::from_millis(1_210)
         );
         drop(q);
@@ -320,6 +334,7 @@ mod tests {
         let limits = Limits {
             requests: 2,
             max_wait: Duration::from_secs(60),
+            unknown_cost: Duration::ZERO,
         };
         // One running and two waiting.
         let a = load.admit("m", "w", Kind::Texts, 1, limits).expect("1");

@@ -50,7 +50,8 @@ pub struct ServerConfig {
     pub upload_min_rate: u64,
     /// Most upload PUTs one workspace may stream at once (429 past it).
     pub uploads_per_workspace: usize,
-    /// Store calls (searches, listings, writes, deletes) one workspace runs at once; more wait.
+    /// Store calls that read (searches, listings, delete-by-filter) one workspace runs at
+    /// once; more wait.
     pub store_calls_per_workspace: usize,
     /// Store calls of one workspace that may wait for a place (429 past it).
     pub store_queue_per_workspace: usize,
@@ -81,7 +82,7 @@ impl ServerConfig {
             thumbnail_memory: 128 * 1024 * 1024,
             upload_min_rate: 32 * 1024,
             uploads_per_workspace: 16,
-            store_calls_per_workspace: 2,
+            store_calls_per_workspace: std::thread::available_parallelism().map_or(2, |n| n.get()),
             store_queue_per_workspace: 64,
             recall_max_work: 50_000_000,
         }
@@ -133,6 +134,9 @@ pub struct AppState {
     pub(crate) limiter: Arc<RateLimiter>,
     /// Permits of one KiB each for picture bytes runs hold in memory.
     pub(crate) media_budget: Arc<tokio::sync::Semaphore>,
+    /// KiB of that budget each workspace's runs hold: at most half of it, so one workspace
+    /// cannot hold all of it while another's picture run waits.
+    pub(crate) media_shares: Arc<WorkspaceSlots>,
     /// Permits of one KiB each for the memory thumbnails being made hold: a budget of their
     /// own, so a thumbnail waiting for room never holds up a run (the semaphore is FIFO).
     pub(crate) thumbnail_budget: Arc<tokio::sync::Semaphore>,
@@ -177,6 +181,9 @@ impl AppState {
             media_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.media_bytes_in_flight.div_ceil(1024) as usize,
             )),
+            media_shares: WorkspaceSlots::new(
+                (config.media_bytes_in_flight.div_ceil(1024) as usize / 2).max(1),
+            ),
             thumbnail_budget: Arc::new(tokio::sync::Semaphore::new(
                 config.thumbnail_memory.div_ceil(1024) as usize,
             )),

@@ -1,7 +1,9 @@
-//! How much store work (searches, listings, counts, writes, deletes) each workspace runs at
-//! once, so one workspace sending them as fast as it can takes a bounded share of the cores
-//! and of the group commit, and another workspace's request runs beside it instead of behind
-//! it.
+//! How much store work that reads (searches, listings, delete-by-filter, dropping a
+//! collection) each workspace runs at once, so one workspace sending them as fast as it can
+//! takes a bounded share of the cores, and another workspace's request runs beside it instead
+//! of behind it. Writes are not held here: the group commit already takes every waiting write
+//! in one transaction (gating them would only shrink its batches), and text and picture runs
+//! are shared out at the encoder before they write.
 //!
 //! Each workspace may run `running` store calls at once; more wait their turn in order (a
 //! waiting request costs no thread). Past `running + waiting`, one more is answered 429

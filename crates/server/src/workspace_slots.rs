@@ -1,6 +1,6 @@
-//! How many of one kind of request each workspace runs at once: upload PUTs streaming (one
+//! How much of one kind each workspace holds at once: upload PUTs streaming (one
 //! workspace's clients cannot take every connection and part file with slow uploads), recall
-//! checks (one at a time).
+//! checks (one at a time), and its share of the memory for pictures (in KiB).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ pub struct WorkspaceSlots {
 pub struct Slot {
     slots: Arc<WorkspaceSlots>,
     workspace: String,
+    amount: usize,
 }
 
 impl WorkspaceSlots {
@@ -29,15 +30,21 @@ impl WorkspaceSlots {
 
     /// A place for one more request of `workspace`, or `None` while it has `limit` running.
     pub fn take(self: &Arc<Self>, workspace: &str) -> Option<Slot> {
+        self.take_many(workspace, 1)
+    }
+
+    /// `amount` places for `workspace` together, or `None` while that would pass `limit`.
+    pub fn take_many(self: &Arc<Self>, workspace: &str, amount: usize) -> Option<Slot> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(workspace.to_string()).or_insert(0);
-        if *n >= self.limit {
+        let n = held.get(workspace).copied().unwrap_or(0);
+        if n.saturating_add(amount) > self.limit {
             return None;
         }
-        *n += 1;
+        held.insert(workspace.to_string(), n + amount);
         Some(Slot {
             slots: self.clone(),
             workspace: workspace.to_string(),
+            amount,
         })
     }
 
@@ -57,7 +64,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = held.get_mut(&self.workspace) {
-            *n -= 1;
+            *n -= self.amount;
             if *n == 0 {
                 held.remove(&self.workspace);
             }
@@ -84,5 +91,21 @@ mod tests {
             slots.held.lock().expect("lock").len() <= 2,
             "no entry for idle workspaces"
         );
+    }
+
+    #[test]
+    fn amounts_are_taken_whole_or_not_at_all() {
+        let slots = WorkspaceSlots::new(100);
+        let a = slots.take_many("a", 60).expect("60 of 100");
+        assert!(
+            slots.take_many("a", 41).is_none(),
+            "101 would pass the limit"
+        );
+        let b = slots.take_many("a", 40).expect("exactly 100");
+        assert!(slots.take_many("b", 100).is_some(), "b has its own");
+        drop(a);
+        assert_eq!(slots.held("a"), 40);
+        drop(b);
+        assert_eq!(slots.held("a"), 0);
     }
 }

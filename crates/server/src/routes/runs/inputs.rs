@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::routes::media::{find_media, read_media};
 use crate::state::AppState;
 use crate::validate::ValidRun;
+use crate::workspace_slots::Slot as WorkspaceSlot;
 
 /// The strings of `input.<field>` (an array of strings, or one string).
 pub fn strings(run: &ValidRun, field: &str) -> Vec<String> {
@@ -82,7 +83,7 @@ pub async fn embed_media(
         distinct.insert(r.sha256.as_str(), r.size_bytes);
     }
     let total: u64 = distinct.values().sum();
-    let _budget = media_budget(state, total)?;
+    let _budget = media_budget(state, &caller.workspace, total)?;
     let mut contents: HashMap<String, Arc<[u8]>> = HashMap::with_capacity(distinct.len());
     let mut bytes = Vec::with_capacity(records.len());
     for record in &records {
@@ -122,10 +123,13 @@ pub async fn embed_media(
 
 /// Room for `bytes` of pictures in the server-wide budget, held until the run ends; a run
 /// larger than the whole budget is the client's 400, a budget busy with others' is 503.
+/// Room for `bytes` of pictures in the server-wide budget, within `workspace`'s share of it
+/// (half): one workspace's runs cannot hold all of it while another's wait.
 fn media_budget(
     state: &AppState,
+    workspace: &str,
     bytes: u64,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+) -> Result<(WorkspaceSlot, tokio::sync::OwnedSemaphorePermit), ApiError> {
     let limit = state.config.media_bytes_in_flight;
     if bytes > limit {
         return Err(ApiError::bad_request(
@@ -137,7 +141,22 @@ fn media_budget(
         ));
     }
     let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-    state
+    // A run larger than a share still runs when its workspace holds nothing else.
+    let share = state.media_shares.limit();
+    let Some(slot) = state
+        .media_shares
+        .take_many(workspace, (kib as usize).min(share))
+    else {
+        return Err(ApiError::Unavailable {
+            code: "overloaded",
+            message: format!(
+                "this workspace's other runs hold its share of the memory for pictures (half of \
+                 {limit} bytes); retry in 1 s"
+            ),
+            retry_after_secs: 1,
+        });
+    };
+    let permit = state
         .media_budget
         .clone()
         .try_acquire_many_owned(kib)
@@ -147,7 +166,8 @@ fn media_budget(
                 "other runs hold the memory for pictures ({limit} bytes); retry in 1 s"
             ),
             retry_after_secs: 1,
-        })
+        })?;
+    Ok((slot, permit))
 }
 
 /// `input.metadata`: one object per item, checked, or none for every item when absent.

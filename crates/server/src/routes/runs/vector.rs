@@ -132,7 +132,6 @@ pub async fn index(
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
     let index = state.index.clone();
     let k = key.clone();
-    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let outcome = tokio::task::spawn_blocking(move || index.upsert(&k, params, items))
         .await
         .map_err(|join| ApiError::internal("blocking task", join))?
@@ -386,7 +385,6 @@ pub async fn index_vectors(
         .collect();
     let index = state.index.clone();
     let k = key.clone();
-    let _turn = state.store_turns.turn(&caller.workspace).await?;
     let outcome = blocking(move || index.upsert(&k, params, items)).await?;
     Ok(indexed(&key, ids, &outcome))
 }
