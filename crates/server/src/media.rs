@@ -3,8 +3,11 @@
 //! - `uploads/<upload_id>.part`: bytes of an upload in flight, streamed by its PUT;
 //! - `media/<2 hex>/<sha256>`: completed content, named by its hash, so equal bytes are
 //!   stored once whatever their `media_ref`s;
-//! - `thumbnails/<2 hex>/<sha256>-<side>.jpg`: thumbnails made from content, a cache that
-//!   may be deleted at any time;
+//! - `thumbnails/<2 hex>/<name>-<side>.jpg`: thumbnails made from content, a cache that
+//!   may be deleted at any time. Each workspace has its own: `name` is the SHA-256 of the
+//!   workspace and the content's hash, so a thumbnail another workspace made of the same
+//!   bytes is never served, and how fast a thumbnail comes back says nothing about what other
+//!   workspaces stored;
 //! - `upload-signing.key`: the server secret that signs upload URLs (HMAC-SHA256 over the
 //!   upload id, size, content type, workspace and expiry), created on first start.
 //!
@@ -115,19 +118,26 @@ impl MediaFiles {
     /// Makes the received bytes of `upload_id` durable as content `sha256`: fsync, then an
     /// atomic rename into place (or, when equal bytes are already stored, drop the copy).
     /// Idempotent: a second call after a success finds the content and does nothing.
+    ///
+    /// Content is shared between workspaces, so a copy of bytes already stored makes the same
+    /// durable steps (its fsync, the folders' fsyncs) as new bytes: how long completing an
+    /// upload takes does not tell one workspace whether another stored the same bytes.
     pub fn commit_content(&self, upload_id: &str, sha256: &str) -> io::Result<()> {
         let part = self.part_path(upload_id);
         let target = self.content_path(sha256);
-        if target.exists() {
-            remove_if_exists(&part)?;
-            return Ok(());
-        }
-        File::open(&part)?.sync_all()?;
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("content path has no folder"))?;
-        fs::create_dir_all(dir)?;
-        fs::rename(&part, &target)?;
+        match File::open(&part).and_then(|f| f.sync_all()) {
+            Ok(()) if target.exists() => remove_if_exists(&part)?,
+            Ok(()) => {
+                fs::create_dir_all(dir)?;
+                fs::rename(&part, &target)?;
+            }
+            // Committed before (the part was renamed or dropped): nothing left to do.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && target.exists() => return Ok(()),
+            Err(e) => return Err(e),
+        }
         sync_dir(dir)?;
         sync_dir(&self.content)?;
         Ok(())
@@ -138,15 +148,30 @@ impl MediaFiles {
         fs::read(self.content_path(sha256))
     }
 
-    fn thumbnail_path(&self, sha256: &str, side: u32) -> PathBuf {
+    /// Where `workspace`'s thumbnail of content `sha256` is cached (the module says why the
+    /// workspace is in its name).
+    fn thumbnail_path(&self, workspace: &str, sha256: &str, side: u32) -> PathBuf {
+        let mut hasher = <Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut hasher, (workspace.len() as u64).to_le_bytes());
+        sha2::Digest::update(&mut hasher, workspace.as_bytes());
+        sha2::Digest::update(&mut hasher, sha256.as_bytes());
+        let name: String = sha2::Digest::finalize(hasher)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.thumbnails
-            .join(&sha256[..2.min(sha256.len())])
-            .join(format!("{sha256}-{side}.jpg"))
+            .join(&name[..2])
+            .join(format!("{name}-{side}.jpg"))
     }
 
-    /// A cached thumbnail of content `sha256`, if one was made.
-    pub fn read_thumbnail(&self, sha256: &str, side: u32) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.thumbnail_path(sha256, side)) {
+    /// `workspace`'s cached thumbnail of content `sha256`, if it made one.
+    pub fn read_thumbnail(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        side: u32,
+    ) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.thumbnail_path(workspace, sha256, side)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -155,8 +180,14 @@ impl MediaFiles {
 
     /// Keeps a thumbnail: written beside its place, then renamed into it, so a reader never
     /// sees half of one (no fsync: a thumbnail lost in a crash is made again).
-    pub fn write_thumbnail(&self, sha256: &str, side: u32, jpeg: &[u8]) -> io::Result<()> {
-        let target = self.thumbnail_path(sha256, side);
+    pub fn write_thumbnail(
+        &self,
+        workspace: &str,
+        sha256: &str,
+        side: u32,
+        jpeg: &[u8],
+    ) -> io::Result<()> {
+        let target = self.thumbnail_path(workspace, sha256, side);
         let dir = target
             .parent()
             .ok_or_else(|| io::Error::other("thumbnail path has no folder"))?;
@@ -285,5 +316,28 @@ mod tests {
         files.commit_content("u2", &sha).expect("idempotent");
         assert_eq!(files.read_content(&sha).expect("read"), b"same bytes");
         assert!(files.part_files().expect("parts").is_empty());
+        // A part that is gone before its content exists is an error, not a success.
+        assert!(files.commit_content("u3", &"cd".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn each_workspace_has_its_own_thumbnails_of_the_same_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = MediaFiles::open(dir.path()).expect("open");
+        let sha = "ab".repeat(32);
+        files
+            .write_thumbnail("a", &sha, 128, b"a's thumbnail")
+            .expect("write");
+        assert_eq!(
+            files.read_thumbnail("a", &sha, 128).expect("read"),
+            Some(b"a's thumbnail".to_vec())
+        );
+        assert_eq!(files.read_thumbnail("b", &sha, 128).expect("read"), None);
+        assert_eq!(files.read_thumbnail("a", &sha, 256).expect("read"), None);
+        // Names cannot meet by moving bytes between the workspace and the hash.
+        assert_ne!(
+            files.thumbnail_path("ab", "c", 1),
+            files.thumbnail_path("a", "bc", 1)
+        );
     }
 }

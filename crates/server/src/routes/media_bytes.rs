@@ -148,7 +148,8 @@ pub async fn thumbnail(
     }
     let files = state.media.clone();
     let sha = record.sha256.clone();
-    let cached = tokio::task::spawn_blocking(move || files.read_thumbnail(&sha, side))
+    let workspace = caller.workspace.clone();
+    let cached = tokio::task::spawn_blocking(move || files.read_thumbnail(&workspace, &sha, side))
         .await
         .map_err(|e| ApiError::internal("thumbnail read task", e))?
         .map_err(|e| ApiError::internal("thumbnail cache", e))?;
@@ -205,11 +206,12 @@ async fn make_thumbnail(
     let max_pixels = state.config.decode.max_pixels;
     let files = state.media.clone();
     let sha = record.sha256.clone();
+    let workspace = record.workspace.clone();
     let made = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let jpeg = aimp_embed::thumbnail(&content, side, max_pixels)?;
         // A cache: failing to keep it costs the next request a decode, nothing else.
-        if let Err(e) = files.write_thumbnail(&sha, side, &jpeg) {
+        if let Err(e) = files.write_thumbnail(&workspace, &sha, side, &jpeg) {
             tracing::warn!(error = %e, "cannot cache a thumbnail");
         }
         Ok::<_, aimp_embed::EmbedError>(jpeg)

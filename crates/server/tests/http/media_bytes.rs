@@ -129,6 +129,35 @@ async fn a_thumbnail_is_a_bounded_upright_jpeg_made_once_and_revalidated() {
     std::fs::write(&cached_file, &stand_in).expect("replace the cached thumbnail");
     let cached = get(&g, &uri, &g.key, None).await;
     assert_eq!(cached.bytes, stand_in, "served from the cache");
+    // Another workspace storing the same bytes has a cache of its own: its thumbnail is made,
+    // never the first workspace's (whose speed would say that someone stored these bytes).
+    let other = g.key_of_workspace("other");
+    let theirs = g
+        .upload_as(
+            &other,
+            "same.png",
+            "image/png",
+            fixture("landscape_rgb.png"),
+        )
+        .await;
+    let theirs = theirs["media_ref"].as_str().expect("media_ref");
+    let their_thumbnail = get(
+        &g,
+        &format!("/api/media/{theirs}/thumbnail?size=128"),
+        &other,
+        None,
+    )
+    .await;
+    assert_eq!(their_thumbnail.status, StatusCode::OK);
+    assert_eq!(
+        their_thumbnail.bytes, got.bytes,
+        "made from the content, not the cache"
+    );
+    assert_eq!(
+        super::media::files_in(&g, "thumbnails").len(),
+        2,
+        "one per workspace"
+    );
     std::fs::write(&cached_file, &got.bytes).expect("put it back");
     let again = get(&g, &uri, &g.key, Some(&format!("W/{etag}"))).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
