@@ -202,3 +202,318 @@ fn metrics_len(base: &str) -> usize {
         other => other.to_string().len(),
     }
 }
+
+/// A picture of noise (it does not compress): `side` x `side`, different for each `seed`.
+fn noise_png(side: u32, seed: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed.wrapping_mul(97))
+            .wrapping_mul(2_246_822_519);
+        image::Rgb([(h >> 8) as u8, (h >> 16) as u8, (h >> 24) as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .expect("png");
+    png.into_inner()
+}
+
+/// Uploads `bytes` as a PNG with `key`; answers its media_ref.
+fn upload_png(base: &str, key: &str, bytes: &[u8]) -> String {
+    let (status, init) = post(
+        &format!("{base}/api/media/upload/init"),
+        &[("X-API-Key", key)],
+        &json!({"filename": "noise.png", "content_type": "image/png", "media_type": "image",
+                "size_bytes": bytes.len()})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{init}");
+    let put = super::agent()
+        .put(init["upload_url"].as_str().expect("url"))
+        .header("Content-Type", "image/png")
+        .send(bytes)
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 204);
+    let (status, done) = post(
+        &format!("{base}/api/media/upload/complete"),
+        &[("X-API-Key", key)],
+        &json!({"upload_id": init["upload_id"]}).to_string(),
+    );
+    assert_eq!(status, 200, "{done}");
+    done["media_ref"].as_str().expect("media_ref").to_string()
+}
+
+/// A GET whose answer the client never reads: held until the gateway's write timeout.
+fn unread_get(host: &str, path: &str, key: &str) -> TcpStream {
+    let mut s = TcpStream::connect(host).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    s
+}
+
+/// Runs `one` over and over from its own thread until `until`, counting answers by status.
+fn attack(
+    until: Instant,
+    one: impl Fn(usize) -> u16 + Send + 'static,
+) -> std::thread::JoinHandle<std::collections::BTreeMap<u16, usize>> {
+    std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeMap::new();
+        let mut n = 0;
+        while Instant::now() < until {
+            *seen.entry(one(n)).or_insert(0) += 1;
+            n += 1;
+        }
+        seen
+    })
+}
+
+/// The query-side attacks at once, from another workspace, while the bystander searches:
+/// filters at and past their bound, recall checks at their largest (some abandoned after a
+/// second), thumbnails of large noise pictures, filtered listings, and clients that ask for a
+/// 7 MB picture and never read it.
+#[test]
+fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
+    let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cmd = aimp(data.path(), &shared_models());
+    cmd.env("AIMP_OFFLINE", "1")
+        .env("AIMP_MODELS", "vectors")
+        .env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_RATE_LIMIT", "0")
+        .env("AIMP_WRITE_TIMEOUT", "2")
+        .env("AIMP_THUMBNAIL_MEMORY", &(64u64 << 20).to_string());
+    let server = Server::start(cmd);
+    let (base, host, pid) = (
+        server.base.clone(),
+        host_of(&server.base),
+        server.child.id(),
+    );
+    let (status, made) = super::admin(
+        "POST",
+        &format!("{base}/api/api-keys/"),
+        Some(json!({"name": "attacker", "workspace": "attacker"})),
+    );
+    assert_eq!(status, 201, "{made}");
+    let attacker = made["key"].as_str().expect("key").to_string();
+    // The attacker's 20,000 vectors (searched through their graph), the bystander's 200.
+    for start in (0..20_000).step_by(256) {
+        let end = (start + 256).min(20_000);
+        let vectors: Vec<Vec<f32>> = (start..end)
+            .map(|i| {
+                (0..64)
+                    .map(|d| ((i * 7 + d * 13) % 97) as f32 / 97.0)
+                    .collect()
+            })
+            .collect();
+        let ids: Vec<String> = (start..end).map(|i| format!("v{i}")).collect();
+        let metadata: Vec<Value> = (start..end)
+            .map(|i| json!({"tag": format!("t{}", i % 50)}))
+            .collect();
+        let (status, body) = post(
+            &format!("{base}/api/runs"),
+            &[("X-API-Key", &attacker)],
+            &json!({"model": "vectors", "mode": "index", "scope": "big",
+                    "input": {"vectors": vectors, "ids": ids, "metadata": metadata}})
+            .to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let vectors: Vec<Vec<f32>> = (0..200)
+        .map(|i| vec![(i % 7) as f32, 1.0, 0.5, i as f32 / 200.0])
+        .collect();
+    let ids: Vec<String> = (0..200).map(|i| format!("b{i}")).collect();
+    let (status, body) = post(
+        &format!("{base}/api/runs"),
+        &[("X-API-Key", ENV_KEY)],
+        &json!({"model": "vectors", "mode": "index", "scope": "bystander",
+                "input": {"vectors": vectors, "ids": ids}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let pictures: Vec<String> = (0..8)
+        .map(|seed| upload_png(&base, &attacker, &noise_png(1500, seed)))
+        .collect();
+    for _ in 0..20 {
+        search_ms(&base);
+    }
+    let (rss_before, fds_before) = footprint(pid);
+
+    let until = Instant::now() + Duration::from_secs(5 * scale as u64);
+    let url = format!("{base}/api/runs");
+    let mut attacks = Vec::new();
+    // Filters: 4,096 values no item holds (the bound), and one value more (a 400).
+    for past in [false, true] {
+        let (url, key) = (url.clone(), attacker.clone());
+        let name = if past {
+            "filters past the bound"
+        } else {
+            "filters"
+        };
+        attacks.push((
+            name,
+            attack(until, move |n| {
+                // Four lists of 1,024 (the most one list holds), and past the bound one more.
+                let mut lists: Vec<Value> = (0..4)
+                    .map(|l| {
+                        let values: Vec<String> = (0..1_024)
+                            .map(|i| format!("absent-{n}-{l}-{i:04}"))
+                            .collect();
+                        json!({"key": "tag", "match": {"any": values}})
+                    })
+                    .collect();
+                if past {
+                    lists.push(json!({"key": "tag", "match": {"any": ["one more"]}}));
+                }
+                post(
+                    &url,
+                    &[("X-API-Key", &key)],
+                    &json!({"model": "vectors", "mode": "search", "scope": "big",
+                        "input": {"vector": vec![0.5f32; 64]},
+                        "params": {"top_k": 10, "filter": {"should": lists}}})
+                    .to_string(),
+                )
+                .0
+            }),
+        ));
+    }
+    // Recall checks at their largest; every other one abandoned after a second.
+    for _ in 0..2 {
+        let (base, key) = (base.clone(), attacker.clone());
+        attacks.push((
+            "recall",
+            attack(until, move |n| {
+                let timeout = if n % 2 == 0 { 1 } else { 60 };
+                let answer = super::agent_with_timeout(Duration::from_secs(timeout))
+                    .post(&format!(
+                        "{base}/api/knowledge-bases/vectors/vectors/big/recall"
+                    ))
+                    .header("X-API-Key", &key)
+                    .header("Content-Type", "application/json")
+                    .send(json!({"queries": 1000, "ef": 4096}).to_string());
+                match answer {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0, // abandoned
+                }
+            }),
+        ));
+    }
+    // Thumbnails of 1500 x 1500 noise pictures, each picture at each size: each is decoded
+    // once (then cached for the workspace).
+    for t in 0..3 {
+        let (base, key, pictures) = (base.clone(), attacker.clone(), pictures.clone());
+        attacks.push((
+            "thumbnails",
+            attack(until, move |n| {
+                let sides = aimp_embed::THUMBNAIL_SIDES;
+                let i = n * 3 + t;
+                let side = sides[i % sides.len()];
+                let picture = &pictures[(i / sides.len()) % pictures.len()];
+                match super::agent()
+                    .get(&format!("{base}/api/media/{picture}/thumbnail?size={side}"))
+                    .header("X-API-Key", &key)
+                    .call()
+                {
+                    Ok(mut r) => {
+                        let _ = r.body_mut().read_to_vec();
+                        r.status().as_u16()
+                    }
+                    Err(_) => 0,
+                }
+            }),
+        ));
+    }
+    // Filtered listings walking the whole collection.
+    {
+        let (base, key) = (base.clone(), attacker.clone());
+        attacks.push((
+            "listings",
+            attack(until, move |n| {
+                let filter =
+                    json!({"must": [{"key": "tag", "match": {"value": format!("t{}", n % 50)}}]});
+                super::agent()
+                    .get(&format!(
+                        "{base}/api/knowledge-bases/vectors/vectors/big/items"
+                    ))
+                    .query("limit", "100")
+                    .query("filter", filter.to_string())
+                    .header("X-API-Key", &key)
+                    .call()
+                    .map_or(0, |r| r.status().as_u16())
+            }),
+        ));
+    }
+    // Readers that never read: 16 per scale of the 7 MB picture.
+    let readers: Vec<TcpStream> = (0..16 * scale)
+        .map(|i| unread_get(&host, &format!("/api/media/{}", pictures[i % 8]), &attacker))
+        .collect();
+
+    let mut latencies = Vec::new();
+    while Instant::now() < until {
+        latencies.push(search_ms(&base));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Answers by status, per kind of attack (its threads together).
+    let mut answers: std::collections::BTreeMap<&str, std::collections::BTreeMap<u16, usize>> =
+        Default::default();
+    for (name, a) in attacks {
+        for (status, n) in a.join().expect("attack") {
+            *answers.entry(name).or_default().entry(status).or_insert(0) += n;
+        }
+    }
+    // The readers' connections are closed by the gateway (no write progress for 2 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let closed = readers
+        .into_iter()
+        .filter(|s| {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut out = Vec::new();
+            let mut s = s;
+            let _ = s.read_to_end(&mut out);
+            // Closed before all of the picture was sent.
+            out.len() < 7_000_000
+        })
+        .count();
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss_after, fds_after) = footprint(pid);
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies[(latencies.len() - 1) * 99 / 100];
+    let max = latencies[latencies.len() - 1];
+    println!(
+        "hostile queries x{scale}: {answers:?}; {closed} of {} unread picture downloads closed; \
+         bystander {} searches p50 {:.1} ms p99 {p99:.1} ms max {max:.1} ms; resident \
+         {rss_before} -> {rss_after} KiB; open files {fds_before} -> {fds_after}",
+        16 * scale,
+        latencies.len(),
+        latencies[latencies.len() / 2],
+    );
+    for (&name, seen) in &answers {
+        for status in seen.keys() {
+            assert!(
+                matches!(status, 0 | 200 | 400 | 429 | 503),
+                "{name} answered {status}: {seen:?}"
+            );
+        }
+        if name == "filters past the bound" {
+            assert_eq!(seen.keys().collect::<Vec<_>>(), [&400], "always refused");
+        } else {
+            assert!(
+                seen.contains_key(&200),
+                "{name} never got through: {seen:?}"
+            );
+        }
+    }
+    assert_eq!(closed, 16 * scale, "every unread download was closed");
+    assert!(
+        p99 < 1000.0 && max < 2000.0,
+        "bystander p99 {p99} ms, max {max} ms"
+    );
+    assert!(
+        rss_after < rss_before + 192 * 1024,
+        "resident {rss_before} -> {rss_after} KiB"
+    );
+    assert!(
+        fds_after <= fds_before + 8,
+        "open files {fds_before} -> {fds_after}"
+    );
+}

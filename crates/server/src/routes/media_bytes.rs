@@ -188,6 +188,8 @@ async fn make_thumbnail(
             param: Some("media_ref".into()),
         });
     }
+    // Decoding is the workspace's CPU: it takes one of its store places, as a search does.
+    let _turn = state.store_turns.turn(&record.workspace).await?;
     let kib = u32::try_from(bytes_needed.div_ceil(1024)).unwrap_or(u32::MAX);
     let budget = state.thumbnail_budget.clone();
     let permit = match tokio::time::timeout(WAIT_FOR_MEMORY, budget.acquire_many_owned(kib)).await {
