@@ -282,7 +282,7 @@ fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
         .env("AIMP_API_KEY", ENV_KEY)
         .env("AIMP_RATE_LIMIT", "0")
         .env("AIMP_WRITE_TIMEOUT", "2")
-        .env("AIMP_THUMBNAIL_MEMORY", &(64u64 << 20).to_string());
+        .env("AIMP_THUMBNAIL_MEMORY", (64u64 << 20).to_string());
     let server = Server::start(cmd);
     let (base, host, pid) = (
         server.base.clone(),
