@@ -270,8 +270,9 @@ fn attack(
 
 /// The query-side attacks at once, from another workspace, while the bystander searches:
 /// filters at and past their bound, recall checks at their largest (some abandoned after a
-/// second), thumbnails of large noise pictures, filtered listings, and clients that ask for a
-/// 7 MB picture and never read it.
+/// second), thumbnails of large noise pictures, filtered listings, deletes by filter, writes
+/// with the most indexed metadata values an item may hold (and one more), and clients that
+/// ask for a 7 MB picture and never read it.
 #[test]
 fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
     let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
@@ -443,6 +444,55 @@ fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
             }),
         ));
     }
+    // Deletes by a filter no item matches (the matches are found outside the shared write),
+    // and writes whose items each hold the most metadata values that are indexed (256), and
+    // one value more (a 400).
+    {
+        let (url, key) = (url.clone(), attacker.clone());
+        attacks.push((
+            "deletes",
+            attack(until, move |n| {
+                post(
+                    &url,
+                    &[("X-API-Key", &key)],
+                    &json!({"model": "vectors", "mode": "delete", "scope": "big", "input": {},
+                        "params": {"filter": {"must": [
+                            {"key": "tag", "match": {"value": format!("absent-{n}")}}]}}})
+                    .to_string(),
+                )
+                .0
+            }),
+        ));
+    }
+    for past in [false, true] {
+        let (url, key) = (url.clone(), attacker.clone());
+        let name = if past {
+            "metadata past the bound"
+        } else {
+            "metadata"
+        };
+        attacks.push((
+            name,
+            attack(until, move |n| {
+                let values: Vec<String> = (0..256 + usize::from(past))
+                    .map(|i| format!("v{n}-{i}"))
+                    .collect();
+                let ids: Vec<String> = (0..100)
+                    .map(|i| format!("m{}", (n * 100 + i) % 2_000))
+                    .collect();
+                let vectors: Vec<Vec<f32>> = (0..100).map(|i| vec![i as f32 / 100.0; 64]).collect();
+                let metadata: Vec<Value> = (0..100).map(|_| json!({"values": values})).collect();
+                post(
+                    &url,
+                    &[("X-API-Key", &key)],
+                    &json!({"model": "vectors", "mode": "index", "scope": "rows",
+                        "input": {"vectors": vectors, "ids": ids, "metadata": metadata}})
+                    .to_string(),
+                )
+                .0
+            }),
+        ));
+    }
     // Readers that never read: 16 per scale of the 7 MB picture.
     let readers: Vec<TcpStream> = (0..16 * scale)
         .map(|i| unread_get(&host, &format!("/api/media/{}", pictures[i % 8]), &attacker))
@@ -494,7 +544,7 @@ fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
                 "{name} answered {status}: {seen:?}"
             );
         }
-        if name == "filters past the bound" {
+        if name.ends_with("past the bound") {
             assert_eq!(seen.keys().collect::<Vec<_>>(), [&400], "always refused");
         } else {
             assert!(
