@@ -268,3 +268,106 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
         );
     }
 }
+
+/// Pictures: one workspace sends picture runs as fast as it can (8 clients, runs of 16 large
+/// pictures to decode) while another searches by picture and by text. Decoding takes the
+/// workspace's places and the encoder shares its batches, so the other's p99 stays within
+/// its bound. The model is the tiny random-weight CLIP fixture: what is measured is the
+/// decoding and the sharing, not a forward pass.
+#[test]
+fn one_workspace_saturating_picture_runs_leaves_another_within_its_bound() {
+    let secs: f64 = env_setting("AIMP_FAIRNESS_SECS", 4.0);
+    let data = tempfile::tempdir().expect("tempdir");
+    let models = data.path().join("models");
+    let folder = super::checkpoint_folder(data.path(), "tiny-b");
+    let out = aimp(data.path(), &models)
+        .args(["models", "import", "clipo", "--unverified", "--from"])
+        .arg(&folder)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = aimp(data.path(), &models);
+    cmd.env("AIMP_MODELS", "clipo")
+        .env("AIMP_OFFLINE", "1")
+        .env("AIMP_RATE_LIMIT", "0")
+        .env("RUST_LOG", "error");
+    let server = Server::start(cmd);
+    let base = server.base.clone();
+    let url = format!("{base}/api/runs");
+    let abusive = key_of(&base, "abusive");
+    let mine = key_of(&base, "interactive");
+    let theirs: Vec<String> = (0..8)
+        .map(|seed| {
+            super::hostile::upload_png(&base, &abusive, &super::hostile::noise_png(900, seed))
+        })
+        .collect();
+    let my_picture = super::hostile::upload_png(&base, &mine, &super::hostile::noise_png(200, 99));
+    let index_mine = json!({"model": "clipo", "mode": "index", "scope": "mine",
+        "input": {"images": [{"media_ref": my_picture}], "image_ids": ["p"]}});
+    assert_eq!(post(&agent(), &url, &mine, &index_mine).0, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let flooders = {
+        let (url, key) = (url.clone(), abusive.clone());
+        flood(8, &stop, &refused, move |a, n| {
+            let images: Vec<Value> = (0..16)
+                .map(|i| json!({"media_ref": theirs[(n + i) % theirs.len()]}))
+                .collect();
+            let ids: Vec<String> = (0..16)
+                .map(|i| format!("q{}", (n * 16 + i) % 5_000))
+                .collect();
+            post(
+                a,
+                &url,
+                &key,
+                &json!({"model": "clipo", "mode": "index", "scope": "pictures",
+                        "input": {"images": images, "image_ids": ids}}),
+            )
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let a = agent();
+    let started = Instant::now();
+    let mut took = Vec::new();
+    let mut n = 0usize;
+    while started.elapsed().as_secs_f64() < secs {
+        let body = if n % 2 == 0 {
+            json!({"model": "clipo", "mode": "search", "scope": "mine",
+                   "input": {"image": {"media_ref": my_picture}}, "params": {"top_k": 5}})
+        } else {
+            json!({"model": "clipo", "mode": "search", "scope": "mine",
+                   "input": {"text": format!("a photo of thing {n}")}, "params": {"top_k": 5}})
+        };
+        let t = Instant::now();
+        let (status, out) = post(&a, &url, &mine, &body);
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status, 200, "the interactive workspace was refused: {out}");
+        n += 1;
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooders
+        .into_iter()
+        .for_each(|f| f.join().expect("flooder"));
+    took.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        took[took.len() - 1],
+    );
+    println!(
+        "fairness, pictures: interactive {} requests p50 {p50:.0} ms p99 {p99:.0} ms max {max:.0} ms; \
+         abusive refused {} times",
+        took.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    assert!(
+        p99 < 1000.0 && max < 2000.0,
+        "pictures: the interactive workspace's p99 {p99:.0} ms, max {max:.0} ms"
+    );
+}

@@ -204,7 +204,7 @@ fn metrics_len(base: &str) -> usize {
 }
 
 /// A picture of noise (it does not compress): `side` x `side`, different for each `seed`.
-fn noise_png(side: u32, seed: u32) -> Vec<u8> {
+pub(super) fn noise_png(side: u32, seed: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(side, side, |x, y| {
         let h = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed.wrapping_mul(97))
             .wrapping_mul(2_246_822_519);
@@ -217,7 +217,7 @@ fn noise_png(side: u32, seed: u32) -> Vec<u8> {
 }
 
 /// Uploads `bytes` as a PNG with `key`; answers its media_ref.
-fn upload_png(base: &str, key: &str, bytes: &[u8]) -> String {
+pub(super) fn upload_png(base: &str, key: &str, bytes: &[u8]) -> String {
     let (status, init) = post(
         &format!("{base}/api/media/upload/init"),
         &[("X-API-Key", key)],

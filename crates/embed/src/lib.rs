@@ -45,4 +45,4 @@ pub use manifest::{Architecture, FileSpec, Manifest, ModeContract, Precision, So
 pub use registry::{ModelStatus, Registry};
 pub use sentence::SentenceEncoder;
 pub use thumbnail::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES, thumbnail, thumbnail_memory};
-pub use worker::{Encoder, EncoderHandle, WorkerOptions};
+pub use worker::{Encoder, EncoderHandle, Prepared, WorkerOptions};

@@ -64,6 +64,10 @@ impl Default for WorkerOptions {
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 
+/// Pictures decoded and preprocessed for one model, ready for its worker.
+#[derive(Debug)]
+pub struct Prepared(Vec<Vec<f32>>);
+
 /// What one request asks the model for.
 enum Work {
     Texts(Vec<String>),
@@ -194,18 +198,29 @@ impl EncoderHandle {
     /// `admission` is this request's place, from [`EncoderHandle::admit`] for its pictures.
     pub async fn embed_images(
         &self,
-        mut admission: Admission,
+        admission: Admission,
         images: Vec<Arc<[u8]>>,
         options: DecodeOptions,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let prepared = self.prepare_images(images, options).await?;
+        self.embed_prepared(admission, prepared).await
+    }
+
+    /// The first half of [`EncoderHandle::embed_images`]: the pictures decoded, resized,
+    /// cropped and normalised on the rayon pool, for a caller that bounds how much of that
+    /// CPU work each workspace runs at once.
+    pub async fn prepare_images(
+        &self,
+        images: Vec<Arc<[u8]>>,
+        options: DecodeOptions,
+    ) -> Result<Prepared, EmbedError> {
         let Some(size) = self.image_size else {
             return Err(EmbedError::NoImageTower {
                 slug: self.slug.to_string(),
             });
         };
-        debug_assert_eq!(admission.kind(), Kind::Pictures);
         if images.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Prepared(Vec::new()));
         }
         let (tx, rx) = oneshot::channel();
         rayon::spawn(move || {
@@ -231,7 +246,21 @@ impl EncoderHandle {
                 }
             }
         }
-        self.submit(&mut admission, Work::Pixels(pixels)).await
+        Ok(Prepared(pixels))
+    }
+
+    /// The second half of [`EncoderHandle::embed_images`]: prepared pictures through the
+    /// model, in `admission`'s place.
+    pub async fn embed_prepared(
+        &self,
+        mut admission: Admission,
+        prepared: Prepared,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        debug_assert_eq!(admission.kind(), Kind::Pictures);
+        if prepared.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(&mut admission, Work::Pixels(prepared.0)).await
     }
 
     async fn submit(

@@ -1,5 +1,5 @@
 //! How much store work that reads (searches, listings, delete-by-filter, dropping a
-//! collection), and making thumbnails, each workspace runs at once, so one workspace sending them as fast as it can
+//! collection), making thumbnails and decoding a run's pictures, each workspace runs at once, so one workspace sending them as fast as it can
 //! takes a bounded share of the cores, and another workspace's request runs beside it instead
 //! of behind it. Writes are not held here: the group commit already takes every waiting write
 //! in one transaction (gating them would only shrink its batches), and text and picture runs

@@ -98,26 +98,33 @@ pub async fn embed_media(
         bytes.push(content);
     }
     drop(contents);
-    let vectors = encoder
-        .embed_images(admission, bytes, state.config.decode)
-        .await
-        .map_err(|e| match e {
-            EmbedError::ImageItem { index, reason } => {
-                let param = inputs
-                    .get(index)
-                    .map_or_else(|| "input".to_string(), |i| i.param.clone());
-                let name = records
-                    .get(index)
-                    .map(|m| format!(" ({})", m.filename))
-                    .unwrap_or_default();
-                ApiError::bad_request(
-                    "invalid_image",
-                    format!("{param}{name} cannot be used: {reason}"),
-                    &param,
-                )
-            }
-            other => ApiError::from(other),
-        })?;
+    // Decoding is the workspace's CPU: it takes one of its places, as a search does, and
+    // gives it back before the model runs (the encoder shares its batches by itself).
+    let prepared = {
+        let _turn = state.store_turns.turn(&caller.workspace).await?;
+        encoder.prepare_images(bytes, state.config.decode).await
+    };
+    let embedded = match prepared {
+        Ok(prepared) => encoder.embed_prepared(admission, prepared).await,
+        Err(e) => Err(e),
+    };
+    let vectors = embedded.map_err(|e| match e {
+        EmbedError::ImageItem { index, reason } => {
+            let param = inputs
+                .get(index)
+                .map_or_else(|| "input".to_string(), |i| i.param.clone());
+            let name = records
+                .get(index)
+                .map(|m| format!(" ({})", m.filename))
+                .unwrap_or_default();
+            ApiError::bad_request(
+                "invalid_image",
+                format!("{param}{name} cannot be used: {reason}"),
+                &param,
+            )
+        }
+        other => ApiError::from(other),
+    })?;
     Ok((records, vectors))
 }
 
