@@ -336,7 +336,7 @@ fn one_workspace_saturating_picture_runs_leaves_another_within_its_bound() {
     let mut took = Vec::new();
     let mut n = 0usize;
     while started.elapsed().as_secs_f64() < secs {
-        let body = if n % 2 == 0 {
+        let body = if n.is_multiple_of(2) {
             json!({"model": "clipo", "mode": "search", "scope": "mine",
                    "input": {"image": {"media_ref": my_picture}}, "params": {"top_k": 5}})
         } else {
