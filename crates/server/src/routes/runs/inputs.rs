@@ -128,10 +128,10 @@ pub async fn embed_media(
     Ok((records, vectors))
 }
 
-/// Room for `bytes` of pictures in the server-wide budget, held until the run ends; a run
-/// larger than the whole budget is the client's 400, a budget busy with others' is 503.
-/// Room for `bytes` of pictures in the server-wide budget, within `workspace`'s share of it
-/// (half): one workspace's runs cannot hold all of it while another's wait.
+/// Room for `bytes` of pictures in the server-wide budget, held until the run ends, within
+/// `workspace`'s share of it (half), so one workspace's runs cannot hold all of it while
+/// another's wait. A run larger than the whole budget is the client's 400; a budget or a
+/// share busy with other runs is 503.
 fn media_budget(
     state: &AppState,
     workspace: &str,
@@ -158,7 +158,7 @@ fn media_budget(
             code: "overloaded",
             message: format!(
                 "this workspace's other runs hold its share of the memory for pictures (half of \
-                 {limit} bytes); retry in 1 s"
+                 the {limit} bytes of AIMP_MEDIA_IN_FLIGHT); retry in 1 s"
             ),
             retry_after_secs: 1,
         });
