@@ -73,6 +73,49 @@ fn trickling_put(base: &str, host: &str) -> TcpStream {
     s
 }
 
+/// The bystander's 200 vectors, in the default workspace (the shared key's).
+fn index_bystander(base: &str) {
+    let vectors: Vec<Vec<f32>> = (0..200)
+        .map(|i| vec![(i % 7) as f32, 1.0, 0.5, i as f32 / 200.0])
+        .collect();
+    let ids: Vec<String> = (0..200).map(|i| format!("b{i}")).collect();
+    let (status, body) = post(
+        &format!("{base}/api/runs"),
+        &[("X-API-Key", ENV_KEY)],
+        &json!({"model": "vectors", "mode": "index", "scope": "bystander",
+                "input": {"vectors": vectors, "ids": ids}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// 20,000 vectors of 64 dimensions in `key`'s scope "big" (searched through their graph),
+/// each with a `tag` of 50 values.
+fn index_big(base: &str, key: &str) {
+    for start in (0..20_000).step_by(256) {
+        let end = (start + 256).min(20_000);
+        let vectors: Vec<Vec<f32>> = (start..end)
+            .map(|i| {
+                (0..64)
+                    .map(|d| ((i * 7 + d * 13) % 97) as f32 / 97.0)
+                    .collect()
+            })
+            .collect();
+        let ids: Vec<String> = (start..end).map(|i| format!("v{i}")).collect();
+        let metadata: Vec<Value> = (start..end)
+            .map(|i| json!({"tag": format!("t{}", i % 50)}))
+            .collect();
+        let (status, body) = post(
+            &format!("{base}/api/runs"),
+            &[("X-API-Key", key)],
+            &json!({"model": "vectors", "mode": "index", "scope": "big",
+                    "input": {"vectors": vectors, "ids": ids, "metadata": metadata}})
+            .to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 fn search_ms(base: &str) -> f64 {
     let started = Instant::now();
     let (status, body) = post(
@@ -103,18 +146,7 @@ fn hostile_clients_leave_memory_connections_and_a_bystander_within_bounds() {
         host_of(&server.base),
         server.child.id(),
     );
-    let vectors: Vec<Vec<f32>> = (0..200)
-        .map(|i| vec![(i % 7) as f32, 1.0, 0.5, i as f32 / 200.0])
-        .collect();
-    let ids: Vec<String> = (0..200).map(|i| format!("b{i}")).collect();
-    let (status, body) = post(
-        &format!("{base}/api/runs"),
-        &[("X-API-Key", ENV_KEY)],
-        &json!({"model": "vectors", "mode": "index", "scope": "bystander",
-                "input": {"vectors": vectors, "ids": ids}})
-        .to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
+    index_bystander(&base);
     for _ in 0..20 {
         search_ms(&base);
     }
@@ -298,40 +330,8 @@ fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
     assert_eq!(status, 201, "{made}");
     let attacker = made["key"].as_str().expect("key").to_string();
     // The attacker's 20,000 vectors (searched through their graph), the bystander's 200.
-    for start in (0..20_000).step_by(256) {
-        let end = (start + 256).min(20_000);
-        let vectors: Vec<Vec<f32>> = (start..end)
-            .map(|i| {
-                (0..64)
-                    .map(|d| ((i * 7 + d * 13) % 97) as f32 / 97.0)
-                    .collect()
-            })
-            .collect();
-        let ids: Vec<String> = (start..end).map(|i| format!("v{i}")).collect();
-        let metadata: Vec<Value> = (start..end)
-            .map(|i| json!({"tag": format!("t{}", i % 50)}))
-            .collect();
-        let (status, body) = post(
-            &format!("{base}/api/runs"),
-            &[("X-API-Key", &attacker)],
-            &json!({"model": "vectors", "mode": "index", "scope": "big",
-                    "input": {"vectors": vectors, "ids": ids, "metadata": metadata}})
-            .to_string(),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
-    let vectors: Vec<Vec<f32>> = (0..200)
-        .map(|i| vec![(i % 7) as f32, 1.0, 0.5, i as f32 / 200.0])
-        .collect();
-    let ids: Vec<String> = (0..200).map(|i| format!("b{i}")).collect();
-    let (status, body) = post(
-        &format!("{base}/api/runs"),
-        &[("X-API-Key", ENV_KEY)],
-        &json!({"model": "vectors", "mode": "index", "scope": "bystander",
-                "input": {"vectors": vectors, "ids": ids}})
-        .to_string(),
-    );
-    assert_eq!(status, 200, "{body}");
+    index_big(&base, &attacker);
+    index_bystander(&base);
     let pictures: Vec<String> = (0..8)
         .map(|seed| upload_png(&base, &attacker, &noise_png(1500, seed)))
         .collect();
@@ -592,25 +592,7 @@ fn an_abandoned_recall_check_frees_the_cpu_within_a_second() {
         .env("AIMP_RATE_LIMIT", "0");
     let server = Server::start(cmd);
     let (base, pid) = (server.base.clone(), server.child.id());
-    for start in (0..20_000).step_by(256) {
-        let end = (start + 256).min(20_000);
-        let vectors: Vec<Vec<f32>> = (start..end)
-            .map(|i| {
-                (0..64)
-                    .map(|d| ((i * 7 + d * 13) % 97) as f32 / 97.0)
-                    .collect()
-            })
-            .collect();
-        let ids: Vec<String> = (start..end).map(|i| format!("v{i}")).collect();
-        let (status, body) = post(
-            &format!("{base}/api/runs"),
-            &[("X-API-Key", ENV_KEY)],
-            &json!({"model": "vectors", "mode": "index", "scope": "big",
-                    "input": {"vectors": vectors, "ids": ids}})
-            .to_string(),
-        );
-        assert_eq!(status, 200, "{body}");
-    }
+    index_big(&base, ENV_KEY);
     std::thread::sleep(Duration::from_millis(500));
     let idle_before = {
         let a = cpu_seconds(pid);

@@ -944,6 +944,26 @@ mod tests {
         out.hits.into_iter().map(|h| h.item.id).collect()
     }
 
+    /// An index over `dir` after a restart: `a` holds 300 items and `b` one, and neither
+    /// graph was saved, so each is built from the store when it is first read.
+    fn reopened_with_unbuilt_graphs(
+        dir: &std::path::Path,
+        a: &CollectionKey,
+        b: &CollectionKey,
+    ) -> Arc<VectorIndex> {
+        {
+            let index = VectorIndex::new(Store::open(dir).expect("store"));
+            let items = (0..300)
+                .map(|i| item(&format!("a-{i}"), i as f32))
+                .collect();
+            index.upsert(a, params(), items).expect("upsert a");
+            index
+                .upsert(b, params(), vec![item("b-0", 0.0)])
+                .expect("upsert b");
+        }
+        Arc::new(VectorIndex::new(Store::open(dir).expect("reopen")))
+    }
+
     #[test]
     fn writes_do_not_wait_for_a_graph_being_built() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -951,18 +971,7 @@ mod tests {
             CollectionKey::new("ws", "m", "c", "a"),
             CollectionKey::new("ws", "m", "c", "b"),
         );
-        {
-            let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
-            let items = (0..300)
-                .map(|i| item(&format!("a-{i}"), i as f32))
-                .collect();
-            index.upsert(&a, params(), items).expect("upsert a");
-            index
-                .upsert(&b, params(), vec![item("b-0", 0.0)])
-                .expect("upsert b");
-            // No save: the next start builds both graphs from the store.
-        }
-        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("reopen")));
+        let index = reopened_with_unbuilt_graphs(dir.path(), &a, &b);
         let (release, gate) = mpsc::channel();
         *index.graphs.gate.lock() = Some(gate);
         let searcher = {
@@ -1011,18 +1020,7 @@ mod tests {
             CollectionKey::new("ws-a", "m", "c", "a"),
             CollectionKey::new("ws-b", "m", "c", "b"),
         );
-        {
-            let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
-            let items = (0..300)
-                .map(|i| item(&format!("a-{i}"), i as f32))
-                .collect();
-            index.upsert(&a, params(), items).expect("upsert a");
-            index
-                .upsert(&b, params(), vec![item("b-0", 0.0)])
-                .expect("upsert b");
-            // No save: the next start builds both graphs from the store.
-        }
-        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("reopen")));
+        let index = reopened_with_unbuilt_graphs(dir.path(), &a, &b);
         assert_eq!(graph_search(&index, &b, 0.0), ["b-0"], "b is loaded first");
         // Every build thread held until `held` is released.
         let held = Arc::new(std::sync::RwLock::new(()));
