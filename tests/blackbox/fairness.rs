@@ -158,6 +158,7 @@ fn phase(name: &str, base: &str, key: &str, secs: f64, refused: &AtomicUsize) ->
 
 #[test]
 fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
+    let _measuring = super::measuring();
     let secs: f64 = env_setting("AIMP_FAIRNESS_SECS", 4.0);
     let data = tempfile::tempdir().expect("tempdir");
     let start = || {
@@ -276,6 +277,7 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
 /// decoding and the sharing, not a forward pass.
 #[test]
 fn one_workspace_saturating_picture_runs_leaves_another_within_its_bound() {
+    let _measuring = super::measuring();
     let secs: f64 = env_setting("AIMP_FAIRNESS_SECS", 4.0);
     let data = tempfile::tempdir().expect("tempdir");
     let models = data.path().join("models");

@@ -131,6 +131,7 @@ fn search_ms(base: &str) -> f64 {
 
 #[test]
 fn hostile_clients_leave_memory_connections_and_a_bystander_within_bounds() {
+    let _measuring = super::measuring();
     let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
     let data = tempfile::tempdir().expect("tempdir");
     let mut cmd = aimp(data.path(), &shared_models());
@@ -307,6 +308,7 @@ fn attack(
 /// ask for a 7 MB picture and never read it.
 #[test]
 fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
+    let _measuring = super::measuring();
     let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
     let data = tempfile::tempdir().expect("tempdir");
     let mut cmd = aimp(data.path(), &shared_models());

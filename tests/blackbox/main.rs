@@ -35,6 +35,13 @@ const PAGE_BODY: &str = r#"{
   }"#;
 
 /// Installed weights shared by every test binary of this target directory.
+/// Held for its whole run by each test that asserts a latency bound or measures a soak, so
+/// no two of them load the two cores at once (the harness runs tests two at a time).
+fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn shared_models() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
 }

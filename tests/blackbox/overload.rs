@@ -311,6 +311,7 @@ fn summary(name: &str, samples: &[Sample], secs: f64) -> String {
 
 #[test]
 fn overload_is_shed_with_retry_after_and_memory_stays_flat() {
+    let _measuring = super::measuring();
     let secs: f64 = env_setting("AIMP_SOAK_SECS", 60.0);
     let data = tempfile::tempdir().expect("tempdir");
     let mut cmd = aimp(data.path(), &shared_models());
