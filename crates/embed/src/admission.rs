@@ -18,7 +18,7 @@
 //! of clients at start-up would otherwise all be admitted, to wait seconds).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,22 +31,27 @@ pub enum Kind {
     Pictures,
 }
 
-/// Items admitted and not yet run, and their recent cost, per kind.
+/// What is admitted and not yet done, per tenant, and the recent cost of an item, per kind.
 #[derive(Debug, Default)]
 pub(crate) struct Load {
-    /// Items admitted and not yet run, per tenant and kind; a tenant with none has no entry.
-    queued: Mutex<HashMap<Arc<str>, Queued>>,
+    /// A tenant with no request and no item has no entry.
+    tenants: Mutex<HashMap<Arc<str>, TenantLoad>>,
     /// Moving average of nanoseconds per item.
     cost: [AtomicU64; 2],
-    /// Requests admitted and not yet answered, per tenant.
-    requests: Mutex<HashMap<Arc<str>, usize>>,
-    /// Requests admitted and not yet answered, all tenants.
-    in_flight: AtomicUsize,
 }
 
-/// One tenant's items admitted and not yet run, by kind.
+/// One tenant's requests admitted and not yet answered, and its items not yet run, by kind.
 #[derive(Clone, Copy, Debug, Default)]
-struct Queued([usize; 2]);
+struct TenantLoad {
+    requests: usize,
+    queued: [usize; 2],
+}
+
+impl TenantLoad {
+    fn is_idle(&self) -> bool {
+        self.requests == 0 && self.queued == [0, 0]
+    }
+}
 
 fn slot(kind: Kind) -> usize {
     match kind {
@@ -59,25 +64,43 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why a request is refused.
+enum Refusal {
+    Requests,
+    Wait(Duration),
+}
+
 impl Load {
     /// How long `tenant`'s request of `items` of `kind` would wait for the work that runs
     /// before its last item, its own items not counted (the module says which), at their
     /// recent cost.
+    #[cfg(test)]
     fn expected_wait(&self, tenant: &str, kind: Kind, items: usize, limits: Limits) -> Duration {
-        let queued = locked(&self.queued);
-        let before = queued.get(tenant).copied().unwrap_or_default().0[slot(kind)];
+        self.wait_in(&locked(&self.tenants), tenant, kind, items, limits)
+    }
+
+    /// [`Load::expected_wait`] over `tenants`, already locked.
+    fn wait_in(
+        &self,
+        tenants: &HashMap<Arc<str>, TenantLoad>,
+        tenant: &str,
+        kind: Kind,
+        items: usize,
+        limits: Limits,
+    ) -> Duration {
+        let before = tenants.get(tenant).map_or(0, |t| t.queued[slot(kind)]);
         let cost = |k: Kind| match self.cost[slot(k)].load(Ordering::Relaxed) {
             0 => limits.unknown_cost.as_nanos(),
             known => known as u128,
         };
-        let others: usize = queued
+        let others: usize = tenants
             .iter()
             .filter(|(t, _)| &***t != tenant)
-            .map(|(_, q)| q.0[slot(kind)].min(before + items))
+            .map(|(_, t)| t.queued[slot(kind)].min(before + items))
             .sum();
         let mut nanos = (before + others) as u128 * cost(kind);
         if kind == Kind::Pictures {
-            let texts: usize = queued.values().map(|q| q.0[slot(Kind::Texts)]).sum();
+            let texts: usize = tenants.values().map(|t| t.queued[slot(Kind::Texts)]).sum();
             nanos += texts as u128 * cost(Kind::Texts);
         }
         Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
@@ -105,11 +128,18 @@ impl Load {
         if items == 0 {
             return;
         }
-        let mut queued = locked(&self.queued);
-        if let Some(q) = queued.get_mut(tenant) {
-            q.0[slot(kind)] = q.0[slot(kind)].saturating_sub(items);
-            if q.0 == [0, 0] {
-                queued.remove(tenant);
+        self.change(tenant, |t| {
+            t.queued[slot(kind)] = t.queued[slot(kind)].saturating_sub(items);
+        });
+    }
+
+    /// Applies `f` to `tenant`'s entry, forgetting the entry once it is idle.
+    fn change(&self, tenant: &str, f: impl FnOnce(&mut TenantLoad)) {
+        let mut tenants = locked(&self.tenants);
+        if let Some(t) = tenants.get_mut(tenant) {
+            f(t);
+            if t.is_idle() {
+                tenants.remove(tenant);
             }
         }
     }
@@ -117,15 +147,20 @@ impl Load {
     /// Items of `kind` admitted and not yet run, all tenants.
     #[cfg(test)]
     pub fn queued(&self, kind: Kind) -> usize {
-        locked(&self.queued).values().map(|q| q.0[slot(kind)]).sum()
+        locked(&self.tenants)
+            .values()
+            .map(|t| t.queued[slot(kind)])
+            .sum()
     }
 
     /// Requests admitted and not yet answered, all tenants.
     pub fn requests(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        locked(&self.tenants).values().map(|t| t.requests).sum()
     }
 
-    /// Admits `tenant`'s `items` of `kind`, or refuses with how long to wait.
+    /// Admits `tenant`'s `items` of `kind`, or refuses with how long to wait. The check and
+    /// the count it adds are made under one lock, so two requests at once cannot both be
+    /// admitted into the same room.
     pub fn admit(
         self: &Arc<Self>,
         slug: &str,
@@ -135,29 +170,35 @@ impl Load {
         limits: Limits,
     ) -> Result<Admission, EmbedError> {
         let tenant: Arc<str> = tenant.into();
-        let before = {
-            let mut requests = locked(&self.requests);
-            let n = requests.entry(tenant.clone()).or_insert(0);
-            *n += 1;
-            *n - 1
+        let refusal = {
+            let mut tenants = locked(&self.tenants);
+            let before = tenants.get(&tenant).map_or(0, |t| t.requests);
+            let refusal = if before > limits.requests {
+                Some(Refusal::Requests)
+            } else {
+                let wait = self.wait_in(&tenants, &tenant, kind, items, limits);
+                (wait > limits.max_wait).then_some(Refusal::Wait(wait))
+            };
+            if refusal.is_none() {
+                let t = tenants.entry(tenant.clone()).or_default();
+                t.requests += 1;
+                t.queued[slot(kind)] += items;
+            }
+            refusal
         };
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let mut admission = Admission {
-            load: self.clone(),
-            tenant,
-            kind,
-            items: 0,
-        };
-        if before > limits.requests {
-            return Err(EmbedError::Overloaded {
+        match refusal {
+            None => Ok(Admission {
+                load: self.clone(),
+                tenant,
+                kind,
+                items,
+            }),
+            Some(Refusal::Requests) => Err(EmbedError::Overloaded {
                 slug: slug.to_string(),
                 why: format!("{} requests of this workspace are waiting", limits.requests),
                 retry_after_secs: 1,
-            });
-        }
-        let wait = self.expected_wait(&admission.tenant, kind, items, limits);
-        if wait > limits.max_wait {
-            return Err(EmbedError::Overloaded {
+            }),
+            Some(Refusal::Wait(wait)) => Err(EmbedError::Overloaded {
                 slug: slug.to_string(),
                 why: format!(
                     "the work queued ahead would take about {:.1} s, more than the {:.1} s a request may wait",
@@ -165,12 +206,8 @@ impl Load {
                     limits.max_wait.as_secs_f64()
                 ),
                 retry_after_secs: wait.as_secs().max(1),
-            });
+            }),
         }
-        let mut queued = locked(&self.queued);
-        queued.entry(admission.tenant.clone()).or_default().0[slot(kind)] += items;
-        admission.items = items;
-        Ok(admission)
     }
 }
 
@@ -213,17 +250,11 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        {
-            let mut requests = locked(&self.load.requests);
-            if let Some(n) = requests.get_mut(&self.tenant) {
-                *n -= 1;
-                if *n == 0 {
-                    requests.remove(&self.tenant);
-                }
-            }
-        }
-        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.load.dropped(&self.tenant, self.kind, self.items);
+        let (kind, items) = (self.kind, self.items);
+        self.load.change(&self.tenant, |t| {
+            t.requests -= 1;
+            t.queued[slot(kind)] = t.queued[slot(kind)].saturating_sub(items);
+        });
     }
 }
 
