@@ -192,23 +192,11 @@ impl EncoderHandle {
         self.submit(&mut admission, Work::Texts(texts)).await
     }
 
-    /// Decodes, preprocesses and embeds pictures (file bytes), one vector per picture. The
-    /// first picture that cannot be used fails the whole call with
-    /// [`EmbedError::ImageItem`], naming its position; nothing reaches the model then.
-    /// `admission` is this request's place, from [`EncoderHandle::admit`] for its pictures.
-    pub async fn embed_images(
-        &self,
-        admission: Admission,
-        images: Vec<Arc<[u8]>>,
-        options: DecodeOptions,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let prepared = self.prepare_images(images, options).await?;
-        self.embed_prepared(admission, prepared).await
-    }
-
-    /// The first half of [`EncoderHandle::embed_images`]: the pictures decoded, resized,
-    /// cropped and normalised on the rayon pool, for a caller that bounds how much of that
-    /// CPU work each workspace runs at once.
+    /// Decodes and preprocesses pictures (file bytes) on the rayon pool: resized, cropped and
+    /// normalised for the model, one entry per picture. The first picture that cannot be used
+    /// fails the whole call with [`EmbedError::ImageItem`], naming its position. Apart from
+    /// [`EncoderHandle::embed_prepared`], so that a caller can bound how much of this CPU work
+    /// each workspace runs at once.
     pub async fn prepare_images(
         &self,
         images: Vec<Arc<[u8]>>,
@@ -249,8 +237,8 @@ impl EncoderHandle {
         Ok(Prepared(pixels))
     }
 
-    /// The second half of [`EncoderHandle::embed_images`]: prepared pictures through the
-    /// model, in `admission`'s place.
+    /// Prepared pictures through the model, one vector per picture, in `admission`'s place
+    /// (from [`EncoderHandle::admit`] for its pictures).
     pub async fn embed_prepared(
         &self,
         mut admission: Admission,
@@ -521,8 +509,8 @@ mod tests {
     /// Admits and embeds pictures, as the gateway does.
     async fn embed(h: &EncoderHandle, images: Vec<Arc<[u8]>>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let admission = h.admit("t", Kind::Pictures, images.len())?;
-        h.embed_images(admission, images, DecodeOptions::default())
-            .await
+        let prepared = h.prepare_images(images, DecodeOptions::default()).await?;
+        h.embed_prepared(admission, prepared).await
     }
 
     /// A deterministic encoder: the vector is [len, 1]; it can be held on a gate.
