@@ -106,24 +106,30 @@ fn flood(
         .collect()
 }
 
-/// The interactive workspace for `secs`: a text search, a one-item write and a vector
-/// search, one after another with a short pause. Answers each request's milliseconds.
-fn interactive(base: &str, key: &str, secs: f64) -> Vec<f64> {
+/// The interactive workspace's `n`th request in the first test: a text search, a one-item
+/// write and a vector search in turn.
+fn mixed(n: usize) -> Value {
+    match n % 3 {
+        0 => json!({"model": "demo-model", "mode": "search", "scope": "mine",
+                    "input": {"text": format!("a question about topic {n}")},
+                    "params": {"top_k": 5}}),
+        1 => json!({"model": "demo-model", "mode": "index", "scope": "mine",
+                    "input": {"texts": [format!("note {n}")], "text_ids": [format!("n{n}")]}}),
+        _ => json!({"model": "vectors", "mode": "search", "scope": "mine",
+                    "input": {"vector": vector(n)}, "params": {"top_k": 5}}),
+    }
+}
+
+/// The interactive workspace for `secs`: `request(n)` one after another with a short pause,
+/// each of which must succeed. Answers each request's milliseconds.
+fn interactive(base: &str, key: &str, secs: f64, request: &dyn Fn(usize) -> Value) -> Vec<f64> {
     let a = agent();
     let url = format!("{base}/api/runs");
     let started = Instant::now();
     let mut took = Vec::new();
     let mut n = 0usize;
     while started.elapsed().as_secs_f64() < secs {
-        let body = match n % 3 {
-            0 => json!({"model": "demo-model", "mode": "search", "scope": "mine",
-                        "input": {"text": format!("a question about topic {n}")},
-                        "params": {"top_k": 5}}),
-            1 => json!({"model": "demo-model", "mode": "index", "scope": "mine",
-                        "input": {"texts": [format!("note {n}")], "text_ids": [format!("n{n}")]}}),
-            _ => json!({"model": "vectors", "mode": "search", "scope": "mine",
-                        "input": {"vector": vector(n)}, "params": {"top_k": 5}}),
-        };
+        let body = request(n);
         let t = Instant::now();
         let (status, out) = post(&a, &url, key, &body);
         took.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -138,9 +144,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs the interactive workspace while `attack` runs; prints and answers (p50, p99, max).
-fn phase(name: &str, base: &str, key: &str, secs: f64, refused: &AtomicUsize) -> (f64, f64, f64) {
-    let mut took = interactive(base, key, secs);
+/// Runs the interactive workspace's `request`s while an attack runs; prints and answers
+/// (p50, p99, max).
+fn phase(
+    name: &str,
+    base: &str,
+    key: &str,
+    secs: f64,
+    refused: &AtomicUsize,
+    request: &dyn Fn(usize) -> Value,
+) -> (f64, f64, f64) {
+    let mut took = interactive(base, key, secs, request);
     took.sort_by(f64::total_cmp);
     let (p50, p99, max) = (
         percentile(&took, 0.5),
@@ -175,7 +189,7 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
     fill(&base, &abusive, "big", BIG);
     fill(&base, &mine, "mine", 200);
     // Warm both: the encoder learns its costs, the graphs are loaded.
-    interactive(&base, &mine, 1.0);
+    interactive(&base, &mine, 1.0, &mixed);
     let mut bounds = Vec::new();
 
     // Writes: 12 clients indexing runs of 32 texts.
@@ -199,7 +213,10 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    bounds.push(("writes", phase("writes", &base, &mine, secs, &refused)));
+    bounds.push((
+        "writes",
+        phase("writes", &base, &mine, secs, &refused, &mixed),
+    ));
     stop.store(true, Ordering::Relaxed);
     writers.into_iter().for_each(|w| w.join().expect("writer"));
 
@@ -220,7 +237,10 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    bounds.push(("searches", phase("searches", &base, &mine, secs, &refused)));
+    bounds.push((
+        "searches",
+        phase("searches", &base, &mine, secs, &refused, &mixed),
+    ));
     stop.store(true, Ordering::Relaxed);
     searchers
         .into_iter()
@@ -236,7 +256,7 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
     let server = start();
     let base = server.base.clone();
     let url = format!("{base}/api/runs");
-    interactive(&base, &mine, 0.5);
+    interactive(&base, &mine, 0.5, &mixed);
     let refused = Arc::new(AtomicUsize::new(0));
     let builder = {
         let (url, key) = (url.clone(), abusive.clone());
@@ -255,7 +275,7 @@ fn one_workspace_saturating_the_gateway_leaves_another_within_its_bound() {
     };
     bounds.push((
         "graph build",
-        phase("graph build", &base, &mine, secs.min(3.0), &refused),
+        phase("graph build", &base, &mine, secs.min(3.0), &refused, &mixed),
     ));
     let built = builder.join().expect("builder");
     println!(
@@ -281,17 +301,7 @@ fn one_workspace_saturating_picture_runs_leaves_another_within_its_bound() {
     let secs: f64 = env_setting("AIMP_FAIRNESS_SECS", 4.0);
     let data = tempfile::tempdir().expect("tempdir");
     let models = data.path().join("models");
-    let folder = super::checkpoint_folder(data.path(), "tiny-b");
-    let out = aimp(data.path(), &models)
-        .args(["models", "import", "clipo", "--unverified", "--from"])
-        .arg(&folder)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::media::install_fixture_clipo(data.path(), &models);
     let mut cmd = aimp(data.path(), &models);
     cmd.env("AIMP_MODELS", "clipo")
         .env("AIMP_OFFLINE", "1")
@@ -333,41 +343,27 @@ fn one_workspace_saturating_picture_runs_leaves_another_within_its_bound() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    let a = agent();
-    let started = Instant::now();
-    let mut took = Vec::new();
-    let mut n = 0usize;
-    while started.elapsed().as_secs_f64() < secs {
-        let body = if n.is_multiple_of(2) {
+    let by_picture_and_text = |n: usize| {
+        if n.is_multiple_of(2) {
             json!({"model": "clipo", "mode": "search", "scope": "mine",
                    "input": {"image": {"media_ref": my_picture}}, "params": {"top_k": 5}})
         } else {
             json!({"model": "clipo", "mode": "search", "scope": "mine",
                    "input": {"text": format!("a photo of thing {n}")}, "params": {"top_k": 5}})
-        };
-        let t = Instant::now();
-        let (status, out) = post(&a, &url, &mine, &body);
-        took.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(status, 200, "the interactive workspace was refused: {out}");
-        n += 1;
-        thread::sleep(Duration::from_millis(20));
-    }
+        }
+    };
+    let (_, p99, max) = phase(
+        "pictures",
+        &base,
+        &mine,
+        secs,
+        &refused,
+        &by_picture_and_text,
+    );
     stop.store(true, Ordering::Relaxed);
     flooders
         .into_iter()
         .for_each(|f| f.join().expect("flooder"));
-    took.sort_by(f64::total_cmp);
-    let (p50, p99, max) = (
-        percentile(&took, 0.5),
-        percentile(&took, 0.99),
-        took[took.len() - 1],
-    );
-    println!(
-        "fairness, pictures: interactive {} requests p50 {p50:.0} ms p99 {p99:.0} ms max {max:.0} ms; \
-         abusive refused {} times",
-        took.len(),
-        refused.load(Ordering::Relaxed)
-    );
     assert!(
         p99 < 1000.0 && max < 2000.0,
         "pictures: the interactive workspace's p99 {p99:.0} ms, max {max:.0} ms"

@@ -73,6 +73,17 @@ fn trickling_put(base: &str, host: &str) -> TcpStream {
     s
 }
 
+/// The gateway these attacks run against: the `vectors` model only, offline, the shared key,
+/// rate limiting off (so only the bounds under test stand in the attacker's way).
+fn vectors_gateway(data: &std::path::Path) -> std::process::Command {
+    let mut cmd = aimp(data, &shared_models());
+    cmd.env("AIMP_OFFLINE", "1")
+        .env("AIMP_MODELS", "vectors")
+        .env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_RATE_LIMIT", "0");
+    cmd
+}
+
 /// The bystander's 200 vectors, in the default workspace (the shared key's).
 fn index_bystander(base: &str) {
     let vectors: Vec<Vec<f32>> = (0..200)
@@ -134,12 +145,8 @@ fn hostile_clients_leave_memory_connections_and_a_bystander_within_bounds() {
     let _measuring = super::measuring();
     let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cmd = aimp(data.path(), &shared_models());
-    cmd.env("AIMP_OFFLINE", "1")
-        .env("AIMP_MODELS", "vectors")
-        .env("AIMP_API_KEY", ENV_KEY)
-        .env("AIMP_RATE_LIMIT", "0")
-        .env("AIMP_UPLOAD_IDLE_TIMEOUT", "2")
+    let mut cmd = vectors_gateway(data.path());
+    cmd.env("AIMP_UPLOAD_IDLE_TIMEOUT", "2")
         .env("AIMP_UPLOADS_PER_WORKSPACE", "8");
     let server = Server::start(cmd);
     let (base, host, pid) = (
@@ -311,12 +318,8 @@ fn hostile_queries_pictures_and_readers_leave_a_bystander_within_bounds() {
     let _measuring = super::measuring();
     let scale: usize = env_setting("AIMP_HOSTILE_SCALE", 1);
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cmd = aimp(data.path(), &shared_models());
-    cmd.env("AIMP_OFFLINE", "1")
-        .env("AIMP_MODELS", "vectors")
-        .env("AIMP_API_KEY", ENV_KEY)
-        .env("AIMP_RATE_LIMIT", "0")
-        .env("AIMP_WRITE_TIMEOUT", "2")
+    let mut cmd = vectors_gateway(data.path());
+    cmd.env("AIMP_WRITE_TIMEOUT", "2")
         .env("AIMP_THUMBNAIL_MEMORY", (64u64 << 20).to_string());
     let server = Server::start(cmd);
     let (base, host, pid) = (
@@ -587,11 +590,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn an_abandoned_recall_check_frees_the_cpu_within_a_second() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cmd = aimp(data.path(), &shared_models());
-    cmd.env("AIMP_OFFLINE", "1")
-        .env("AIMP_MODELS", "vectors")
-        .env("AIMP_API_KEY", ENV_KEY)
-        .env("AIMP_RATE_LIMIT", "0");
+    let cmd = vectors_gateway(data.path());
     let server = Server::start(cmd);
     let (base, pid) = (server.base.clone(), server.child.id());
     index_big(&base, ENV_KEY);
