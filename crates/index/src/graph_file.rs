@@ -258,19 +258,25 @@ fn read(input: &mut impl Read, p: &HnswParams, len: u64) -> std::io::Result<Hnsw
         })?;
         nodes.upper.push(slots.into_boxed_slice());
     }
-    // Shapes: keys increase, every link and the entry point name a node, counts fit.
+    // Shapes: keys increase, every link and the entry point name a node, counts fit, and a
+    // link at a level names a node that reaches that level (a walk reads its list there).
     if nodes.keys.windows(2).any(|w| w[0] >= w[1]) {
         return Err(bad("keys do not increase".into()));
     }
-    let valid_list = |list: &[AtomicU32]| {
+    let valid_list = |list: &[AtomicU32], level: usize| {
         let count = list[0].load(Relaxed) as usize;
         count < list.len()
-            && list[1..=count]
-                .iter()
-                .all(|s| (s.load(Relaxed) as usize) < n)
+            && list[1..=count].iter().all(|s| {
+                let s = s.load(Relaxed) as usize;
+                s < n && usize::from(nodes.levels[s]) >= level
+            })
     };
-    if !nodes.level0.chunks(1 + 2 * m).all(valid_list)
-        || !nodes.upper.iter().all(|u| u.chunks(1 + m).all(valid_list))
+    if !nodes.level0.chunks(1 + 2 * m).all(|l| valid_list(l, 0))
+        || !nodes.upper.iter().all(|u| {
+            u.chunks(1 + m)
+                .enumerate()
+                .all(|(below, l)| valid_list(l, below + 1))
+        })
     {
         return Err(bad("a neighbour list is out of range".into()));
     }
