@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use aimp_bench::formats::{self, Matrix};
 use aimp_bench::run::{self, Config, Engine, Progress};
 use aimp_bench::{collection, plot, synthetic, truth};
-use aimp_index::{CollectionKey, Metric, VectorIndex};
+use aimp_store::{CollectionKey, Metric};
 
 use crate::settings::{ModelSettings, StoreSettings};
 
@@ -177,18 +177,18 @@ fn collection(args: &CollectionArgs) -> anyhow::Result<()> {
         }
     };
     let key = CollectionKey::new(&args.workspace, &args.model, &name, &args.scope);
-    let index = VectorIndex::new(super::open_store(&args.store)?);
+    let index = super::open_store(&args.store)?;
     let queries: Vec<Vec<f32>> = match &args.query {
         Some(file) => {
             let m = formats::read_vectors(file)?;
             (0..m.rows).map(|i| m.row(i).to_vec()).collect()
         }
-        None => collection::sample_queries(&index, &key, args.queries, args.seed)
+        None => collection::sample_queries(&*index, &key, args.queries, args.seed)
             .map_err(anyhow::Error::msg)?,
     };
     let stop = stop_on_ctrl_c()?;
     eprintln!("measuring {key} with {} queries", queries.len());
-    let records = collection::measure(&index, &key, &queries, args.k, &args.ef, &stop)
+    let records = collection::measure(&*index, &key, &queries, args.k, &args.ef, &stop)
         .map_err(anyhow::Error::msg)?;
     println!(
         "{:>5} {:>7} {:>10} {:>8} {:>8} {:>8}  exhaustive",

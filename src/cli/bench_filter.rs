@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use aimp_bench::filter::{self, FilterConfig, FilterEngine, FilterRecord};
 use aimp_bench::filter_plot;
 use aimp_bench::formats::{self, Matrix};
-use aimp_index::{CollectionKey, Metric, Store, VectorIndex};
+use aimp_store::{CollectionKey, Metric};
+use aimp_store_embedded::{DEFAULT_CACHE_BYTES, EmbeddedStore};
 
 use crate::settings::{EncoderSettings, ModelSettings};
 
@@ -143,7 +144,7 @@ pub fn filter(args: &FilterArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&store_dir)
             .with_context(|| format!("clearing {}", store_dir.display()))?;
     }
-    let index = VectorIndex::new(Store::open(&store_dir)?);
+    let index = EmbeddedStore::open(&store_dir, DEFAULT_CACHE_BYTES)?;
     let key = CollectionKey::new("bench", "vectors", "filter", "bench");
     let n = base.rows;
     let fill_s = filter::fill(&index, &key, &base, &labels, args.metric, &|done| {

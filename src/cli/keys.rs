@@ -33,7 +33,7 @@ pub fn run(settings: &StoreSettings, cmd: KeysCommand) -> anyhow::Result<()> {
                 "--workspace must match ^[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}$"
             );
             anyhow::ensure!(!name.trim().is_empty(), "--name must not be empty");
-            let created = keys::create_key(&store, name.trim(), &workspace)?;
+            let created = keys::create_key(&*store, name.trim(), &workspace)?;
             println!("{}", serde_json::to_string_pretty(&created)?);
             eprintln!("Store this key now: it is not shown again.");
         }

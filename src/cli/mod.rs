@@ -11,20 +11,25 @@ pub mod search;
 pub mod serve;
 pub mod sidecar;
 
+use std::sync::Arc;
+
+use aimp_store::Store;
+use aimp_store_embedded::EmbeddedStore;
 use anyhow::Context;
 
 use crate::settings::{ClientSettings, ModelSettings, StoreSettings};
 
 /// Opens the store of the data directory, explaining the usual reason it is locked.
-pub fn open_store(settings: &StoreSettings) -> anyhow::Result<aimp_index::Store> {
+pub fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     let cache =
         usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    aimp_index::Store::open_with_cache(&settings.data_dir, cache).with_context(|| {
+    let store = EmbeddedStore::open(&settings.data_dir, cache).with_context(|| {
         format!(
             "cannot open the store in {} (if `aimp serve` is running on it, stop it first or use the HTTP API)",
             settings.data_dir.display()
         )
-    })
+    })?;
+    Ok(Arc::new(store))
 }
 
 /// The registry of built-in and folder manifests, at the precisions `--precision` sets.

@@ -70,7 +70,7 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     }
     let store = super::open_store(&settings.store)?;
     if let Some(key) = &settings.gateway.api_key {
-        register_env_key(&store, key)?;
+        register_env_key(&*store, key)?;
     }
     let registry = Arc::new(super::registry(&settings.registry)?);
     for slug in &settings.gateway.models {
@@ -103,7 +103,7 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
         config.store_calls_per_workspace = settings.gateway.store_calls_per_workspace as usize;
     }
     config.store_queue_per_workspace = settings.gateway.store_queue_per_workspace as usize;
-    config.filter_limits = aimp_index::FilterLimits {
+    config.filter_limits = aimp_store::FilterLimits {
         values: settings.gateway.filter_max_values as usize,
         value_bytes: settings.gateway.filter_max_value_bytes as usize,
     };
@@ -112,16 +112,21 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
         max_pixels: settings.gateway.max_image_pixels,
         apply_orientation: true,
     };
-    let state = AppState::new(config, store, registry.clone(), models.clone())
-        .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
-    let index = state.index.clone();
+    let state = AppState::new(
+        config,
+        store.clone(),
+        &settings.store.data_dir,
+        registry.clone(),
+        models.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
     let sweeper = tokio::spawn(aimp_server::sweep_uploads_forever(
         state.clone(),
         Duration::from_secs(60),
     ));
     let saver = (settings.gateway.graph_save_interval > 0).then(|| {
         tokio::spawn(save_graphs_every(
-            index.clone(),
+            store.clone(),
             Duration::from_secs(settings.gateway.graph_save_interval),
         ))
     });
@@ -172,7 +177,7 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
         saver.abort();
     }
     // Saved graphs make the next start fast; one that is not saved is rebuilt from redb.
-    match tokio::task::spawn_blocking(move || index.save_graphs()).await {
+    match tokio::task::spawn_blocking(move || store.checkpoint()).await {
         Ok(Ok(n)) => tracing::info!(graphs = n, "saved the vector graphs"),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "could not save the vector graphs; they will be rebuilt from the store")
@@ -186,13 +191,13 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
 
 /// Saves the graphs that changed every `every`, so a crash costs at most that much catching
 /// up at the next start instead of a rebuild from the store; writes and searches go on.
-async fn save_graphs_every(index: Arc<aimp_index::VectorIndex>, every: Duration) {
+async fn save_graphs_every(store: Arc<dyn aimp_store::Store>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await; // the first tick is immediate
     loop {
         tick.tick().await;
-        let index = index.clone();
-        match tokio::task::spawn_blocking(move || index.save_graphs()).await {
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.checkpoint()).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(graphs = n, "saved the vector graphs"),
             Ok(Err(e)) => tracing::warn!(error = %e, "periodic graph save failed"),
@@ -201,7 +206,7 @@ async fn save_graphs_every(index: Arc<aimp_index::VectorIndex>, every: Duration)
     }
 }
 
-fn register_env_key(store: &aimp_index::Store, key: &str) -> anyhow::Result<()> {
+fn register_env_key(store: &dyn aimp_store::Store, key: &str) -> anyhow::Result<()> {
     keys::check_external_key(key).map_err(anyhow::Error::msg)?;
     match keys::register_env_key(store, key, DEFAULT_WORKSPACE)? {
         EnvKey::Registered { id } => tracing::info!(key_id = %id, "registered AIMP_API_KEY"),

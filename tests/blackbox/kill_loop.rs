@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aimp_index::{CollectionKey, Filter, Store, VectorIndex};
+use aimp_store::{CollectionKey, Filter, Store};
+use aimp_store_embedded::{DEFAULT_CACHE_BYTES, EmbeddedStore};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -412,7 +413,7 @@ fn acknowledged_runs_survive_sigkill_after_sigkill() {
     server.stop();
 
     // The store itself, read as the next start would read it.
-    let index = VectorIndex::new(Store::open(data.path()).expect("open store"));
+    let index = EmbeddedStore::open(data.path(), DEFAULT_CACHE_BYTES).expect("open store");
     let (mut present, mut absent, mut worst, mut filtered) = (0, 0, 0.0f32, 0);
     for ((model, collection), ids) in &expected {
         let key = CollectionKey::new("default", model, collection, SCOPE);

@@ -1,11 +1,11 @@
 //! `aimp bench collection`: recall and latency of a live collection, through the same
-//! `VectorIndex::search` the server answers with, against exact search of the same collection.
+//! `Store::search` the server answers with, against exact search of the same collection.
 //! Queries are a seeded sample of the collection's own vectors, or given ones.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use aimp_index::{CollectionKey, SearchOptions, VectorIndex};
+use aimp_store::{CollectionKey, SearchOptions, Store};
 use serde::Serialize;
 
 use crate::machine::{Machine, Versions};
@@ -36,7 +36,7 @@ pub struct CollectionRecord {
 
 /// `n` of the collection's own vectors drawn with `seed`.
 pub fn sample_queries(
-    index: &VectorIndex,
+    index: &dyn Store,
     key: &CollectionKey,
     n: usize,
     seed: u64,
@@ -52,7 +52,7 @@ pub fn sample_queries(
 
 /// Measures each `ef` on `queries` against exact search of the same collection.
 pub fn measure(
-    index: &VectorIndex,
+    index: &dyn Store,
     key: &CollectionKey,
     queries: &[Vec<f32>],
     k: usize,
@@ -60,10 +60,11 @@ pub fn measure(
     stop: &AtomicBool,
 ) -> Result<Vec<CollectionRecord>, String> {
     let count = index
-        .count(key)
+        .record(key)
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no collection {key}"))?;
-    let err = |e: aimp_index::StoreError| e.to_string();
+        .ok_or_else(|| format!("no collection {key}"))?
+        .count;
+    let err = |e: aimp_store::StoreError| e.to_string();
     let truth: Vec<Vec<String>> = queries
         .iter()
         .map(|q| {
@@ -149,12 +150,16 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aimp_index::{CollectionParams, Metric, NewItem, Store};
+    use aimp_store::{CollectionParams, Metric, NewItem};
 
     #[test]
     fn a_live_collection_measured_against_its_exact_search() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let index = aimp_store_embedded::EmbeddedStore::open(
+            dir.path(),
+            aimp_store_embedded::DEFAULT_CACHE_BYTES,
+        )
+        .expect("store");
         let key = CollectionKey::new("default", "demo-model", "texts", "notes");
         let (base, _) =
             crate::synthetic::generate(crate::synthetic::Kind::Clustered, 3000, 0, 8, 5);

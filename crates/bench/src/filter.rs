@@ -1,6 +1,6 @@
 //! `aimp bench filter`: filtered recall@k and queries per second across selectivities, for
 //! filters uncorrelated with the vectors (a label drawn at random) and correlated with them
-//! (the k-means cluster labels nearest the query), through the same `VectorIndex::search` the
+//! (the k-means cluster labels nearest the query), through the same `Store::search` the
 //! server answers with: the planner (`ours`), exact filtered search (`exact`), and the plain
 //! in-walk filter (`in_walk`); hnswlib's filter functor runs on the same files from
 //! `filter_hnswlib.py` (see [`write_work_files`]).
@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use aimp_index::{
-    CollectionKey, CollectionParams, Filter, Metric, NewItem, SearchOptions, VectorIndex, distance,
-};
+use aimp_index::distance;
+use aimp_store::{CollectionKey, CollectionParams, Filter, Metric, NewItem, SearchOptions, Store};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
@@ -311,7 +310,7 @@ pub fn cases(
 /// Stores `base` with its fields in a collection of `index` at the server's default settings
 /// (item `i` is id `i`), in batches of 1,000 upserts; the seconds it took.
 pub fn fill(
-    index: &VectorIndex,
+    index: &dyn Store,
     key: &CollectionKey,
     base: &Matrix<f32>,
     labels: &Labels,
@@ -385,7 +384,7 @@ pub struct FilterConfig {
 /// no engine always runs first, or right after a slow one); a record's queries/s is the
 /// median of its rounds and its latencies are the rounds' together.
 pub fn measure(
-    index: &VectorIndex,
+    index: &dyn Store,
     key: &CollectionKey,
     queries: &Matrix<f32>,
     cases: &[Case],
@@ -394,9 +393,9 @@ pub fn measure(
     progress: &dyn Fn(&str),
 ) -> Result<Vec<FilterRecord>, String> {
     let count = index
-        .count(key)
+        .record(key)
         .map_err(|e| e.to_string())?
-        .unwrap_or_default() as usize;
+        .map_or(0, |r| r.count) as usize;
     let runs: Vec<(FilterEngine, Option<usize>)> = config
         .engines
         .iter()
@@ -651,7 +650,7 @@ mod tests {
                 assert_eq!(case.truth[q], want);
                 let filter = Filter::parse(&sel.filter()).expect("filter");
                 for i in [0usize, 17, 300, 1499] {
-                    let item: aimp_index::ItemRecord = serde_json::from_value(json!({
+                    let item: aimp_store::ItemRecord = serde_json::from_value(json!({
                         "id": i.to_string(),
                         "user": {"u": labels.uniform[i], "c": labels.cluster[i]},
                         "created_at": "2026-12-02T00:00:00Z",

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aimp_index::Metric;
+use aimp_store::Metric;
 
 /// Rows of equal length, row-major.
 #[derive(Clone, Debug, PartialEq)]

@@ -18,7 +18,7 @@ pub const BUILD_NICENESS: i32 = 10;
 
 /// The build pool: as many threads as the machine has cores, each at [`BUILD_NICENESS`];
 /// `None` where its threads cannot be started (builds then share rayon's global pool).
-pub(crate) fn pool() -> Option<&'static rayon::ThreadPool> {
+pub fn pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()

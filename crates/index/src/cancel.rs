@@ -1,14 +1,12 @@
 //! Stopping read work whose asker went away: a gateway request's searches, listings and
 //! checks run on a blocking thread inside [`Cancel::scope`], and the long loops of reading
 //! code (graph walks, exact scans, listings) look at [`requested`] now and then and give up,
-//! answering [`StoreError::Cancelled`]. Writes never look: a committed change is never left
-//! half-applied because its client left.
+//! answering that they were cancelled (the store's `Cancelled` error). Writes never look: a
+//! committed change is never left half-applied because its client left.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::StoreError;
 
 /// A flag that one side sets and the work reading it stops at.
 #[derive(Clone, Debug, Default)]
@@ -57,15 +55,6 @@ pub fn requested() -> bool {
     CURRENT.with(|c| c.borrow().as_ref().is_some_and(Cancel::is_cancelled))
 }
 
-/// [`StoreError::Cancelled`] when the work running on this thread was asked to stop.
-pub fn check() -> Result<(), StoreError> {
-    if requested() {
-        Err(StoreError::Cancelled)
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,10 +64,8 @@ mod tests {
         assert!(!requested(), "no scope: never");
         let flag = Cancel::new();
         flag.scope(|| {
-            assert!(check().is_ok());
             flag.cancel();
             assert!(requested());
-            assert!(matches!(check(), Err(StoreError::Cancelled)));
             let other = std::thread::spawn(requested).join().expect("thread");
             assert!(!other, "another thread has its own");
             Cancel::new().scope(|| assert!(!requested(), "an inner scope's own flag"));

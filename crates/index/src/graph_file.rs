@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Metric;
 use crate::hnsw::{Extent, Hnsw, HnswParams, Nodes};
-use crate::{Metric, StoreError};
 
 const MAGIC: &[u8; 8] = b"AIMPHNSW";
 const VERSION: u32 = 1;
@@ -38,17 +38,26 @@ pub struct GraphFile {
     pub covers_deletion_seq: u64,
 }
 
+/// A graph file that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("graph file {path}")]
+pub struct GraphFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Writes the first `extent.nodes` nodes of the graph atomically to `dir/name`; returns the
 /// file's length and checksum.
-pub(crate) fn save(
+pub fn save(
     graph: &Hnsw,
     extent: Extent,
     dir: &Path,
     name: &str,
-) -> Result<(u64, u32), StoreError> {
+) -> Result<(u64, u32), GraphFileError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| StoreError::GraphIo { path, source }
+        move |source| GraphFileError { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -56,7 +65,7 @@ pub(crate) fn save(
     let mut out = Hashing::new(BufWriter::with_capacity(1 << 20, file));
     write(&mut out, graph, extent).map_err(io(&tmp))?;
     let (writer, crc, bytes) = out.finish();
-    let file = writer.into_inner().map_err(|e| StoreError::GraphIo {
+    let file = writer.into_inner().map_err(|e| GraphFileError {
         path: tmp.clone(),
         source: e.into_error(),
     })?;
@@ -171,7 +180,7 @@ fn metric_byte(m: Metric) -> u8 {
 
 /// Reads `path` back, checking it against what redb recorded and the collection's params.
 /// Any disagreement is an error naming it; the caller rebuilds.
-pub(crate) fn load(path: &Path, expected: &GraphFile, params: &HnswParams) -> Result<Hnsw, String> {
+pub fn load(path: &Path, expected: &GraphFile, params: &HnswParams) -> Result<Hnsw, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     if len != expected.bytes {
@@ -379,12 +388,12 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// The graph file name of a collection.
-pub(crate) fn file_name(collection: u64) -> String {
+pub fn file_name(collection: u64) -> String {
     format!("{collection}.hnsw")
 }
 
 /// Where graph files live: `graphs/` beside the database.
-pub(crate) fn folder(db_path: &Path) -> PathBuf {
+pub fn folder(db_path: &Path) -> PathBuf {
     db_path
         .parent()
         .map_or_else(|| PathBuf::from("graphs"), |p| p.join("graphs"))

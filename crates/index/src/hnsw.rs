@@ -101,7 +101,7 @@ pub(crate) struct Nodes {
 
 /// How much of a graph a save writes: its first `nodes` nodes, entered at `entry`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Extent {
+pub struct Extent {
     pub nodes: usize,
     pub entry: u64,
 }
@@ -412,7 +412,7 @@ impl Hnsw {
 
     /// Runs `f` on the node arrays and the packed entry point, with appends held off.
     /// The node count and the packed entry point, read together.
-    pub(crate) fn extent(&self) -> Extent {
+    pub fn extent(&self) -> Extent {
         self.with_nodes(|nodes, entry| Extent {
             nodes: nodes.keys.len(),
             entry,
@@ -422,6 +422,14 @@ impl Hnsw {
     pub(crate) fn with_nodes<R>(&self, f: impl FnOnce(&Nodes, u64) -> R) -> R {
         let nodes = self.nodes.read();
         f(&nodes, self.entry.load(Acquire))
+    }
+
+    /// Runs `f` while holding the nodes as a walk does (their read lock): for tests of what
+    /// waits behind a long walk.
+    #[doc(hidden)]
+    pub fn holding_nodes<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _nodes = self.nodes.read();
+        f()
     }
 
     /// A graph from arrays read back from a file; the caller has checked their shapes.

@@ -10,7 +10,7 @@
 
 /// Huge pages for the allocation behind `v` (its capacity, not only its length), where the
 /// system offers them.
-pub(crate) fn advise<T>(v: &Vec<T>) {
+pub fn advise<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
     linux::advise(v.as_ptr().cast(), v.capacity() * std::mem::size_of::<T>());
     #[cfg(not(target_os = "linux"))]

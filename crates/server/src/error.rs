@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use aimp_embed::EmbedError;
-use aimp_index::{StorageFault, StoreError};
+use aimp_store::{StorageFault, StoreError};
 
 /// An error as the client sees it.
 #[derive(Debug)]
@@ -99,7 +99,7 @@ impl ApiError {
 
     /// A file operation's failure: 507 when the file system is full, else internal.
     pub fn file(context: &'static str, e: std::io::Error) -> ApiError {
-        if aimp_index::is_full(&e) {
+        if aimp_store::is_full(&e) {
             ApiError::InsufficientStorage {
                 message: format!(
                     "the data folder's file system is full ({context}: {e}); nothing was kept, \
@@ -349,26 +349,30 @@ impl From<StoreError> for ApiError {
                     retry_after_secs: 1,
                 }
             }
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "the store cannot be reached");
+                ApiError::Unavailable {
+                    code: "store_unavailable",
+                    message: format!("{e}; nothing of this request was stored; retry"),
+                    retry_after_secs: 1,
+                }
+            }
             StoreError::Cancelled => ApiError::ClientGone,
-            StoreError::CreateDir { .. }
-            | StoreError::Open { .. }
-            | StoreError::Database(_)
-            | StoreError::Corrupt { .. }
+            StoreError::Corrupt { .. }
             | StoreError::CommitFailed { .. }
-            | StoreError::WriterGone
-            | StoreError::GraphIo { .. } => ApiError::internal("store", e),
+            | StoreError::Backend { .. } => ApiError::internal("store", e),
         }
     }
 }
 
 /// Runs blocking store work off the async threads. When the request is dropped while it
-/// runs (its client went away), the work is asked to stop ([`aimp_index::Cancel`]): reading
+/// runs (its client went away), the work is asked to stop ([`aimp_store::Cancel`]): reading
 /// code (walks, scans, listings, recall checks) gives up within milliseconds and frees its
 /// core; a write goes on to its commit.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let cancel = aimp_index::Cancel::new();
+    let cancel = aimp_store::Cancel::new();
     let armed = CancelOnDrop(Some(cancel.clone()));
     let joined = tokio::task::spawn_blocking(move || cancel.scope(f)).await;
     armed.disarm();
@@ -380,7 +384,7 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Cancels its flag when dropped before [`CancelOnDrop::disarm`]: a request future dropped
 /// mid-await.
-struct CancelOnDrop(Option<aimp_index::Cancel>);
+struct CancelOnDrop(Option<aimp_store::Cancel>);
 
 impl CancelOnDrop {
     fn disarm(mut self) {

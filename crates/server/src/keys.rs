@@ -1,6 +1,6 @@
 //! API keys: how they are made, hashed and shown. Shared by the HTTP API and the CLI.
 
-use aimp_index::{ApiKeyRecord, KeyHash, Store, StoreError};
+use aimp_store::{ApiKeyRecord, KeyHash, Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
@@ -87,7 +87,11 @@ pub struct CreatedKey {
 }
 
 /// Creates and stores a new key.
-pub fn create_key(store: &Store, name: &str, workspace: &str) -> Result<CreatedKey, StoreError> {
+pub fn create_key(
+    store: &dyn Store,
+    name: &str,
+    workspace: &str,
+) -> Result<CreatedKey, StoreError> {
     let key = generate_key();
     let record = record_for(&key, name, workspace);
     store.insert_key(&record)?;
@@ -149,7 +153,11 @@ pub fn check_admin_token(token: &str) -> Result<(), String> {
 
 /// Registers a key supplied by the operator (the `AIMP_API_KEY` that the API page's snippets
 /// send), so client and server can share one variable. A revoked key is not revived.
-pub fn register_env_key(store: &Store, key: &str, workspace: &str) -> Result<EnvKey, StoreError> {
+pub fn register_env_key(
+    store: &dyn Store,
+    key: &str,
+    workspace: &str,
+) -> Result<EnvKey, StoreError> {
     if let Some(existing) = store.find_key_by_hash(&hash_key(key))? {
         return Ok(if existing.is_revoked() {
             EnvKey::Revoked { id: existing.id }
@@ -183,12 +191,16 @@ mod tests {
     #[test]
     fn only_the_hash_is_stored_and_env_key_is_idempotent() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = aimp_store_embedded::EmbeddedStore::open(
+            dir.path(),
+            aimp_store_embedded::DEFAULT_CACHE_BYTES,
+        )
+        .expect("open");
         let created = create_key(&store, "ci", "default").expect("create");
         let record = store.get_key(&created.view.id).expect("get");
         assert_eq!(record.hash, hash_key(&created.key));
         assert_eq!(record.prefix, created.key[..12]);
-        let raw = std::fs::read(store.path()).expect("read db");
+        let raw = std::fs::read(store.redb().path()).expect("read db");
         assert!(
             !raw.windows(created.key.len())
                 .any(|w| w == created.key.as_bytes()),

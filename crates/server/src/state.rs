@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimp_embed::{DecodeOptions, Registry};
-use aimp_index::{Store, VectorIndex};
+use aimp_store::Store;
 
 use crate::media::MediaFiles;
 use crate::metrics::Metrics;
@@ -44,7 +44,7 @@ pub struct ServerConfig {
     /// Whether `/console/` serves the web console.
     pub console: bool,
     /// What one filter may list (values in all, and each value's length).
-    pub filter_limits: aimp_index::FilterLimits,
+    pub filter_limits: aimp_store::FilterLimits,
     /// Least average rate of an upload PUT, in bytes per second: a PUT must end within the
     /// idle timeout plus `size_bytes / upload_min_rate`, and before its URL expires.
     pub upload_min_rate: u64,
@@ -78,7 +78,7 @@ impl ServerConfig {
             upload_idle_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             console: true,
-            filter_limits: aimp_index::FilterLimits::default(),
+            filter_limits: aimp_store::FilterLimits::default(),
             thumbnail_memory: 128 * 1024 * 1024,
             upload_min_rate: 32 * 1024,
             uploads_per_workspace: 16,
@@ -122,9 +122,8 @@ impl std::fmt::Debug for ServerConfig {
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub config: Arc<ServerConfig>,
-    pub store: Store,
-    /// The vector collections (redb + graphs).
-    pub index: Arc<VectorIndex>,
+    /// Everything acknowledged: keys, uploads, media records, collections and items.
+    pub store: Arc<dyn Store>,
     /// Uploaded bytes and the upload URL secret.
     pub media: Arc<MediaFiles>,
     pub registry: Arc<Registry>,
@@ -160,22 +159,19 @@ impl AppState {
         self.media_budget.available_permits()
     }
 
+    /// The state over `store`, with uploaded bytes and thumbnails in folders under
+    /// `data_dir`.
     pub fn new(
         config: ServerConfig,
-        store: Store,
+        store: Arc<dyn Store>,
+        data_dir: &std::path::Path,
         registry: Arc<Registry>,
         models: Arc<ModelSet>,
     ) -> Result<AppState, String> {
         let contracts = Contracts::compile(registry.clone())?;
-        let data_dir = store
-            .path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let media = MediaFiles::open(&data_dir)
+        let media = MediaFiles::open(data_dir)
             .map_err(|e| format!("media folders in {}: {e}", data_dir.display()))?;
         Ok(AppState {
-            index: Arc::new(VectorIndex::new(store.clone())),
             media: Arc::new(media),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),
             media_budget: Arc::new(tokio::sync::Semaphore::new(

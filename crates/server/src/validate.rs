@@ -238,7 +238,7 @@ fn invalid(field: &str, expected: &str, got: &Value) -> ApiError {
     )
 }
 
-pub use aimp_index::json_type;
+pub use aimp_store::json_type;
 
 /// Validates `value` and names the first failing path, e.g. `input.texts[2]`.
 fn schema_check(
@@ -327,9 +327,9 @@ pub fn parse_filter(
     value: &Value,
     root: &str,
     code: &'static str,
-    limits: aimp_index::FilterLimits,
-) -> Result<aimp_index::Filter, ApiError> {
-    aimp_index::Filter::parse_within(value, limits).map_err(|e| {
+    limits: aimp_store::FilterLimits,
+) -> Result<aimp_store::Filter, ApiError> {
+    aimp_store::Filter::parse_within(value, limits).map_err(|e| {
         let param = if e.path.is_empty() {
             root.to_string()
         } else {

@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Value> {
 /// The store is open and every model this process was asked to load is ready.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.clone();
-    let store_ok = tokio::task::spawn_blocking(move || store.is_readable())
+    let store_ok = tokio::task::spawn_blocking(move || store.is_ready())
         .await
         .unwrap_or(false);
     let mut models = serde_json::Map::new();

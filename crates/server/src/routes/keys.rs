@@ -69,7 +69,7 @@ pub async fn create(
         }
     };
     let store = state.store.clone();
-    let created = blocking(move || keys::create_key(&store, &name, &workspace)).await?;
+    let created = blocking(move || keys::create_key(&*store, &name, &workspace)).await?;
     tracing::info!(key_id = %created.view.id, workspace = %created.view.workspace, "API key created");
     let body = serde_json::to_value(&created).map_err(|e| ApiError::internal("encode key", e))?;
     Ok((StatusCode::CREATED, Json(body)))

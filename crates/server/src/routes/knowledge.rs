@@ -7,7 +7,7 @@ use crate::extract::{Path, Query};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use aimp_index::CollectionKey;
+use aimp_store::CollectionKey;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, blocking};
@@ -19,8 +19,8 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let index = state.index.clone();
-    let mut records = blocking(move || index.collections()).await?;
+    let store = state.store.clone();
+    let mut records = blocking(move || store.collections()).await?;
     records.retain(|r| r.key.workspace == caller.workspace && r.count > 0);
     records.sort_by(|a, b| {
         (&a.key.model, &a.key.collection, &a.key.scope).cmp(&(
@@ -55,13 +55,13 @@ pub async fn delete(
     Path((model, collection, scope)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
     let _turn = state.store_turns.turn(&caller.workspace).await?;
     let count = blocking(move || {
         // The stored count: dropping a collection never needs its graph in memory.
-        let count = index.record(&k)?.map_or(0, |r| r.count);
-        let existed = index.drop_collection(&k)?;
+        let count = store.record(&k)?.map_or(0, |r| r.count);
+        let existed = store.drop_collection(&k)?;
         Ok(existed.then_some(count))
     })
     .await?;
@@ -133,20 +133,20 @@ pub async fn items(
         })
         .transpose()?;
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
-    let index = state.index.clone();
+    let store = state.store.clone();
     let after = query.after.clone();
     let _turn = state.store_turns.turn(&caller.workspace).await?;
     let (page, count) = blocking(move || {
-        let Some(record) = index.record(&key)? else {
+        let Some(record) = store.record(&key)? else {
             return Ok((Vec::new(), None));
         };
         // One more than asked tells whether another page follows.
-        let page = index.list_items(&key, after.as_deref(), limit + 1, filter.as_ref())?;
+        let page = store.list_items(&key, after.as_deref(), limit + 1, filter.as_ref())?;
         // The first page says how many items the whole listing holds, exactly.
         let count = match (&after, &filter) {
             (Some(_), _) => None,
             (None, None) => Some(record.count),
-            (None, Some(f)) => index.count_matching(&key, f)?,
+            (None, Some(f)) => store.count_matching(&key, f)?,
         };
         Ok((page, Some(count)))
     })

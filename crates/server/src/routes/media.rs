@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use aimp_index::{MediaRecord, Transition, UploadRecord, UploadState};
+use aimp_store::{MediaRecord, Transition, UploadRecord, UploadState};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, blocking};
@@ -200,7 +200,7 @@ pub async fn put(
     let store = state.store.clone();
     let id = upload_id.clone();
     let claimed = blocking(move || {
-        store.transition_upload(&id, |s| *s == UploadState::Pending, UploadState::Receiving)
+        store.transition_upload(&id, &|s| *s == UploadState::Pending, UploadState::Receiving)
     })
     .await?;
     match claimed {
@@ -235,7 +235,7 @@ pub async fn put(
     let store = state.store.clone();
     let id = upload_id.clone();
     let stored =
-        blocking(move || store.transition_upload(&id, |s| *s == UploadState::Receiving, next))
+        blocking(move || store.transition_upload(&id, &|s| *s == UploadState::Receiving, next))
             .await?;
     match stored {
         Transition::Done(_) => outcome.map(|_| StatusCode::NO_CONTENT),
@@ -479,7 +479,7 @@ pub async fn complete(
             blocking(move || {
                 store.transition_upload(
                     &id,
-                    |s| matches!(s, UploadState::Received { .. }),
+                    &|s| matches!(s, UploadState::Received { .. }),
                     UploadState::Failed { reason },
                 )
             })

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use aimp_embed::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES};
-use aimp_index::MediaRecord;
+use aimp_store::MediaRecord;
 
 use crate::auth::Caller;
 use crate::error::ApiError;

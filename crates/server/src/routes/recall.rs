@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use aimp_index::{CollectionKey, SearchOptions};
+use aimp_store::{CollectionKey, SearchOptions};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, blocking};
@@ -50,10 +50,10 @@ pub async fn recall(
     let ef = number(&body, "ef", 1, MAX_EF)?;
     let seed = number(&body, "seed", 0, usize::MAX)?.unwrap_or(42) as u64;
     let key = CollectionKey::new(&caller.workspace, &model, &collection, &scope);
-    let index = state.index.clone();
+    let store = state.store.clone();
     let record = {
-        let (index, key) = (index.clone(), key.clone());
-        blocking(move || index.record(&key)).await?
+        let (store, key) = (store.clone(), key.clone());
+        blocking(move || store.record(&key)).await?
     };
     let Some(record) = record else {
         return Err(crate::routes::knowledge::not_found(
@@ -112,7 +112,7 @@ pub async fn recall(
     };
     let measured = blocking(move || {
         let _held = (turn, place);
-        let sample = index.sample_vectors(&key, queries, seed)?;
+        let sample = store.sample_vectors(&key, queries, seed)?;
         let options = |exact| SearchOptions {
             top_k: k,
             ef,
@@ -126,14 +126,14 @@ pub async fn recall(
         let mut wanted = 0usize;
         for q in &sample {
             // Each search looks too; this also stops between two cheap ones.
-            if aimp_index::Cancel::requested() {
-                return Err(aimp_index::StoreError::Cancelled);
+            if aimp_store::Cancel::requested() {
+                return Err(aimp_store::StoreError::Cancelled);
             }
             let t = Instant::now();
-            let graph = index.search(&key, q, options(false))?;
+            let graph = store.search(&key, q, options(false))?;
             graph_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let truth = index.search(&key, q, options(true))?;
+            let truth = store.search(&key, q, options(true))?;
             exact_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             exhaustive += usize::from(graph.exhaustive());
             wanted += truth.hits.len();

@@ -18,8 +18,9 @@ use aimp_embed::{
     DeviceChoice, EmbedError, Encoder, EncoderHandle, InstallOptions, Precision, Registry,
     WorkerOptions, ensure_installed, load_encoder,
 };
-use aimp_index::Store;
 use aimp_server::{AppState, ModelSet, ModelState, ServerConfig, keys, router};
+use aimp_store::Store;
+use aimp_store_embedded::{EmbeddedStore, Redb};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -121,7 +122,7 @@ struct Options {
     upload_idle: Option<std::time::Duration>,
     body_read: Option<std::time::Duration>,
     /// The store behind its fault point.
-    faults: Option<Arc<aimp_index::faults::Faults>>,
+    faults: Option<Arc<aimp_store_embedded::faults::Faults>>,
     console: bool,
     thumbnail_memory: Option<u64>,
     upload_min_rate: Option<u64>,
@@ -160,12 +161,13 @@ fn gateway(opts: Options) -> Gateway {
 
 /// A gateway on an existing data folder (a restart, when the folder was used before).
 fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
-    let store = match &opts.faults {
-        Some(faults) => Store::open_with_faults(dir.path(), faults.clone()),
-        None => Store::open(dir.path()),
+    let redb = match &opts.faults {
+        Some(faults) => Redb::open_with_faults(dir.path(), faults.clone()),
+        None => Redb::open(dir.path()),
     }
     .expect("store");
-    let created = keys::create_key(&store, "tests", "default").expect("key");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::on(redb));
+    let created = keys::create_key(&*store, "tests", "default").expect("key");
     let precision = if opts.int8 {
         Precision::Int8
     } else {
@@ -216,7 +218,7 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
     if let Some(n) = opts.uploads_per_workspace {
         config.uploads_per_workspace = n;
     }
-    let state = AppState::new(config, store, registry, models).expect("state");
+    let state = AppState::new(config, store, dir.path(), registry, models).expect("state");
     Gateway {
         state: state.clone(),
         app: router(state),
@@ -248,7 +250,7 @@ impl Gateway {
     /// one on the same data folder, with a fresh key of the same workspace.
     fn restart(self, opts: Options, save_graphs: bool) -> Gateway {
         if save_graphs {
-            self.state.index.save_graphs().expect("save graphs");
+            self.state.store.checkpoint().expect("save graphs");
         }
         let Gateway {
             dir, state, app, ..
@@ -260,7 +262,7 @@ impl Gateway {
 
     /// A key of another workspace.
     fn key_of_workspace(&self, workspace: &str) -> String {
-        keys::create_key(&self.state.store, workspace, workspace)
+        keys::create_key(&*self.state.store, workspace, workspace)
             .expect("key")
             .key
     }

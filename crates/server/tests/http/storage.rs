@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aimp_index::faults::Faults;
+use aimp_store_embedded::faults::Faults;
 use serde_json::{Value, json};
 
 use super::{Gateway, Options, assert_error, gateway};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aimp_embed::{EmbedError, EncoderHandle, Kind};
-use aimp_index::{Filter, FilterLimits, MediaRecord};
+use aimp_store::{Filter, FilterLimits, MediaRecord};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -200,7 +200,7 @@ pub fn metadata(
     list.iter()
         .enumerate()
         .map(|(i, meta)| {
-            aimp_index::metadata::check(meta).map_err(|e| {
+            aimp_store::metadata::check(meta).map_err(|e| {
                 let param = if e.path.is_empty() {
                     format!("input.metadata[{i}]")
                 } else {

@@ -2,7 +2,7 @@
 //! (workspace, model, the mode's collection, scope).
 
 use aimp_embed::EncoderHandle;
-use aimp_index::{
+use aimp_store::{
     CollectionKey, CollectionParams, Filter, Metric, NewItem, Precision, SearchOptions, StoreError,
     UpsertOutcome,
 };
@@ -59,7 +59,7 @@ fn precision(run: &ValidRun) -> Precision {
 
 /// What the gateway records for an indexed picture: its content's hash, size and type, and
 /// what its EXIF block says.
-fn system_of(media: &aimp_index::MediaRecord) -> Value {
+fn system_of(media: &aimp_store::MediaRecord) -> Value {
     let mut system = json!({
         "sha256": media.sha256,
         "width": media.width,
@@ -130,9 +130,9 @@ pub async fn index(
             .collect()
     };
     let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
-    let outcome = tokio::task::spawn_blocking(move || index.upsert(&k, params, items))
+    let outcome = tokio::task::spawn_blocking(move || store.upsert(&k, params, items))
         .await
         .map_err(|join| ApiError::internal("blocking task", join))?
         .map_err(|e| upsert_error(e, ids_field))?;
@@ -240,10 +240,10 @@ async fn nearest(
     query: Vec<f32>,
     options: SearchOptions,
 ) -> Result<(Value, usize), ApiError> {
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
     let _turn = state.store_turns.turn(&key.workspace).await?;
-    let outcome = blocking(move || index.search(&k, &query, options)).await?;
+    let outcome = blocking(move || store.search(&k, &query, options)).await?;
     let results: Vec<Value> = outcome
         .hits
         .iter()
@@ -321,9 +321,9 @@ pub async fn index_vectors(
         .get("dimensions")
         .and_then(Value::as_u64)
         .map(|d| d as usize);
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
-    let stored = blocking(move || index.record(&k)).await?.map(|r| r.params);
+    let stored = blocking(move || store.record(&k)).await?.map(|r| r.params);
     // The scope's dimension and metric: as stored, else as this first run sets them.
     let (dim, metric) = match stored {
         Some(p) => {
@@ -383,9 +383,9 @@ pub async fn index_vectors(
             metadata,
         })
         .collect();
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
-    let outcome = blocking(move || index.upsert(&k, params, items)).await?;
+    let outcome = blocking(move || store.upsert(&k, params, items)).await?;
     Ok(indexed(&key, ids, &outcome))
 }
 
@@ -427,10 +427,10 @@ pub async fn delete(
     }
     let with_filter = filter.is_some();
     let asked = ids.as_ref().map(Vec::len);
-    let index = state.index.clone();
+    let store = state.store.clone();
     let k = key.clone();
     let _turn = state.store_turns.turn(&caller.workspace).await?;
-    let outcome = blocking(move || index.delete_where(&k, ids, filter)).await?;
+    let outcome = blocking(move || store.delete_where(&k, ids, filter)).await?;
     let mut output = json!({
         "deleted": outcome.deleted,
         "ids": outcome.ids.iter().take(MAX_LISTED_IDS).collect::<Vec<_>>(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::collection::{self, ITEMS};
 use crate::count_memo::CountMemo;
-use crate::{Filter, Plan, StoreError, payload};
+use crate::{Error, Filter, Plan, payload};
 
 /// Filter checks after which the planner's probe decides whether to go on walking: the first
 /// two nodes' neighbours at the bottom level (2M = 32 each at the default M). At 64, a filter
@@ -63,7 +63,7 @@ impl Planner<'_> {
         &self,
         must_be_exact: bool,
         walk: bool,
-    ) -> Result<(Vec<crate::hnsw::Neighbour>, Plan), StoreError> {
+    ) -> Result<(Vec<crate::hnsw::Neighbour>, Plan), Error> {
         if walk {
             return Ok(match self.walk(usize::MAX, None)? {
                 Some(found) => (found, Plan::Walk),
@@ -140,10 +140,7 @@ impl Planner<'_> {
 
     /// Exact search over the filter's matches: the narrowed items (checked against the
     /// filter where the indexes alone cannot say), or every item it passes.
-    fn exact(
-        &self,
-        narrowed: payload::Narrowed,
-    ) -> Result<Vec<crate::hnsw::Neighbour>, StoreError> {
+    fn exact(&self, narrowed: payload::Narrowed) -> Result<Vec<crate::hnsw::Neighbour>, Error> {
         let matches = match narrowed {
             payload::Narrowed::Among { items, exact: true } => items,
             payload::Narrowed::Among {
@@ -161,7 +158,7 @@ impl Planner<'_> {
         &self,
         budget: usize,
         probe: Option<crate::hnsw::Probe>,
-    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, Error> {
         self.asking(|pass| {
             self.graph
                 .search_within(self.query, self.k, self.ef, Some(pass), budget, probe)
@@ -196,10 +193,7 @@ impl Planner<'_> {
 
     /// The walk without the filter at breadth `wide`, then the filter asked about the nodes
     /// found, nearest first; `None` when fewer than `k` of them pass.
-    fn walk_then_filter(
-        &self,
-        wide: usize,
-    ) -> Result<Option<Vec<crate::hnsw::Neighbour>>, StoreError> {
+    fn walk_then_filter(&self, wide: usize) -> Result<Option<Vec<crate::hnsw::Neighbour>>, Error> {
         self.asking(|pass| {
             self.graph
                 .search_then_filter(self.query, self.k, wide, pass)
@@ -211,9 +205,9 @@ impl Planner<'_> {
     fn asking<T>(
         &self,
         search: impl FnOnce(&(dyn Fn(u64) -> bool + Sync)) -> T,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, Error> {
         let items = self.txn.open_table(ITEMS)?;
-        let failed: parking_lot::Mutex<Option<StoreError>> = parking_lot::Mutex::new(None);
+        let failed: parking_lot::Mutex<Option<Error>> = parking_lot::Mutex::new(None);
         let pass = |n: u64| match payload::passes(&items, self.coll, n, self.filter) {
             Ok(yes) => yes,
             Err(e) => {

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use aimp_index::faults::Faults;
-use aimp_index::{
-    CollectionKey, CollectionParams, Metric, NewItem, SearchOptions, StorageFault, Store,
-    StoreError, VectorIndex,
+use aimp_store::{
+    CollectionKey, CollectionParams, Metric, NewItem, SearchOptions, StorageFault, StoreError,
 };
+use aimp_store_embedded::faults::Faults;
+use aimp_store_embedded::{Redb, VectorIndex};
 
 const DIM: usize = 8;
 
@@ -40,6 +40,7 @@ fn upsert(index: &VectorIndex, id: &str, seed: usize) -> Result<(), StoreError> 
     index
         .upsert(&key(), params(), vec![item(id, seed)])
         .map(|_| ())
+        .map_err(StoreError::from)
 }
 
 fn ids(index: &VectorIndex) -> Vec<String> {
@@ -73,8 +74,7 @@ fn expect_fault(result: Result<(), StoreError>, want: StorageFault) {
 fn a_failed_fsync_or_write_fails_that_write_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(Faults::default());
-    let index =
-        VectorIndex::new(Store::open_with_faults(dir.path(), faults.clone()).expect("open"));
+    let index = VectorIndex::new(Redb::open_with_faults(dir.path(), faults.clone()).expect("open"));
     upsert(&index, "a", 1).expect("a");
 
     faults.fail_syncs(1);
@@ -97,7 +97,7 @@ fn a_failed_fsync_or_write_fails_that_write_only() {
     assert_eq!(ids(&index), ["d"]);
     drop(index);
 
-    let index = VectorIndex::new(Store::open(dir.path()).expect("reopen"));
+    let index = VectorIndex::new(Redb::open(dir.path()).expect("reopen"));
     assert_eq!(ids(&index), ["d"]);
     for gone in ["a", "b", "c"] {
         assert!(index.get(&key(), gone).expect("get").is_none(), "{gone}");
@@ -109,8 +109,7 @@ fn a_failed_fsync_or_write_fails_that_write_only() {
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(Faults::default());
-    let index =
-        VectorIndex::new(Store::open_with_faults(dir.path(), faults.clone()).expect("open"));
+    let index = VectorIndex::new(Redb::open_with_faults(dir.path(), faults.clone()).expect("open"));
     for i in 0..20 {
         upsert(&index, &format!("k{i:03}"), i).expect("upsert");
     }
@@ -149,7 +148,7 @@ fn a_full_disk_refuses_writes_keeps_reads_and_recovers_when_space_returns() {
     upsert(&index, "zafter", 7).expect("a write once there is room");
     acked.push("zafter".into());
     drop(index);
-    let index = VectorIndex::new(Store::open(dir.path()).expect("reopen"));
+    let index = VectorIndex::new(Redb::open(dir.path()).expect("reopen"));
     assert_eq!(
         index.count(&key()).expect("count"),
         Some(acked.len() as u64)

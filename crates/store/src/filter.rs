@@ -359,7 +359,7 @@ impl SystemField {
     }
 
     /// The field's value on `item`, if it has one.
-    pub(crate) fn value(self, item: &ItemRecord) -> Option<Value> {
+    pub fn value(self, item: &ItemRecord) -> Option<Value> {
         let system = |name: &str| item.system.as_ref().and_then(|m| m.get(name)).cloned();
         match self {
             SystemField::Filename => item.filename.clone().map(Value::String),

@@ -9,10 +9,9 @@
 
 use std::sync::Arc;
 
-use aimp_index::{
-    CollectionKey, CollectionParams, Filter, Metric, NewItem, Plan, SearchOptions, Store,
-    VectorIndex, distance,
-};
+use aimp_index::distance;
+use aimp_store::{CollectionKey, CollectionParams, Filter, Metric, NewItem, Plan, SearchOptions};
+use aimp_store_embedded::{Redb, VectorIndex};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
@@ -24,7 +23,7 @@ const K: usize = 10;
 #[test]
 fn filtered_recall_holds_from_half_a_percent_to_ninety() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+    let index = VectorIndex::new(Redb::open(dir.path()).expect("store"));
     let key = CollectionKey::new("ws", "m", "c", "s");
     let mut params = CollectionParams::new(DIM, Metric::L2);
     params.exact_below = 0;

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
-use crate::StoreError;
-use crate::error::StorageFault;
+use aimp_store::{StorageFault, StoreError};
+
+use crate::Error;
 
 /// The file name of the database inside the data directory.
 pub const DB_FILE: &str = "aimp.redb";
@@ -32,7 +33,7 @@ const REOPEN_EVERY: Duration = Duration::from_millis(200);
 
 /// A handle on the database; cheap to clone, safe to share between threads.
 #[derive(Clone, Debug)]
-pub struct Store {
+pub struct Redb {
     shared: Arc<Shared>,
 }
 
@@ -59,15 +60,15 @@ type FaultHook = Option<Arc<crate::faults::Faults>>;
 #[cfg(not(feature = "fault-injection"))]
 type FaultHook = ();
 
-impl Store {
+impl Redb {
     /// Opens (or creates) `aimp.redb` inside `data_dir`, creating the directory if needed.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    pub fn open(data_dir: &Path) -> Result<Redb, Error> {
+        Redb::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
     }
 
-    /// [`Store::open`] with a page cache of at most `cache_bytes`.
-    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
-        Store::open_inner(data_dir, FaultHook::default(), cache_bytes)
+    /// [`Redb::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Redb, Error> {
+        Redb::open_inner(data_dir, FaultHook::default(), cache_bytes)
     }
 
     /// Opens the store with its file behind a fault point: `faults` makes chosen writes and
@@ -76,21 +77,17 @@ impl Store {
     pub fn open_with_faults(
         data_dir: &Path,
         faults: Arc<crate::faults::Faults>,
-    ) -> Result<Store, StoreError> {
-        Store::open_inner(data_dir, Some(faults), DEFAULT_CACHE_BYTES)
+    ) -> Result<Redb, Error> {
+        Redb::open_inner(data_dir, Some(faults), DEFAULT_CACHE_BYTES)
     }
 
-    fn open_inner(
-        data_dir: &Path,
-        faults: FaultHook,
-        cache_bytes: usize,
-    ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+    fn open_inner(data_dir: &Path, faults: FaultHook, cache_bytes: usize) -> Result<Redb, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let store = Store {
+        let store = Redb {
             shared: Arc::new(Shared {
                 path,
                 db: RwLock::new(None),
@@ -102,7 +99,7 @@ impl Store {
                 writes_begun: Default::default(),
             }),
         };
-        let db = store.open_file().map_err(|e| StoreError::Open {
+        let db = store.open_file().map_err(|e| Error::Open {
             path: store.shared.path.clone(),
             source: e.into(),
         })?;
@@ -148,14 +145,14 @@ impl Store {
     }
 
     /// A read transaction on the database as last committed.
-    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, Error> {
         self.begin(|db| db.begin_read())
     }
 
-    /// Starts a write transaction that is durable when [`Store::commit`] returns.
+    /// Starts a write transaction that is durable when [`Redb::commit`] returns.
     /// Quick-repair keeps reopening after a crash fast (two-phase commit instead of a full
     /// scan).
-    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, Error> {
         #[cfg(test)]
         self.shared.writes_begun.fetch_add(1, Ordering::SeqCst);
         let mut txn = self.begin(|db| db.begin_write())?;
@@ -171,14 +168,14 @@ impl Store {
 
     /// Commits durably. A failure is the caller's error, and marks the database to be opened
     /// again: redb refuses every later operation on it.
-    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<(), Error> {
         txn.commit().map_err(|e| self.failure(e.into()))
     }
 
     /// Classifies an error; a storage fault marks the database to be opened again.
-    fn failure(&self, e: redb::Error) -> StoreError {
-        let e = StoreError::from_redb(e);
-        if let StoreError::Storage { reason, .. } = &e
+    fn failure(&self, e: redb::Error) -> Error {
+        let e = Error::from_redb(e);
+        if let Error::Store(StoreError::Storage { reason, .. }) = &e
             && !self.shared.failed.swap(true, Ordering::AcqRel)
         {
             tracing::error!(error = %reason, "the store failed to write; it will be opened again");
@@ -191,7 +188,7 @@ impl Store {
     fn begin<T>(
         &self,
         start: impl Fn(&Database) -> Result<T, redb::TransactionError>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, Error> {
         let mut retried = false;
         loop {
             let db = self.database()?;
@@ -199,7 +196,7 @@ impl Store {
                 Ok(txn) => return Ok(txn),
                 Err(e) => {
                     let e = self.failure(e.into());
-                    if retried || !matches!(e, StoreError::Storage { .. }) {
+                    if retried || !e.is_storage() {
                         return Err(e);
                     }
                     retried = true;
@@ -209,7 +206,7 @@ impl Store {
     }
 
     /// The database, opened again first when a write failed since.
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
+    fn database(&self) -> Result<Arc<Database>, Error> {
         if !self.shared.failed.load(Ordering::Acquire)
             && let Some(db) = self.shared.db.read().as_ref()
         {
@@ -218,16 +215,18 @@ impl Store {
         self.reopen()
     }
 
-    fn reopen(&self) -> Result<Arc<Database>, StoreError> {
+    fn reopen(&self) -> Result<Arc<Database>, Error> {
         let mut slot = self.shared.db.write();
         if !self.shared.failed.load(Ordering::Acquire)
             && let Some(db) = slot.as_ref()
         {
             return Ok(db.clone()); // another thread opened it meanwhile
         }
-        let unavailable = |reason: String| StoreError::Storage {
-            fault: StorageFault::Io,
-            reason,
+        let unavailable = |reason: String| {
+            Error::Store(StoreError::Storage {
+                fault: StorageFault::Io,
+                reason,
+            })
         };
         {
             let mut last = self.shared.last_reopen.lock();
@@ -250,15 +249,17 @@ impl Store {
             }
             Err(e) => {
                 tracing::error!(error = %e, "the store cannot be opened again yet");
-                Err(match StoreError::from_redb(e.into()) {
-                    e @ StoreError::Storage { .. } => e,
-                    other => unavailable(other.to_string()),
+                let e = Error::from_redb(e.into());
+                Err(if e.is_storage() {
+                    e
+                } else {
+                    unavailable(e.to_string())
                 })
             }
         }
     }
 
-    fn init_tables(&self) -> Result<(), StoreError> {
+    fn init_tables(&self) -> Result<(), Error> {
         let txn = self.begin_write()?;
         crate::keys::init_tables(&txn)?;
         crate::collection::init_tables(&txn)?;

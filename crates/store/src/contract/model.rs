@@ -1,20 +1,18 @@
-//! Model-based test: random sequences of upsert (with random metadata), delete (by ids, by
+//! The oracle model test: random sequences of upsert (with random metadata), delete (by ids, by
 //! filter, or both), search and listing (with and without random filters), drop, save, close
 //! and reopen against a plain in-memory oracle that evaluates every filter on every item
 //! itself. No search may return a deleted or replaced item or one the filter refuses, exact
 //! search equals the oracle, counts are exact.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-
 use std::sync::Arc;
 
-use aimp_index::{
-    CollectionKey, CollectionParams, Filter, Metric, NewItem, SearchOptions, Store, VectorIndex,
-    distance,
-};
+use aimp_index::distance;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
+
+use super::Subject;
+use crate::{CollectionKey, CollectionParams, Filter, Metric, NewItem, SearchOptions};
 
 const DIM: usize = 8;
 
@@ -64,7 +62,7 @@ fn random_metadata(rng: &mut StdRng) -> Option<Value> {
     Some(Value::Object(m))
 }
 
-/// A filter the test builds and evaluates itself, independently of the index's evaluator.
+/// A filter the test builds and evaluates itself, independently of the store's evaluator.
 #[derive(Debug, Clone)]
 enum F {
     Color(&'static str),
@@ -198,10 +196,6 @@ impl F {
     }
 }
 
-fn open(dir: &Path) -> VectorIndex {
-    VectorIndex::new(Store::open(dir).expect("open store"))
-}
-
 fn params(key: &CollectionKey) -> CollectionParams {
     let mut p = CollectionParams::new(DIM, Metric::L2);
     // One collection always walks the graph, the other is exact below 30 items.
@@ -215,14 +209,15 @@ fn random_vector(rng: &mut StdRng) -> Vec<f32> {
     (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
-fn run(seed: u64, steps: usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// One random sequence, in a workspace of its own so sequences share a store.
+fn run(subject: &dyn Subject, seed: u64, steps: usize) {
     let mut rng = StdRng::seed_from_u64(seed);
+    let workspace = format!("ws{seed}");
     let keys = [
-        CollectionKey::new("ws", "m", "images", "graph"),
-        CollectionKey::new("ws", "m", "images", "small"),
+        CollectionKey::new(&workspace, "m", "images", "graph"),
+        CollectionKey::new(&workspace, "m", "images", "small"),
     ];
-    let mut index = open(dir.path());
+    let mut store = subject.open();
     let mut oracle: Oracle = BTreeMap::new();
     for step in 0..steps {
         let key = &keys[rng.random_range(0..keys.len())];
@@ -250,7 +245,7 @@ fn run(seed: u64, steps: usize) {
                 for i in &items {
                     entry.insert(i.id.clone(), (i.vector.clone(), i.metadata.clone()));
                 }
-                let out = index.upsert(key, params(key), items).expect(&ctx);
+                let out = store.upsert(key, params(key), items).expect(&ctx);
                 assert_eq!(out.replaced, replaced, "{ctx}");
                 assert_eq!(out.count, entry.len() as u64, "{ctx}");
             }
@@ -265,7 +260,7 @@ fn run(seed: u64, steps: usize) {
                     ids.dedup();
                     ids
                 });
-                let out = index
+                let out = store
                     .delete_where(key, ids.clone(), Some(f.parse()))
                     .expect(&ctx);
                 let entry = oracle.get_mut(key);
@@ -300,7 +295,9 @@ fn run(seed: u64, steps: usize) {
                 let mut unique = ids.clone();
                 unique.sort();
                 unique.dedup();
-                let out = index.delete(key, unique.clone()).expect(&ctx);
+                let out = store
+                    .delete_where(key, Some(unique.clone()), None)
+                    .expect(&ctx);
                 // Deleting from a collection that does not exist creates nothing.
                 let deleted = oracle.get_mut(key).map_or(0, |entry| {
                     unique
@@ -316,7 +313,7 @@ fn run(seed: u64, steps: usize) {
                 let k = rng.random_range(1..8);
                 let exact = rng.random_bool(0.5);
                 let f = rng.random_bool(0.5).then(|| random_filter(&mut rng, 0));
-                let out = index
+                let out = store
                     .search(
                         key,
                         &query,
@@ -365,27 +362,25 @@ fn run(seed: u64, steps: usize) {
                 assert_eq!(out.count, count as u64, "{ctx}");
             }
             85..90 => {
-                let existed = index.drop_collection(key).expect(&ctx);
+                let existed = store.drop_collection(key).expect(&ctx);
                 assert_eq!(existed, oracle.remove(key).is_some(), "{ctx}");
             }
             _ => {
-                // Close, after saving the graphs half of the time: reopening then reads them
-                // back and catches up, or rebuilds from the store.
+                // Close, after a checkpoint half of the time: the embedded store then reads
+                // its graphs back and catches up, or rebuilds them from the store.
                 if rng.random_bool(0.5) {
-                    index.save_graphs().expect(&ctx);
+                    store.checkpoint().expect(&ctx);
                 }
-                drop(index);
-                index = open(dir.path());
+                drop(store);
+                store = subject.open();
             }
         }
-        let count = index.count(key).expect(&ctx);
+        let stored = store.record(key).expect(&ctx).map(|r| r.count);
         assert_eq!(
-            count,
+            stored,
             oracle.get(key).map(|m| m.len() as u64),
-            "{ctx}: count"
+            "{ctx}: stored count"
         );
-        let stored = index.record(key).expect(&ctx).map(|r| r.count);
-        assert_eq!(stored, count, "{ctx}: stored count");
         // Listing in pages of 7 gives exactly the live ids the filter passes, in order, with
         // their metadata as given.
         let f = rng.random_bool(0.5).then(|| random_filter(&mut rng, 0));
@@ -393,7 +388,7 @@ fn run(seed: u64, steps: usize) {
         let mut listed = Vec::new();
         loop {
             let after = listed.last().map(|(id, _): &(String, _)| id.as_str());
-            let page = index
+            let page = store
                 .list_items(key, after, 7, parsed.as_ref())
                 .expect(&ctx);
             let done = page.len() < 7;
@@ -412,7 +407,7 @@ fn run(seed: u64, steps: usize) {
             })
             .unwrap_or_default();
         if let Some(filter) = parsed.as_ref() {
-            let counted = index.count_matching(key, filter).expect(&ctx);
+            let counted = store.count_matching(key, filter).expect(&ctx);
             assert_eq!(
                 counted,
                 oracle.get(key).map(|_| live.len() as u64),
@@ -424,9 +419,8 @@ fn run(seed: u64, steps: usize) {
     }
 }
 
-#[test]
-fn random_operation_sequences_agree_with_the_oracle() {
+pub fn random_operation_sequences_agree_with_the_oracle(subject: &dyn Subject) {
     for seed in 0..24 {
-        run(seed, 150);
+        run(subject, seed, 150);
     }
 }

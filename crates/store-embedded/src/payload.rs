@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::collection::{ITEM_IDS, ITEMS, ItemRecord, decode};
 use crate::count_memo::{CountMemo, List, range_scan_key};
 use crate::filter::{Bound, Condition, Key, Match, Range, Scalar, SystemField, parse_time};
-use crate::{Filter, StoreError};
+use crate::{Error, Filter};
 
 /// (collection, entry, item) → nothing: the item holds the entry's value at its field.
 pub(crate) const PAYLOAD: TableDefinition<(u64, &[u8], u64), ()> = TableDefinition::new("payload");
@@ -187,7 +187,7 @@ pub(crate) struct Writer<'txn> {
 }
 
 impl<'txn> Writer<'txn> {
-    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Writer<'txn>, StoreError> {
+    pub fn open(txn: &'txn redb::WriteTransaction) -> Result<Writer<'txn>, Error> {
         Ok(Writer {
             rows: txn.open_table(PAYLOAD)?,
             counts: txn.open_table(PAYLOAD_COUNTS)?,
@@ -195,7 +195,7 @@ impl<'txn> Writer<'txn> {
     }
 
     /// Indexes item `number` of collection `coll`.
-    pub fn add(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), StoreError> {
+    pub fn add(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), Error> {
         for e in entries(item) {
             self.rows.insert((coll, e.as_slice(), number), ())?;
             let n = self
@@ -208,7 +208,7 @@ impl<'txn> Writer<'txn> {
     }
 
     /// Takes item `number`, as it was indexed, out of the indexes.
-    pub fn remove(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), StoreError> {
+    pub fn remove(&mut self, coll: u64, number: u64, item: &ItemRecord) -> Result<(), Error> {
         for e in entries(item) {
             if self.rows.remove((coll, e.as_slice(), number))?.is_none() {
                 continue;
@@ -227,7 +227,7 @@ impl<'txn> Writer<'txn> {
     }
 
     /// Removes every entry of collection `coll`.
-    pub fn drop_collection(&mut self, coll: u64) -> Result<(), StoreError> {
+    pub fn drop_collection(&mut self, coll: u64) -> Result<(), Error> {
         let empty: &[u8] = &[];
         self.rows
             .retain_in((coll, empty, 0)..(coll + 1, empty, 0), |_, _| false)?;
@@ -281,7 +281,7 @@ type ReadOnly = Reader<
 >;
 
 impl ReadOnly {
-    pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<ReadOnly, StoreError> {
+    pub fn open(txn: &redb::ReadTransaction, coll: u64) -> Result<ReadOnly, Error> {
         Ok(Reader {
             rows: txn.open_table(PAYLOAD)?,
             counts: txn.open_table(PAYLOAD_COUNTS)?,
@@ -308,7 +308,7 @@ where
 {
     /// The items `filter` may pass, when the indexes can say and they are at most `limit`;
     /// candidates that are not known to match are checked against the filter by the caller.
-    pub fn narrow(&self, filter: &Filter, limit: usize) -> Result<Narrowed, StoreError> {
+    pub fn narrow(&self, filter: &Filter, limit: usize) -> Result<Narrowed, Error> {
         Ok(match self.filter(filter, limit)? {
             Some((items, exact)) => Narrowed::Among { items, exact },
             None => Narrowed::Broad,
@@ -317,7 +317,7 @@ where
 
     /// At most how many items `filter` passes, from the counts alone (no item rows read):
     /// `None` when the indexes cannot bound it below `limit`.
-    pub fn estimate(&self, filter: &Filter, limit: usize) -> Result<Option<u64>, StoreError> {
+    pub fn estimate(&self, filter: &Filter, limit: usize) -> Result<Option<u64>, Error> {
         let bound = combined(filter, |c| {
             Ok(self.condition_count(c, limit)?.map(|n| n as f64))
         })?;
@@ -328,13 +328,13 @@ where
     /// the indexes cannot say. Rough (a long `any` extrapolated from a sample of its values,
     /// an item holding two of a condition's values counted twice, `must_not` not counted):
     /// it steers how a search is answered, never what the answer holds.
-    pub fn share(&self, filter: &Filter, live: usize) -> Result<Option<f64>, StoreError> {
+    pub fn share(&self, filter: &Filter, live: usize) -> Result<Option<f64>, Error> {
         let live = live.max(1);
         let bound = combined(filter, |c| self.rough_count(c, live))?;
         Ok(bound.map(|b| b.min(live as f64) / live as f64))
     }
 
-    fn rough_count(&self, c: &Condition, live: usize) -> Result<Option<f64>, StoreError> {
+    fn rough_count(&self, c: &Condition, live: usize) -> Result<Option<f64>, Error> {
         match c {
             Condition::Match {
                 key,
@@ -352,7 +352,7 @@ where
         Ok(self.condition_count(c, live)?.map(|n| n as f64))
     }
 
-    fn condition_count(&self, c: &Condition, limit: usize) -> Result<Option<u64>, StoreError> {
+    fn condition_count(&self, c: &Condition, limit: usize) -> Result<Option<u64>, Error> {
         let counted = match c {
             Condition::Match {
                 key,
@@ -375,7 +375,7 @@ where
         Ok(counted.map(|(n, _)| n))
     }
 
-    fn filter(&self, filter: &Filter, limit: usize) -> Result<Candidates, StoreError> {
+    fn filter(&self, filter: &Filter, limit: usize) -> Result<Candidates, Error> {
         // `must`: the intersection of what each condition narrows to.
         let mut must: Option<Vec<u64>> = None;
         let mut all_exact = true;
@@ -429,7 +429,7 @@ where
         Ok(Some((items, all_exact)))
     }
 
-    fn condition(&self, c: &Condition, limit: usize) -> Result<Candidates, StoreError> {
+    fn condition(&self, c: &Condition, limit: usize) -> Result<Candidates, Error> {
         match c {
             Condition::Match {
                 key,
@@ -473,7 +473,7 @@ where
         values: &[Scalar],
         limit: usize,
         rows: bool,
-    ) -> Result<Counted, StoreError> {
+    ) -> Result<Counted, Error> {
         let field = field_name(key);
         // A long `any`: a few of its values' counts first, so a list that plainly passes
         // more than the limit is known after a handful of lookups rather than hundreds.
@@ -501,7 +501,7 @@ where
     }
 
     /// The items holding one entry (ascending), from the memo when it knows.
-    fn entry_items(&self, e: &[u8]) -> Result<Arc<[u64]>, StoreError> {
+    fn entry_items(&self, e: &[u8]) -> Result<Arc<[u64]>, Error> {
         if let Some(items) = self.memo.as_ref().and_then(|m| m.items(List::Entry, e)) {
             return Ok(items);
         }
@@ -520,7 +520,7 @@ where
     }
 
     /// How many items hold one entry, from the memo when it knows.
-    fn entry_count(&self, e: &[u8]) -> Result<u64, StoreError> {
+    fn entry_count(&self, e: &[u8]) -> Result<u64, Error> {
         if let Some(n) = self.memo.as_ref().and_then(|m| m.entry(e)) {
             return Ok(n);
         }
@@ -533,7 +533,7 @@ where
 
     /// For a long `any` (more than four samples' worth of values), how many items it passes
     /// extrapolated from its first [`SAMPLED_VALUES`] values' counts; `None` for a short one.
-    fn sampled(&self, field: &str, values: &[Scalar]) -> Result<Option<f64>, StoreError> {
+    fn sampled(&self, field: &str, values: &[Scalar]) -> Result<Option<f64>, Error> {
         if values.len() <= 4 * SAMPLED_VALUES {
             return Ok(None);
         }
@@ -548,13 +548,7 @@ where
 
     /// Items with a value at `key` inside `range`: one scan of the field's entries from the
     /// lowest bound to the highest, each value checked against every bound.
-    fn range(
-        &self,
-        key: &Key,
-        range: &Range,
-        limit: usize,
-        rows: bool,
-    ) -> Result<Counted, StoreError> {
+    fn range(&self, key: &Key, range: &Range, limit: usize, rows: bool) -> Result<Counted, Error> {
         let field = field_name(key);
         let Some(kind) = range.gt.or(range.gte).or(range.lt).or(range.lte) else {
             return Ok(None);
@@ -596,7 +590,7 @@ where
         };
         // The count of each value in the range first: a range passing more than `limit` items
         // is known to after at most `limit` distinct values, without reading its rows.
-        let scan = || -> Result<Option<u64>, StoreError> {
+        let scan = || -> Result<Option<u64>, Error> {
             let mut total = 0u64;
             for row in self
                 .counts
@@ -674,8 +668,8 @@ where
 /// conditions' sum.
 fn combined(
     filter: &Filter,
-    mut count: impl FnMut(&Condition) -> Result<Option<f64>, StoreError>,
-) -> Result<Option<f64>, StoreError> {
+    mut count: impl FnMut(&Condition) -> Result<Option<f64>, Error>,
+) -> Result<Option<f64>, Error> {
     let mut bound: Option<f64> = None;
     let mut tighten = |n: f64| bound = Some(bound.map_or(n, |b: f64| b.min(n)));
     for c in &filter.must {
@@ -820,7 +814,7 @@ pub(crate) fn verify(
     coll: u64,
     candidates: &[u64],
     filter: &Filter,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Vec<u64>, Error> {
     let items = txn.open_table(ITEMS)?;
     let mut out = Vec::with_capacity(candidates.len());
     for &n in candidates {
@@ -837,7 +831,7 @@ pub(crate) fn passes(
     coll: u64,
     n: u64,
     filter: &Filter,
-) -> Result<bool, StoreError> {
+) -> Result<bool, Error> {
     Ok(match items.get((coll, n))? {
         Some(row) => filter.matches(&decode::<ItemRecord>("item", row.value())?),
         None => false,
@@ -849,8 +843,9 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::Redb;
     use crate::collection::{self, CollectionKey, CollectionParams, NewItem};
-    use crate::{Metric, Store};
+    use aimp_index::Metric;
 
     #[test]
     fn only_values_ranges_and_ids_are_answered_by_the_indexes_alone() {
@@ -935,7 +930,7 @@ mod tests {
     #[test]
     fn a_long_any_is_estimated_from_a_sample_and_narrowed_when_small() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Redb::open(dir.path()).expect("open");
         let key = CollectionKey::new("w", "m", "c", "s");
         // 100 values, 10 items each.
         let items = (0..1000)
@@ -979,7 +974,7 @@ mod tests {
     #[test]
     fn remembered_counts_answer_as_the_store_does_and_are_read_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Redb::open(dir.path()).expect("open");
         let key = CollectionKey::new("w", "m", "c", "s");
         let items = (0..1000)
             .map(|i| NewItem {
@@ -1087,7 +1082,7 @@ mod tests {
             json!({}),
         ];
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
+        let store = Redb::open(dir.path()).expect("open");
         let key = CollectionKey::new("w", "m", "c", "s");
         let items = metadata
             .iter()
@@ -1183,7 +1178,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = CollectionKey::new("w", "m", "c", "s");
         let id = {
-            let store = Store::open(dir.path()).expect("open");
+            let store = Redb::open(dir.path()).expect("open");
             let txn = store.begin_write().expect("write");
             let items = (0..20)
                 .map(|i| NewItem {
@@ -1218,7 +1213,7 @@ mod tests {
             txn.commit().expect("commit");
             record.id
         };
-        let store = Store::open(dir.path()).expect("reopen");
+        let store = Redb::open(dir.path()).expect("reopen");
         let txn = store.begin_read().expect("read");
         let filter = Filter::parse(&json!({"must": [{"key": "even", "match": {"value": true}}]}))
             .expect("filter");

@@ -8,103 +8,25 @@
 //! A graph is read back or built from the store the first time a read of its collection
 //! needs it after start-up; writes never wait for that.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use redb::ReadableTable;
 
-use crate::cancel;
 use crate::collection::{
     self, CollectionKey, CollectionParams, CollectionRecord, DELETIONS, GRAPHS, ITEMS, ItemRecord,
-    NewItem, Precision, VECTORS,
+    NewItem, VECTORS,
 };
-use crate::graph_file::{self, GraphFile};
 use crate::graphs::{Change, Graphs, Loaded, State, Ticket};
 use crate::group_commit::{Answer, GroupCommit, panic_message};
 use crate::planner::{Planner, ProbeMemory};
-use crate::{Filter, Hnsw, Store, StoreError, payload};
+use aimp_index::graph_file::{self, GraphFile};
+use aimp_store::{
+    DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome, check_items,
+    check_precision,
+};
 
-/// Longest external id, in bytes.
-pub const MAX_ID_BYTES: usize = 512;
-
-/// What an upsert did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpsertOutcome {
-    /// Items written (new and replaced).
-    pub written: usize,
-    /// Of those, ids that existed before and were replaced.
-    pub replaced: usize,
-    /// Live items in the collection afterwards.
-    pub count: u64,
-}
-
-/// What a delete did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeleteOutcome {
-    pub deleted: usize,
-    /// The ids deleted.
-    pub ids: Vec<String>,
-    /// Ids asked for that were not in the collection.
-    pub not_found: Vec<String>,
-    /// Ids asked for that the filter did not pass; they are kept.
-    pub kept: Vec<String>,
-    pub count: u64,
-}
-
-/// One search hit with its stored metadata.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Hit {
-    pub item: ItemRecord,
-    /// Cosine similarity, inner product, or Euclidean distance, by the collection's metric.
-    pub score: f32,
-    pub distance: f32,
-}
-
-/// A search answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SearchOutcome {
-    pub hits: Vec<Hit>,
-    /// How it was answered.
-    pub plan: Plan,
-    pub count: u64,
-}
-
-impl SearchOutcome {
-    /// True when every live item (passing the filter, if any) was compared: exact search.
-    pub fn exhaustive(&self) -> bool {
-        self.plan == Plan::Exact
-    }
-}
-
-/// How a search was answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// Every live item (passing the filter, if any) compared.
-    Exact,
-    /// The graph walked, the filter (if any) asked inside the walk.
-    Walk,
-    /// The graph walked without the filter, then the filter asked about the nearest found.
-    WalkThenFilter,
-}
-
-/// How a search runs.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SearchOptions {
-    pub top_k: usize,
-    /// Candidates explored; the collection's `ef_search` when absent.
-    pub ef: Option<usize>,
-    /// Compare with every live item.
-    pub exact: bool,
-    /// The precision the query was encoded at; a collection built at another is refused.
-    /// `None` for a raw vector of unknown origin.
-    pub precision: Option<Precision>,
-    /// Only items this filter passes are candidates.
-    pub filter: Option<Arc<Filter>>,
-    /// Apply the filter inside the graph walk whatever the planner would choose: the plain
-    /// in-walk filter, the baseline `aimp bench filter` measures the planner against.
-    pub walk: bool,
-}
+use crate::{Error, Filter, Hnsw, Redb, payload};
 
 enum Op {
     Upsert {
@@ -151,9 +73,9 @@ pub struct GraphInfo {
     pub tombstones: usize,
 }
 
-/// The vector index over one [`Store`].
+/// The vector index over one [`Redb`].
 pub struct VectorIndex {
-    store: Store,
+    store: Redb,
     graphs_dir: std::path::PathBuf,
     writes: GroupCommit<Op, Committed>,
     graphs: Graphs,
@@ -171,7 +93,7 @@ impl std::fmt::Debug for VectorIndex {
 }
 
 impl VectorIndex {
-    pub fn new(store: Store) -> VectorIndex {
+    pub fn new(store: Redb) -> VectorIndex {
         VectorIndex {
             graphs_dir: graph_file::folder(store.path()),
             store,
@@ -189,7 +111,7 @@ impl VectorIndex {
         key: &CollectionKey,
         params: CollectionParams,
         items: Vec<NewItem>,
-    ) -> Result<UpsertOutcome, StoreError> {
+    ) -> Result<UpsertOutcome, Error> {
         check_items(&params, &items)?;
         match self.submit(Op::Upsert {
             key: key.clone(),
@@ -202,11 +124,7 @@ impl VectorIndex {
     }
 
     /// Deletes items by id. Returns once the delete is durable.
-    pub fn delete(
-        &self,
-        key: &CollectionKey,
-        ids: Vec<String>,
-    ) -> Result<DeleteOutcome, StoreError> {
+    pub fn delete(&self, key: &CollectionKey, ids: Vec<String>) -> Result<DeleteOutcome, Error> {
         self.delete_where(key, Some(ids), None)
     }
 
@@ -222,23 +140,20 @@ impl VectorIndex {
         key: &CollectionKey,
         ids: Option<Vec<String>>,
         filter: Option<Filter>,
-    ) -> Result<DeleteOutcome, StoreError> {
+    ) -> Result<DeleteOutcome, Error> {
         match (ids, filter) {
             (None, None) => Err(StoreError::InvalidInput {
                 field: "ids".into(),
                 reason: "or a filter is needed to say what to delete".into(),
-            }),
+            }
+            .into()),
             (None, Some(filter)) => self.delete_matching(key, filter),
             (Some(ids), filter) => self.delete_batch(key, ids, filter),
         }
     }
 
     /// The ids `filter` passes, read, then deleted in batches.
-    fn delete_matching(
-        &self,
-        key: &CollectionKey,
-        filter: Filter,
-    ) -> Result<DeleteOutcome, StoreError> {
+    fn delete_matching(&self, key: &CollectionKey, filter: Filter) -> Result<DeleteOutcome, Error> {
         let Some(coll) = self.collection_id(key)? else {
             return self.delete_batch(key, Vec::new(), Some(filter));
         };
@@ -251,7 +166,7 @@ impl VectorIndex {
         }
         for batch in batches {
             // A client that left stops the rest; what was committed stays deleted.
-            cancel::check()?;
+            aimp_store::check_cancelled()?;
             let done = self.delete_batch(key, batch.to_vec(), Some(filter.clone()))?;
             total.deleted += done.deleted;
             total.ids.extend(done.ids);
@@ -267,7 +182,7 @@ impl VectorIndex {
         key: &CollectionKey,
         ids: Vec<String>,
         filter: Option<Filter>,
-    ) -> Result<DeleteOutcome, StoreError> {
+    ) -> Result<DeleteOutcome, Error> {
         match self.submit(Op::Delete {
             key: key.clone(),
             ids,
@@ -279,7 +194,7 @@ impl VectorIndex {
     }
 
     /// Removes a collection with all its items; false when it did not exist.
-    pub fn drop_collection(&self, key: &CollectionKey) -> Result<bool, StoreError> {
+    pub fn drop_collection(&self, key: &CollectionKey) -> Result<bool, Error> {
         match self.submit(Op::Drop { key: key.clone() })? {
             Reply::Drop(existed) => Ok(existed),
             Reply::Upsert(_) | Reply::Delete(_) => unreachable_reply(),
@@ -287,13 +202,13 @@ impl VectorIndex {
     }
 
     /// The live item count of a collection, `None` when it does not exist.
-    pub fn count(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
+    pub fn count(&self, key: &CollectionKey) -> Result<Option<u64>, Error> {
         Ok(self.load(key)?.map(|l| l.state().record.count))
     }
 
     /// A collection's stored record (parameters, live count, timestamps), read from redb
     /// without loading its graph; `None` when it does not exist.
-    pub fn record(&self, key: &CollectionKey) -> Result<Option<CollectionRecord>, StoreError> {
+    pub fn record(&self, key: &CollectionKey) -> Result<Option<CollectionRecord>, Error> {
         let Some(id) = self.collection_id(key)? else {
             return Ok(None);
         };
@@ -309,7 +224,7 @@ impl VectorIndex {
         &self,
         key: &CollectionKey,
         id: &str,
-    ) -> Result<Option<(ItemRecord, Vec<f32>)>, StoreError> {
+    ) -> Result<Option<(ItemRecord, Vec<f32>)>, Error> {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(None);
         };
@@ -338,7 +253,7 @@ impl VectorIndex {
         key: &CollectionKey,
         n: usize,
         seed: u64,
-    ) -> Result<Vec<Vec<f32>>, StoreError> {
+    ) -> Result<Vec<Vec<f32>>, Error> {
         use rand::{Rng, SeedableRng};
         let Some(coll) = self.collection_id(key)? else {
             return Ok(Vec::new());
@@ -383,7 +298,7 @@ impl VectorIndex {
         after: Option<&str>,
         limit: usize,
         filter: Option<&Filter>,
-    ) -> Result<Vec<ItemRecord>, StoreError> {
+    ) -> Result<Vec<ItemRecord>, Error> {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(Vec::new());
         };
@@ -403,7 +318,7 @@ impl VectorIndex {
         let mut out = Vec::new();
         for (seen, entry) in ids.range((coll, after.unwrap_or(""))..)?.enumerate() {
             if seen % 1024 == 1023 {
-                cancel::check()?;
+                aimp_store::check_cancelled()?;
             }
             let (k, number) = entry?;
             let (c, id) = k.value();
@@ -436,7 +351,7 @@ impl VectorIndex {
         &self,
         key: &CollectionKey,
         filter: &Filter,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<u64>, Error> {
         let Some(coll) = self.collection_id(key)? else {
             return Ok(None);
         };
@@ -445,7 +360,7 @@ impl VectorIndex {
     }
 
     /// Every collection's record.
-    pub fn collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
+    pub fn collections(&self) -> Result<Vec<CollectionRecord>, Error> {
         let txn = self.store.begin_read()?;
         collection::all(&txn)
     }
@@ -456,7 +371,7 @@ impl VectorIndex {
         key: &CollectionKey,
         query: &[f32],
         options: SearchOptions,
-    ) -> Result<SearchOutcome, StoreError> {
+    ) -> Result<SearchOutcome, Error> {
         let Some(loaded) = self.load(key)? else {
             return Ok(SearchOutcome {
                 hits: Vec::new(),
@@ -475,7 +390,7 @@ impl VectorIndex {
             )
         };
         if let Some(given) = options.precision {
-            collection::check_precision(given, params.precision).map_err(|reason| {
+            check_precision(given, params.precision).map_err(|reason| {
                 StoreError::ParamsMismatch {
                     collection: key.to_string(),
                     reason,
@@ -490,13 +405,15 @@ impl VectorIndex {
                     query.len(),
                     params.dim
                 ),
-            });
+            }
+            .into());
         }
         if query.iter().any(|x| !x.is_finite()) {
             return Err(StoreError::InvalidInput {
                 field: "vector".into(),
                 reason: "holds a value that is not a finite number".into(),
-            });
+            }
+            .into());
         }
         let ef = options.ef.unwrap_or(params.ef_search).max(options.top_k);
         let txn = self.store.begin_read()?;
@@ -521,7 +438,7 @@ impl VectorIndex {
             _ => (graph.search(query, options.top_k, ef, None), Plan::Walk),
         };
         // A walk or scan cut short because its asker left answers nothing.
-        cancel::check()?;
+        aimp_store::check_cancelled()?;
         let items = txn.open_table(ITEMS)?;
         let mut hits = Vec::with_capacity(found.len());
         for n in found {
@@ -539,14 +456,14 @@ impl VectorIndex {
 
     /// The loaded collection of `key`, reading its graph back or building it from the store the
     /// first time (or waiting for a load already under way).
-    fn load(&self, key: &CollectionKey) -> Result<Option<Arc<Loaded>>, StoreError> {
+    fn load(&self, key: &CollectionKey) -> Result<Option<Arc<Loaded>>, Error> {
         let Some(id) = self.collection_id(key)? else {
             return Ok(None);
         };
         self.graphs.load(id, || self.open_graph(id))
     }
 
-    fn collection_id(&self, key: &CollectionKey) -> Result<Option<u64>, StoreError> {
+    fn collection_id(&self, key: &CollectionKey) -> Result<Option<u64>, Error> {
         let txn = self.store.begin_read()?;
         let ids = txn.open_table(collection::COLLECTION_IDS)?;
         let id = ids.get(key.tuple())?.map(|v| v.value());
@@ -555,7 +472,7 @@ impl VectorIndex {
 
     /// The collection's graph: its saved file caught up from the store when that file is
     /// sound, else rebuilt from the store (with a warning). `None` when it was dropped.
-    fn open_graph(&self, id: u64) -> Result<Option<State>, StoreError> {
+    fn open_graph(&self, id: u64) -> Result<Option<State>, Error> {
         let txn = self.store.begin_read()?;
         let record: CollectionRecord = match txn.open_table(collection::COLLECTIONS)?.get(id)? {
             Some(v) => collection::decode("collection", v.value())?,
@@ -616,7 +533,7 @@ impl VectorIndex {
     }
 
     /// Loads the collection's graph (if it exists) and tells where it came from.
-    pub fn graph_info(&self, key: &CollectionKey) -> Result<Option<GraphInfo>, StoreError> {
+    pub fn graph_info(&self, key: &CollectionKey) -> Result<Option<GraphInfo>, Error> {
         Ok(self.load(key)?.map(|l| {
             let l = l.state();
             GraphInfo {
@@ -633,7 +550,7 @@ impl VectorIndex {
     /// as of one record are captured, then written a chunk at a time.
     /// The server calls this periodically and at shutdown; a graph that is not saved is
     /// rebuilt from the store next time.
-    pub fn save_graphs(&self) -> Result<usize, StoreError> {
+    pub fn save_graphs(&self) -> Result<usize, Error> {
         // One save at a time (a periodic one and the shutdown one write the same files).
         let _saving = self.saving.lock();
         let mut saved = 0;
@@ -674,7 +591,7 @@ impl VectorIndex {
     }
 
     /// Whether the collection's recorded graph file already covers `record` exactly.
-    fn saved_file_covers(&self, record: &CollectionRecord) -> Result<bool, StoreError> {
+    fn saved_file_covers(&self, record: &CollectionRecord) -> Result<bool, Error> {
         let txn = self.store.begin_read()?;
         let Some(v) = txn.open_table(GRAPHS)?.get(record.id)? else {
             return Ok(false);
@@ -690,7 +607,7 @@ impl VectorIndex {
         &self,
         id: u64,
         distrusted: Option<String>,
-    ) -> Result<Option<State>, StoreError> {
+    ) -> Result<Option<State>, Error> {
         let txn = self.store.begin_read()?;
         let records = txn.open_table(collection::COLLECTIONS)?;
         let record: CollectionRecord = match records.get(id)? {
@@ -716,7 +633,7 @@ impl VectorIndex {
 
     /// Commits `op` (in a group) and, on this writer's thread, has its collection's graph take
     /// the change before answering: a busy graph holds up its own writers only.
-    fn submit(&self, op: Op) -> Result<Reply, StoreError> {
+    fn submit(&self, op: Op) -> Result<Reply, Error> {
         let committed = self.writes.submit(op, |ops| self.commit(ops))?;
         if let Some(ticket) = committed.graph {
             // The commit stands whatever happens here; a panic while the graph takes it makes
@@ -745,7 +662,7 @@ impl VectorIndex {
     }
 
     /// One transaction for every op; per-op answers (a params mismatch fails its op only).
-    fn apply(&self, ops: Vec<Op>) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+    fn apply(&self, ops: Vec<Op>) -> Result<Vec<Result<Committed, Error>>, Error> {
         let txn = self.store.begin_write()?;
         let mut replies = Vec::with_capacity(ops.len());
         // Each change with the position of its op's reply.
@@ -764,7 +681,9 @@ impl VectorIndex {
                             })));
                             changes.push((replies.len() - 1, Change { record, effects }));
                         }
-                        Err(e @ StoreError::ParamsMismatch { .. }) => replies.push(Err(e)),
+                        Err(e @ Error::Store(StoreError::ParamsMismatch { .. })) => {
+                            replies.push(Err(e))
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -795,7 +714,7 @@ impl VectorIndex {
         self.store.commit(txn)?;
         let (positions, changes): (Vec<usize>, Vec<Change>) = changes.into_iter().unzip();
         let tickets = self.queue_for_graphs(changes, &dropped);
-        let mut replies: Vec<Result<Committed, StoreError>> = replies
+        let mut replies: Vec<Result<Committed, Error>> = replies
             .into_iter()
             .map(|r| r.map(|reply| Committed { reply, graph: None }))
             .collect();
@@ -845,56 +764,8 @@ pub const DELETE_BATCH: usize = 1000;
 /// each item it walks and asks the filter.
 const LIST_NARROW_LIMIT: usize = 20_000;
 
-fn unreachable_reply<T>() -> Result<T, StoreError> {
-    Err(StoreError::WriterGone)
-}
-
-/// Checks a batch before it reaches a transaction: ids, dimensions, finite values, no id
-/// twice.
-fn check_items(params: &CollectionParams, items: &[NewItem]) -> Result<(), StoreError> {
-    let mut seen = HashMap::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let field = |name: &str| format!("items[{i}].{name}");
-        if item.id.is_empty() || item.id.len() > MAX_ID_BYTES {
-            return Err(StoreError::InvalidInput {
-                field: field("id"),
-                reason: format!("must be 1 to {MAX_ID_BYTES} bytes"),
-            });
-        }
-        if let Some(first) = seen.insert(item.id.as_str(), i) {
-            return Err(StoreError::InvalidInput {
-                field: field("id"),
-                reason: format!("{:?} is also items[{first}].id", item.id),
-            });
-        }
-        if item.vector.len() != params.dim {
-            return Err(StoreError::InvalidInput {
-                field: field("vector"),
-                reason: format!(
-                    "has {} dimensions; the collection holds {}",
-                    item.vector.len(),
-                    params.dim
-                ),
-            });
-        }
-        if item.vector.iter().any(|x| !x.is_finite()) {
-            return Err(StoreError::InvalidInput {
-                field: field("vector"),
-                reason: "holds a value that is not a finite number".into(),
-            });
-        }
-        if let Some(meta) = &item.metadata {
-            crate::metadata::check(meta).map_err(|e| StoreError::InvalidInput {
-                field: if e.path.is_empty() {
-                    field("metadata")
-                } else {
-                    format!("{}.{}", field("metadata"), e.path)
-                },
-                reason: e.reason,
-            })?;
-        }
-    }
-    Ok(())
+fn unreachable_reply<T>() -> Result<T, Error> {
+    Err(Error::WriterGone)
 }
 
 #[cfg(test)]
@@ -903,7 +774,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::Metric;
+    use aimp_index::Metric;
 
     fn params() -> CollectionParams {
         let mut p = CollectionParams::new(4, Metric::L2);
@@ -952,7 +823,7 @@ mod tests {
         b: &CollectionKey,
     ) -> Arc<VectorIndex> {
         {
-            let index = VectorIndex::new(Store::open(dir).expect("store"));
+            let index = VectorIndex::new(Redb::open(dir).expect("store"));
             let items = (0..300)
                 .map(|i| item(&format!("a-{i}"), i as f32))
                 .collect();
@@ -961,7 +832,7 @@ mod tests {
                 .upsert(b, params(), vec![item("b-0", 0.0)])
                 .expect("upsert b");
         }
-        Arc::new(VectorIndex::new(Store::open(dir).expect("reopen")))
+        Arc::new(VectorIndex::new(Redb::open(dir).expect("reopen")))
     }
 
     #[test]
@@ -1029,14 +900,14 @@ mod tests {
         let holders = {
             let held = held.clone();
             std::thread::spawn(move || {
-                let pool = crate::build_pool::pool().expect("a build pool");
+                let pool = aimp_index::build_pool::pool().expect("a build pool");
                 pool.broadcast(|_| {
                     let _ = busy.send(());
                     drop(held.read());
                 });
             })
         };
-        let threads = crate::build_pool::pool()
+        let threads = aimp_index::build_pool::pool()
             .expect("pool")
             .current_num_threads();
         for _ in 0..threads {
@@ -1085,7 +956,7 @@ mod tests {
     #[test]
     fn a_delete_by_filter_scans_outside_the_write_and_deletes_in_batches() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let index = VectorIndex::new(Redb::open(dir.path()).expect("store"));
         let key = CollectionKey::new("ws", "m", "c", "s");
         let n = 2 * DELETE_BATCH + 500;
         let items = (0..n + 100)
@@ -1149,7 +1020,7 @@ mod tests {
     #[test]
     fn a_filtered_listing_reads_only_the_items_of_its_page() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let index = VectorIndex::new(Redb::open(dir.path()).expect("store"));
         let key = CollectionKey::new("ws", "m", "c", "s");
         let items = (0..2_000)
             .map(|i| NewItem {
@@ -1215,7 +1086,7 @@ mod tests {
     #[test]
     fn a_busy_graph_holds_up_its_own_writes_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("store")));
+        let index = Arc::new(VectorIndex::new(Redb::open(dir.path()).expect("store")));
         let (busy, other) = (
             CollectionKey::new("ws", "m", "c", "busy"),
             CollectionKey::new("ws2", "m", "c", "other"),
@@ -1237,7 +1108,7 @@ mod tests {
         let (release, held) = mpsc::channel::<()>();
         let (holding, is_held) = mpsc::channel::<()>();
         let walker = std::thread::spawn(move || {
-            graph.with_nodes(|_, _| {
+            graph.holding_nodes(|| {
                 holding.send(()).expect("holding");
                 let _ = held.recv();
             })
@@ -1288,7 +1159,7 @@ mod tests {
     #[test]
     fn a_filter_the_indexes_answer_is_walked_without_reading_the_items_it_fails() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = VectorIndex::new(Store::open(dir.path()).expect("store"));
+        let index = VectorIndex::new(Redb::open(dir.path()).expect("store"));
         let key = CollectionKey::new("ws", "m", "c", "s");
         // 10,000 items on a line: the limit is sqrt(64 × 32 × 10,000) ≈ 4,500; the filter
         // passes 4,000 items, nine in ten of those near the query.

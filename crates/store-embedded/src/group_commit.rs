@@ -12,9 +12,11 @@ use std::sync::mpsc::{self, SyncSender};
 
 use parking_lot::Mutex;
 
-use crate::StoreError;
+use aimp_store::StoreError;
 
-pub(crate) type Answer<R> = Result<R, StoreError>;
+use crate::Error;
+
+pub(crate) type Answer<R> = Result<R, Error>;
 
 /// The queue of operations `O`, answered with `R`.
 pub(crate) struct GroupCommit<O, R> {
@@ -56,7 +58,7 @@ impl<O, R> GroupCommit<O, R> {
                 match rx.recv() {
                     Ok(Message::Done(answer)) => return answer,
                     Ok(Message::Lead) => {}
-                    Err(_) => return Err(StoreError::WriterGone),
+                    Err(_) => return Err(Error::WriterGone),
                 }
             } else {
                 q.leader = true;
@@ -69,7 +71,7 @@ impl<O, R> GroupCommit<O, R> {
         drop(lead);
         match rx.recv() {
             Ok(Message::Done(answer)) => answer,
-            Ok(Message::Lead) | Err(_) => Err(StoreError::WriterGone),
+            Ok(Message::Lead) | Err(_) => Err(Error::WriterGone),
         }
     }
 }
@@ -107,7 +109,8 @@ fn run<O, R>(
                 .map(|_| {
                     Err(StoreError::CommitFailed {
                         reason: reason.clone(),
-                    })
+                    }
+                    .into())
                 })
                 .collect()
         }
@@ -182,7 +185,7 @@ mod tests {
         let queue: Arc<GroupCommit<usize, usize>> = Arc::default();
         let answer = queue.submit(1, |_| panic!("injected"));
         match answer {
-            Err(StoreError::CommitFailed { reason }) => {
+            Err(Error::Store(StoreError::CommitFailed { reason })) => {
                 assert!(reason.contains("injected"), "{reason}")
             }
             other => panic!("expected a failed commit, got {other:?}"),

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aimp_index::{
-    CollectionKey, CollectionParams, Metric, NewItem, SearchOptions, Store, VectorIndex, dataset,
-};
+use aimp_index::dataset;
+use aimp_store::{CollectionKey, CollectionParams, Metric, NewItem, SearchOptions};
+use aimp_store_embedded::{Redb, VectorIndex};
 
 const DIM: usize = 16;
 
@@ -35,7 +35,7 @@ fn item(id: usize, v: &[f32]) -> NewItem {
 #[test]
 fn a_graph_full_of_tombstones_is_rebuilt_while_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let index = Arc::new(VectorIndex::new(Store::open(dir.path()).expect("store")));
+    let index = Arc::new(VectorIndex::new(Redb::open(dir.path()).expect("store")));
     let (data, queries) = dataset::standard(4_000, 50, DIM, 3);
     let rows: Vec<&[f32]> = data.chunks_exact(DIM).collect();
     let first: Vec<NewItem> = (0..3_000).map(|i| item(i, rows[i])).collect();

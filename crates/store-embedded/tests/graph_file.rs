@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use aimp_index::{
-    CollectionKey, CollectionParams, GraphOrigin, Metric, NewItem, SearchOptions, Store,
-    VectorIndex, dataset,
-};
+use aimp_index::dataset;
+use aimp_store::{CollectionKey, CollectionParams, Metric, NewItem, SearchOptions};
+use aimp_store_embedded::{GraphOrigin, Redb, VectorIndex};
 
 const DIM: usize = 32;
 
@@ -35,7 +34,7 @@ fn items(data: &[f32], from: usize) -> Vec<NewItem> {
 }
 
 fn open(dir: &Path) -> VectorIndex {
-    VectorIndex::new(Store::open(dir).expect("store"))
+    VectorIndex::new(Redb::open(dir).expect("store"))
 }
 
 fn graph_search(index: &VectorIndex, q: &[f32]) -> Vec<String> {

@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use aimp_index::{CollectionKey, CollectionParams, Metric, NewItem, Store, VectorIndex};
+use aimp_store::{CollectionKey, CollectionParams, Metric, NewItem};
+use aimp_store_embedded::{Redb, VectorIndex};
 
 const WRITER_ENV: &str = "AIMP_CRASH_TEST_WRITER_DIR";
 const BATCH: usize = 40;
@@ -22,7 +23,7 @@ fn vector(thread: usize, batch: usize, i: usize) -> Vec<f32> {
 
 /// The child: two threads upsert batches forever, printing each acknowledgement.
 fn writer(dir: &str) {
-    let index = std::sync::Arc::new(VectorIndex::new(Store::open(dir.as_ref()).expect("open")));
+    let index = std::sync::Arc::new(VectorIndex::new(Redb::open(dir.as_ref()).expect("open")));
     let stdout = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let threads: Vec<_> = (0..2)
         .map(|t| {
@@ -90,7 +91,7 @@ fn acknowledged_batches_survive_sigkill() {
     child.wait().expect("wait");
     assert_eq!(acked.len(), 60, "the writer stopped early");
 
-    let index = VectorIndex::new(Store::open(dir.path()).expect("reopen"));
+    let index = VectorIndex::new(Redb::open(dir.path()).expect("reopen"));
     for &(t, batch) in &acked {
         for i in 0..BATCH {
             let id = format!("t{t}-b{batch}-{i}");
@@ -112,7 +113,7 @@ fn acknowledged_batches_survive_sigkill() {
         .search(
             &key(),
             &vector(0, 0, 0),
-            aimp_index::SearchOptions {
+            aimp_store::SearchOptions {
                 top_k: 1,
                 ef: None,
                 exact: true,

@@ -21,7 +21,7 @@ use crate::count_memo::CountMemo;
 use crate::group_commit::panic_message;
 use crate::hnsw::Extent;
 use crate::vectors::GraphOrigin;
-use crate::{Hnsw, StoreError};
+use crate::{Error, Hnsw};
 
 /// Tombstones trigger a rebuild once they are this share of a graph's nodes (and at least
 /// [`REBUILD_MIN_TOMBSTONES`]).
@@ -287,8 +287,8 @@ impl Graphs {
     pub fn load(
         &self,
         id: u64,
-        build: impl FnOnce() -> Result<Option<State>, StoreError>,
-    ) -> Result<Option<Arc<Loaded>>, StoreError> {
+        build: impl FnOnce() -> Result<Option<State>, Error>,
+    ) -> Result<Option<Arc<Loaded>>, Error> {
         let pending = {
             let mut slots = self.slots.lock();
             loop {
@@ -444,8 +444,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::Metric;
     use crate::collection::{CollectionKey, CollectionParams};
+    use aimp_index::Metric;
 
     fn record() -> CollectionRecord {
         CollectionRecord {

@@ -2,15 +2,15 @@
 //! from the store alone (the graph rebuilt), after filling it once through the normal write path.
 //!
 //! ```text
-//! cargo run --release -p aimp-index --example reopen -- --n 1000000 --dim 128 --dir /tmp/reopen
+//! cargo run --release -p aimp-store-embedded --example reopen -- --n 1000000 --dim 128 --dir /tmp/reopen
 //! ```
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aimp_index::{
-    CollectionKey, CollectionParams, GraphOrigin, Metric, NewItem, Store, VectorIndex, dataset,
-};
+use aimp_index::dataset;
+use aimp_store::{CollectionKey, CollectionParams, Metric, NewItem};
+use aimp_store_embedded::{GraphOrigin, Redb, VectorIndex};
 
 fn main() {
     let mut n = 1_000_000usize;
@@ -29,7 +29,7 @@ fn main() {
     let key = CollectionKey::new("bench", "model", "vectors", &format!("{n}x{dim}"));
     let params = CollectionParams::new(dim, Metric::L2);
     {
-        let index = VectorIndex::new(Store::open(&dir).expect("store"));
+        let index = VectorIndex::new(Redb::open(&dir).expect("store"));
         if index.count(&key).expect("count").unwrap_or(0) < n as u64 {
             let started = Instant::now();
             let (data, _) = dataset::standard(n, 0, dim, 42);
@@ -61,7 +61,7 @@ fn main() {
         );
     }
     let started = Instant::now();
-    let index = VectorIndex::new(Store::open(&dir).expect("store"));
+    let index = VectorIndex::new(Redb::open(&dir).expect("store"));
     let info = index.graph_info(&key).expect("info").expect("collection");
     let from_file = started.elapsed().as_secs_f64();
     assert!(
@@ -78,7 +78,7 @@ fn main() {
         std::fs::write(&path, b"gone").expect("damage");
     }
     let started = Instant::now();
-    let index = VectorIndex::new(Store::open(&dir).expect("store"));
+    let index = VectorIndex::new(Redb::open(&dir).expect("store"));
     let info = index.graph_info(&key).expect("info").expect("collection");
     let rebuilt = started.elapsed().as_secs_f64();
     assert!(matches!(info.origin, GraphOrigin::Rebuilt { .. }));

@@ -1,14 +1,16 @@
 //! Collections in redb: their records, vectors, items and id mappings. Everything here runs
 //! inside a transaction handed in by the caller; [`crate::vectors`] decides when to commit.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::{Filter, HnswParams, Metric, StoreError, payload};
+use aimp_store::StoreError;
+pub(crate) use aimp_store::{
+    CollectionKey, CollectionParams, CollectionRecord, ItemRecord, NewItem,
+};
 
-/// The on-disk format of a collection's rows; stored with it, checked on open.
-pub const FORMAT_VERSION: u32 = 1;
+use crate::{Error, Filter, payload};
 
 /// (workspace, model, collection, scope) → collection number.
 pub(crate) const COLLECTION_IDS: TableDefinition<(&str, &str, &str, &str), u64> =
@@ -29,203 +31,7 @@ pub(crate) const GRAPHS: TableDefinition<u64, &[u8]> = TableDefinition::new("gra
 /// Named counters: `next_collection`.
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
-/// Where a collection lives: one HNSW graph per (workspace, model, collection, scope).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CollectionKey {
-    pub workspace: String,
-    pub model: String,
-    pub collection: String,
-    pub scope: String,
-}
-
-impl CollectionKey {
-    pub fn new(workspace: &str, model: &str, collection: &str, scope: &str) -> Self {
-        CollectionKey {
-            workspace: workspace.into(),
-            model: model.into(),
-            collection: collection.into(),
-            scope: scope.into(),
-        }
-    }
-
-    pub(crate) fn tuple(&self) -> (&str, &str, &str, &str) {
-        (&self.workspace, &self.model, &self.collection, &self.scope)
-    }
-}
-
-impl std::fmt::Display for CollectionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/{}",
-            self.workspace, self.model, self.collection, self.scope
-        )
-    }
-}
-
-/// The number format of the encoder that produced a collection's vectors. Vectors of one
-/// model at two precisions are close but not the same, so a collection holds one kind only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Also what collections stored before precisions existed hold.
-    #[default]
-    Fp32,
-    Int8,
-}
-
-impl Precision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Int8 => "int8",
-        }
-    }
-}
-
-/// A collection's parameters, fixed when it is created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollectionParams {
-    pub dim: usize,
-    pub metric: Metric,
-    /// The precision its vectors were encoded at.
-    #[serde(default)]
-    pub precision: Precision,
-    pub m: usize,
-    pub ef_construction: usize,
-    /// The `ef` of a search that does not name one.
-    pub ef_search: usize,
-    /// Collections with at most this many live items are searched exactly.
-    pub exact_below: usize,
-    pub format_version: u32,
-}
-
-impl CollectionParams {
-    pub fn new(dim: usize, metric: Metric) -> Self {
-        CollectionParams {
-            dim,
-            metric,
-            precision: Precision::Fp32,
-            m: 16,
-            ef_construction: 200,
-            ef_search: 64,
-            exact_below: 10_000,
-            format_version: FORMAT_VERSION,
-        }
-    }
-
-    pub fn graph(&self) -> HnswParams {
-        HnswParams {
-            dim: self.dim,
-            metric: self.metric,
-            m: self.m,
-            ef_construction: self.ef_construction,
-            seed: 0x5eed,
-        }
-    }
-
-    /// A collection written by a newer format cannot be read by this build.
-    pub(crate) fn check_format(&self, key: &CollectionKey) -> Result<(), StoreError> {
-        if self.format_version > FORMAT_VERSION {
-            return Err(StoreError::ParamsMismatch {
-                collection: key.to_string(),
-                reason: format!(
-                    "stored in format {}, newer than this build's {FORMAT_VERSION}; upgrade aimp",
-                    self.format_version
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// The parameters that must agree between a stored collection and a caller.
-    pub(crate) fn check_against(&self, stored: &CollectionParams) -> Result<(), String> {
-        if self.dim != stored.dim {
-            return Err(format!(
-                "vectors have {} dimensions; the collection holds {}",
-                self.dim, stored.dim
-            ));
-        }
-        if self.metric != stored.metric {
-            return Err(format!(
-                "metric {} differs from the collection's {}",
-                self.metric.as_str(),
-                stored.metric.as_str()
-            ));
-        }
-        check_precision(self.precision, stored.precision)
-    }
-}
-
-/// Vectors encoded at `given` may meet a collection built at `stored` only when they agree.
-pub(crate) fn check_precision(given: Precision, stored: Precision) -> Result<(), String> {
-    if given != stored {
-        return Err(format!(
-            "the vectors are {} but the collection was built with {} vectors, and the two are \
-             never mixed; run the model at {} again (the `--precision` setting or the \
-             manifest's `precision`), or index into a new collection or scope",
-            given.as_str(),
-            stored.as_str(),
-            stored.as_str()
-        ));
-    }
-    Ok(())
-}
-
-/// A collection as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CollectionRecord {
-    pub id: u64,
-    pub key: CollectionKey,
-    pub params: CollectionParams,
-    /// The next item number; item numbers are never reused.
-    pub next_item: u64,
-    /// Live items.
-    pub count: u64,
-    /// The next position in the deletion log.
-    #[serde(default)]
-    pub deletion_seq: u64,
-    /// Its items are in the payload indexes ([`crate::payload`]); false for a collection
-    /// stored before they existed, until opening the store indexes it.
-    #[serde(default)]
-    pub payload_indexed: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// What a caller sends for one item.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewItem {
-    pub id: String,
-    pub vector: Vec<f32>,
-    pub filename: Option<String>,
-    pub media_ref: Option<String>,
-    /// What the gateway records for the item (a picture's sha256 and size, a text).
-    pub system: Option<serde_json::Value>,
-    /// The caller's own fields, a JSON object checked by [`crate::metadata::check`].
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// One item's metadata as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ItemRecord {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_ref: Option<String>,
-    /// What the gateway records for the item (a picture's sha256, width, height and content
-    /// type; a text). Stored as `metadata`, its name before items had their own.
-    #[serde(default, rename = "metadata", skip_serializing_if = "Option::is_none")]
-    pub system: Option<serde_json::Value>,
-    /// The caller's own fields.
-    #[serde(default, rename = "user", skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), Error> {
     txn.open_table(COLLECTION_IDS)?;
     txn.open_table(COLLECTIONS)?;
     txn.open_table(VECTORS)?;
@@ -240,7 +46,7 @@ pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Puts the items of every collection stored before payload indexes existed into them, once.
-fn index_payloads(txn: &WriteTransaction) -> Result<(), StoreError> {
+fn index_payloads(txn: &WriteTransaction) -> Result<(), Error> {
     let mut records = txn.open_table(COLLECTIONS)?;
     let mut pending: Vec<CollectionRecord> = Vec::new();
     for row in records.iter()? {
@@ -275,13 +81,12 @@ pub(crate) fn decode_vector(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
-    what: &str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
-        key: what.to_string(),
-        source,
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|source| {
+        Error::from(StoreError::Corrupt {
+            key: what.to_string(),
+            source,
+        })
     })
 }
 
@@ -293,7 +98,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub(crate) fn find(
     txn: &WriteTransaction,
     key: &CollectionKey,
-) -> Result<Option<CollectionRecord>, StoreError> {
+) -> Result<Option<CollectionRecord>, Error> {
     let ids = txn.open_table(COLLECTION_IDS)?;
     let Some(id) = ids.get(key.tuple())?.map(|v| v.value()) else {
         return Ok(None);
@@ -321,7 +126,7 @@ pub(crate) fn upsert(
     key: &CollectionKey,
     params: &CollectionParams,
     items: Vec<NewItem>,
-) -> Result<(CollectionRecord, Effects, usize), StoreError> {
+) -> Result<(CollectionRecord, Effects, usize), Error> {
     let now = Utc::now();
     let mut effects = Effects::default();
     let mut record = match find(txn, key)? {
@@ -421,7 +226,7 @@ pub(crate) fn delete(
     key: &CollectionKey,
     ids: &[String],
     filter: Option<&Filter>,
-) -> Result<(Option<CollectionRecord>, Effects, Deleted), StoreError> {
+) -> Result<(Option<CollectionRecord>, Effects, Deleted), Error> {
     let Some(mut record) = find(txn, key)? else {
         let not_found = ids.to_vec();
         return Ok((
@@ -483,7 +288,7 @@ pub(crate) fn matching(
     txn: &redb::ReadTransaction,
     id: u64,
     filter: &Filter,
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Vec<u64>, Error> {
     if let payload::Narrowed::Among { items, exact } =
         payload::Reader::open(txn, id)?.narrow(filter, usize::MAX)?
     {
@@ -504,7 +309,7 @@ pub(crate) fn matching_ids(
     txn: &redb::ReadTransaction,
     id: u64,
     filter: &Filter,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<String>, Error> {
     let items = txn.open_table(ITEMS)?;
     let mut out = Vec::new();
     match payload::Reader::open(txn, id)?.narrow(filter, usize::MAX)? {
@@ -514,7 +319,7 @@ pub(crate) fn matching_ids(
         } => {
             for (seen, n) in numbers.into_iter().enumerate() {
                 if seen % 1024 == 1023 {
-                    crate::cancel::check()?;
+                    aimp_store::check_cancelled()?;
                 }
                 if let Some(row) = items.get((id, n))? {
                     let item: ItemRecord = decode("item", row.value())?;
@@ -536,10 +341,10 @@ fn passing(
     id: u64,
     filter: &Filter,
     mut each: impl FnMut(u64, ItemRecord),
-) -> Result<(), StoreError> {
+) -> Result<(), Error> {
     for (seen, row) in items.range((id, 0)..=(id, u64::MAX))?.enumerate() {
         if seen % 1024 == 1023 {
-            crate::cancel::check()?;
+            aimp_store::check_cancelled()?;
         }
         let (k, v) = row?;
         let item: ItemRecord = decode("item", v.value())?;
@@ -554,7 +359,7 @@ fn passing(
 pub(crate) fn drop_collection(
     txn: &WriteTransaction,
     key: &CollectionKey,
-) -> Result<Option<CollectionRecord>, StoreError> {
+) -> Result<Option<CollectionRecord>, Error> {
     let Some(record) = find(txn, key)? else {
         return Ok(None);
     };
@@ -575,7 +380,7 @@ pub(crate) fn drop_collection(
 }
 
 /// Every collection record.
-pub(crate) fn all(txn: &redb::ReadTransaction) -> Result<Vec<CollectionRecord>, StoreError> {
+pub(crate) fn all(txn: &redb::ReadTransaction) -> Result<Vec<CollectionRecord>, Error> {
     let table = txn.open_table(COLLECTIONS)?;
     let mut out = Vec::with_capacity(table.len()? as usize);
     for row in table.iter()? {
@@ -583,31 +388,4 @@ pub(crate) fn all(txn: &redb::ReadTransaction) -> Result<Vec<CollectionRecord>, 
         out.push(decode("collection", v.value())?);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_are_checked_against_the_stored_collection() {
-        let key = CollectionKey::new("w", "m", "c", "s");
-        let stored = CollectionParams::new(4, Metric::Cosine);
-        assert!(stored.check_format(&key).is_ok());
-        let newer = CollectionParams {
-            format_version: FORMAT_VERSION + 1,
-            ..stored
-        };
-        let err = newer.check_format(&key).expect_err("newer format");
-        assert!(err.to_string().contains("upgrade aimp"), "{err}");
-        let other_dim = CollectionParams::new(8, Metric::Cosine);
-        assert!(other_dim.check_against(&stored).is_err());
-        let other_metric = CollectionParams::new(4, Metric::L2);
-        assert!(other_metric.check_against(&stored).is_err());
-        let mut int8 = stored;
-        int8.precision = Precision::Int8;
-        let err = int8.check_against(&stored).expect_err("int8 into fp32");
-        assert!(err.contains("int8") && err.contains("fp32"), "{err}");
-        assert!(stored.check_against(&stored).is_ok());
-    }
 }

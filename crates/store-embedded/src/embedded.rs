@@ -1,0 +1,221 @@
+//! [`EmbeddedStore`]: the [`Store`] over one data folder. Keys, uploads and media records are
+//! rows of the redb file ([`Redb`]); collections are rows of the same file with an HNSW graph
+//! each, derived from them ([`VectorIndex`]).
+
+use std::path::{Path, PathBuf};
+
+use aimp_store::{
+    ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
+    ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, Store, StoreError,
+    Transition, UploadRecord, UploadState, UpsertOutcome,
+};
+use chrono::{DateTime, Utc};
+
+use crate::{Redb, VectorIndex};
+
+/// The embedded store: one redb file, graph files beside it.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    redb: Redb,
+    index: VectorIndex,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `data_dir`, redb's page cache at most `cache_bytes`.
+    pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore, StoreError> {
+        Ok(EmbeddedStore::on(Redb::open_with_cache(
+            data_dir,
+            cache_bytes,
+        )?))
+    }
+
+    /// The store over an open database.
+    pub fn on(redb: Redb) -> EmbeddedStore {
+        EmbeddedStore {
+            index: VectorIndex::new(redb.clone()),
+            redb,
+        }
+    }
+
+    /// The database file.
+    pub fn redb(&self) -> &Redb {
+        &self.redb
+    }
+
+    /// The collections and their graphs.
+    pub fn index(&self) -> &VectorIndex {
+        &self.index
+    }
+
+    /// The folder the database lives in.
+    pub fn data_dir(&self) -> PathBuf {
+        self.redb
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn is_ready(&self) -> bool {
+        self.redb.is_readable()
+    }
+
+    fn checkpoint(&self) -> Result<usize, StoreError> {
+        Ok(self.index.save_graphs()?)
+    }
+
+    // API keys.
+
+    fn insert_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        Ok(self.redb.insert_key(record)?)
+    }
+
+    fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.redb.find_key_by_hash(hash)?)
+    }
+
+    fn get_key(&self, id: &str) -> Result<ApiKeyRecord, StoreError> {
+        Ok(self.redb.get_key(id)?)
+    }
+
+    fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Ok(self.redb.list_keys()?)
+    }
+
+    fn rename_key(&self, id: &str, name: &str) -> Result<ApiKeyRecord, StoreError> {
+        Ok(self.redb.rename_key(id, name)?)
+    }
+
+    fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<ApiKeyRecord, StoreError> {
+        Ok(self.redb.revoke_key(id, at)?)
+    }
+
+    fn touch_key(&self, id: &str, at: DateTime<Utc>) -> Result<ApiKeyRecord, StoreError> {
+        Ok(self.redb.touch_key(id, at)?)
+    }
+
+    // Uploads and media.
+
+    fn insert_upload(&self, record: &UploadRecord) -> Result<(), StoreError> {
+        Ok(self.redb.insert_upload(record)?)
+    }
+
+    fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, StoreError> {
+        Ok(self.redb.get_upload(id)?)
+    }
+
+    fn transition_upload(
+        &self,
+        id: &str,
+        from: &dyn Fn(&UploadState) -> bool,
+        to: UploadState,
+    ) -> Result<Transition, StoreError> {
+        Ok(self.redb.transition_upload(id, from, to)?)
+    }
+
+    fn complete_upload(
+        &self,
+        id: &str,
+        media: &MediaRecord,
+    ) -> Result<Transition<MediaRecord, UploadRecord>, StoreError> {
+        Ok(self.redb.complete_upload(id, media)?)
+    }
+
+    fn stale_uploads(
+        &self,
+        now: DateTime<Utc>,
+        keep_completed: chrono::Duration,
+    ) -> Result<Vec<UploadRecord>, StoreError> {
+        Ok(self.redb.stale_uploads(now, keep_completed)?)
+    }
+
+    fn remove_upload(&self, id: &str) -> Result<(), StoreError> {
+        Ok(self.redb.remove_upload(id)?)
+    }
+
+    fn get_media(&self, media_ref: &str) -> Result<Option<MediaRecord>, StoreError> {
+        Ok(self.redb.get_media(media_ref)?)
+    }
+
+    // Collections.
+
+    fn upsert(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<NewItem>,
+    ) -> Result<UpsertOutcome, StoreError> {
+        Ok(self.index.upsert(key, params, items)?)
+    }
+
+    fn delete_where(
+        &self,
+        key: &CollectionKey,
+        ids: Option<Vec<String>>,
+        filter: Option<Filter>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        Ok(self.index.delete_where(key, ids, filter)?)
+    }
+
+    fn drop_collection(&self, key: &CollectionKey) -> Result<bool, StoreError> {
+        Ok(self.index.drop_collection(key)?)
+    }
+
+    fn record(&self, key: &CollectionKey) -> Result<Option<CollectionRecord>, StoreError> {
+        Ok(self.index.record(key)?)
+    }
+
+    fn collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
+        Ok(self.index.collections()?)
+    }
+
+    fn get(
+        &self,
+        key: &CollectionKey,
+        id: &str,
+    ) -> Result<Option<(ItemRecord, Vec<f32>)>, StoreError> {
+        Ok(self.index.get(key, id)?)
+    }
+
+    fn sample_vectors(
+        &self,
+        key: &CollectionKey,
+        n: usize,
+        seed: u64,
+    ) -> Result<Vec<Vec<f32>>, StoreError> {
+        Ok(self.index.sample_vectors(key, n, seed)?)
+    }
+
+    fn list_items(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ItemRecord>, StoreError> {
+        Ok(self.index.list_items(key, after, limit, filter)?)
+    }
+
+    fn count_matching(
+        &self,
+        key: &CollectionKey,
+        filter: &Filter,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self.index.count_matching(key, filter)?)
+    }
+
+    fn search(
+        &self,
+        key: &CollectionKey,
+        query: &[f32],
+        options: SearchOptions,
+    ) -> Result<SearchOutcome, StoreError> {
+        Ok(self.index.search(key, query, options)?)
+    }
+}

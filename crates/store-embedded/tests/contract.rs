@@ -1,0 +1,16 @@
+//! The embedded store against the contract every store passes (`aimp_store::contract`).
+
+use aimp_store::Store;
+use aimp_store::contract::Subject;
+use aimp_store_embedded::{DEFAULT_CACHE_BYTES, EmbeddedStore};
+
+/// A store in a temporary folder of its own.
+struct Embedded(tempfile::TempDir);
+
+impl Subject for Embedded {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(EmbeddedStore::open(self.0.path(), DEFAULT_CACHE_BYTES).expect("open the store"))
+    }
+}
+
+aimp_store::contract_suite!(Embedded(tempfile::tempdir().expect("a temporary folder")));

@@ -1,0 +1,53 @@
+//! The contract every store must pass: one suite, run by each store's own tests through
+//! [`contract_suite!`](crate::contract_suite), so no store can drift from the others.
+//!
+//! A store's test crate implements [`Subject`] for a fresh, empty store (a temporary folder,
+//! a new database) and invokes the macro; each case becomes a `#[test]` of that crate.
+
+pub mod collections;
+pub mod keys;
+pub mod model;
+pub mod uploads;
+
+use crate::Store;
+
+/// A store under test. [`Subject::open`] opens it; opened again after the previous handle
+/// was dropped, it sees everything the previous one committed.
+pub trait Subject {
+    fn open(&self) -> Box<dyn Store>;
+}
+
+/// Expands to one `#[test]` per contract case, each on a store `$fresh` makes (an expression
+/// of a type implementing [`Subject`], evaluated once per test).
+#[macro_export]
+macro_rules! contract_suite {
+    ($fresh:expr) => {
+        $crate::contract_suite!(@cases $fresh;
+            keys::keys_and_revocations_survive_reopen,
+            keys::a_duplicate_hash_is_refused_and_an_unknown_id_is_not_found,
+            keys::revocation_keeps_its_first_time,
+            uploads::an_upload_moves_forward_once_and_completes_idempotently,
+            uploads::stale_uploads_are_the_expired_and_long_completed,
+            collections::upsert_creates_replaces_and_counts,
+            collections::a_collection_keeps_its_parameters,
+            collections::bad_items_are_refused_whole,
+            collections::exact_and_graph_search_find_the_nearest,
+            collections::every_metric_scores_as_documented,
+            collections::filtered_search_and_listing_pass_only_matching_items,
+            collections::deletes_by_id_and_by_filter,
+            collections::dropping_a_collection_forgets_its_items,
+            collections::workspaces_and_scopes_are_apart,
+            collections::collections_survive_reopen,
+            model::random_operation_sequences_agree_with_the_oracle,
+        );
+    };
+    (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let subject = $fresh;
+                $crate::contract::$module::$case(&subject);
+            }
+        )*
+    };
+}
