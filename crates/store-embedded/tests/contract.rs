@@ -13,4 +13,6 @@ impl Subject for Embedded {
     }
 }
 
-aimp_store::contract_suite!(Embedded(tempfile::tempdir().expect("a temporary folder")));
+aimp_store::contract_suite!(Some(Embedded(
+    tempfile::tempdir().expect("a temporary folder")
+)));

@@ -17,8 +17,9 @@ pub trait Subject {
     fn open(&self) -> Box<dyn Store>;
 }
 
-/// Expands to one `#[test]` per contract case, each on a store `$fresh` makes (an expression
-/// of a type implementing [`Subject`], evaluated once per test).
+/// Expands to one `#[test]` per contract case, each on a store `$fresh` makes: an expression
+/// of type `Option<impl Subject>`, evaluated once per test, `None` where the store cannot be
+/// had here (the expression prints why; the test then checks nothing and says so).
 #[macro_export]
 macro_rules! contract_suite {
     ($fresh:expr) => {
@@ -45,8 +46,10 @@ macro_rules! contract_suite {
         $(
             #[test]
             fn $case() {
-                let subject = $fresh;
-                $crate::contract::$module::$case(&subject);
+                match $fresh {
+                    Some(subject) => $crate::contract::$module::$case(&subject),
+                    None => eprintln!("SKIPPED: {}", stringify!($case)),
+                }
             }
         )*
     };

