@@ -41,6 +41,38 @@ pub struct StoreSettings {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub store_cache_mb: u64,
+
+    /// Where everything acknowledged is kept. Unset: the embedded store under --data-dir. A
+    /// `postgres://` URL: a PostgreSQL database (with pgvector) that several gateways share;
+    /// several hosts are allowed, with `target_session_attrs=read-write` to follow the
+    /// primary of a cluster. Uploaded bytes and thumbnails stay under --data-dir.
+    #[arg(long, env = "AIMP_STORE", global = true)]
+    pub store: Option<String>,
+
+    /// Most connections to a PostgreSQL store this gateway holds at once.
+    #[arg(
+        long,
+        env = "AIMP_STORE_CONNECTIONS",
+        default_value_t = 16,
+        global = true,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub store_connections: u32,
+}
+
+/// A connection URL with its password, if any, replaced.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, hosts)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:[redacted]@{hosts}{tail}")
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -48,6 +80,8 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("data_dir", &self.data_dir)
             .field("store_cache_mb", &self.store_cache_mb)
+            .field("store", &self.store.as_deref().map(redact_password))
+            .field("store_connections", &self.store_connections)
             .finish()
     }
 }
@@ -550,5 +584,21 @@ mod tests {
         assert!(err.contains("SLUG=PRECISION"), "{err}");
         let err = parse_precision("clipo=int4").expect_err("int4");
         assert!(err.contains("int4") && err.contains("fp32, int8"), "{err}");
+    }
+
+    #[test]
+    fn a_store_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact_password("postgres://aimp:s3cret@db1:5432,db2/aimp?sslmode=disable"),
+            "postgres://aimp:[redacted]@db1:5432,db2/aimp?sslmode=disable"
+        );
+        assert_eq!(
+            redact_password("postgres://aimp@db1/aimp"),
+            "postgres://aimp@db1/aimp"
+        );
+        assert_eq!(
+            redact_password("postgres://db1/aimp"),
+            "postgres://db1/aimp"
+        );
     }
 }

@@ -19,8 +19,24 @@ use anyhow::Context;
 
 use crate::settings::{ClientSettings, ModelSettings, StoreSettings};
 
-/// Opens the store of the data directory, explaining the usual reason it is locked.
+/// Opens the store `--store` names: PostgreSQL for a `postgres://` URL, otherwise the
+/// embedded store of the data directory (explaining the usual reason it is locked).
 pub fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &settings.store {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!(
+                "--store (AIMP_STORE) must be a postgres:// URL, or unset for the embedded store \
+                 under --data-dir"
+            );
+        }
+        let options = aimp_store_postgres::PoolOptions {
+            max_connections: settings.store_connections,
+            ..aimp_store_postgres::PoolOptions::default()
+        };
+        let store = aimp_store_postgres::PostgresStore::open(url, options)
+            .context("cannot open the PostgreSQL store --store names")?;
+        return Ok(Arc::new(store));
+    }
     let cache =
         usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
     let store = EmbeddedStore::open(&settings.data_dir, cache).with_context(|| {

@@ -68,10 +68,19 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(token) = &settings.gateway.admin_token {
         keys::check_admin_token(token).map_err(anyhow::Error::msg)?;
     }
-    let store = super::open_store(&settings.store)?;
-    if let Some(key) = &settings.gateway.api_key {
-        register_env_key(&*store, key)?;
-    }
+    // Store calls block (a database client runs a runtime of its own): never on the async
+    // threads.
+    let store = {
+        let (store_settings, api_key) = (settings.store.clone(), settings.gateway.api_key.clone());
+        tokio::task::spawn_blocking(move || {
+            let store = super::open_store(&store_settings)?;
+            if let Some(key) = &api_key {
+                register_env_key(&*store, key)?;
+            }
+            anyhow::Ok(store)
+        })
+        .await??
+    };
     let registry = Arc::new(super::registry(&settings.registry)?);
     for slug in &settings.gateway.models {
         registry

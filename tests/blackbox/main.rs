@@ -11,6 +11,7 @@ mod index_metadata;
 mod kill_loop;
 mod media;
 mod overload;
+mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

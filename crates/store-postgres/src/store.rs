@@ -38,12 +38,13 @@ impl Default for PoolOptions {
 
 /// The store on a PostgreSQL database.
 pub struct PostgresStore {
-    pool: Pool,
+    /// Always `Some` but in `drop`.
+    pool: Option<Pool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.pool.state();
+        let state = self.pool().state();
         f.debug_struct("PostgresStore")
             .field("connections", &state.connections)
             .field("idle", &state.idle_connections)
@@ -74,14 +75,37 @@ impl PostgresStore {
             .min_idle(Some(0))
             .connection_timeout(options.wait)
             .test_on_check_out(true)
+            // A failed connection reaches the caller as `StoreError::Unavailable`, logged there.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool: Some(pool) };
         crate::schema::migrate(&mut *store.connection()?)?;
         Ok(store)
     }
 
+    fn pool(&self) -> &Pool {
+        self.pool.as_ref().expect("the pool lives until drop")
+    }
+
     pub(crate) fn connection(&self) -> Result<Connection> {
-        Ok(self.pool.get()?)
+        Ok(self.pool().get()?)
+    }
+}
+
+impl Drop for PostgresStore {
+    /// Closing a connection blocks on the client's own runtime, which tokio refuses on its
+    /// async threads, and the last handle on the store may go there: the pool is closed on a
+    /// thread of its own.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("aimp-pg-close".into())
+                    .spawn(move || drop(pool));
+            } else {
+                drop(pool);
+            }
+        }
     }
 }
 

@@ -1,0 +1,136 @@
+//! Two gateways, each with its own empty data folder, on one PostgreSQL (`--store`): a key
+//! made on one works on the other, texts indexed through one are found through the other
+//! with the same filter, and a database that stops is answered 503 with `Retry-After` until
+//! it starts again, when the same gateways answer 200 without a restart.
+
+use std::time::{Duration, Instant};
+
+use aimp_store_postgres::harness;
+use serde_json::{Value, json};
+
+use super::{ENV_KEY, Server, admin, agent, aimp, get, parse, post, shared_models};
+
+fn gateway(data: &std::path::Path, url: &str) -> Server {
+    let mut cmd = aimp(data, &shared_models());
+    cmd.env("AIMP_API_KEY", ENV_KEY)
+        .env("AIMP_STORE", url)
+        .env("AIMP_OFFLINE", "1");
+    Server::start(cmd)
+}
+
+fn found(base: &str, key: &str, filter: Value) -> Vec<String> {
+    let (status, reply) = post(
+        &format!("{base}/api/runs"),
+        &[("X-API-Key", key)],
+        &json!({"model": "demo-model", "mode": "search", "scope": "notes",
+                "input": {"text": "a signed agreement"},
+                "params": {"top_k": 5, "filter": filter}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    reply["output"]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[test]
+fn two_gateways_share_one_postgresql_and_ride_out_its_restart() {
+    let Some(pg) = harness::own_server() else {
+        return;
+    };
+    let url = pg.fresh_database();
+    let (data_a, data_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = gateway(data_a.path(), &url);
+    let b = gateway(data_b.path(), &url);
+
+    // A key made on A works on B.
+    let (status, made) = admin(
+        "POST",
+        &format!("{}/api/api-keys/", a.base),
+        Some(json!({"name": "shared", "workspace": "team"})),
+    );
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().expect("key").to_string();
+    let (status, listed) = get(
+        &format!("{}/api/knowledge-bases", b.base),
+        &[("X-API-Key", &key)],
+    );
+    assert_eq!(status, 200, "{listed}");
+
+    // Texts indexed through A are found through B, with the same filter.
+    let texts = [
+        "The contract was signed by both parties on Monday.",
+        "The lawyers asked for more time to review the documents.",
+        "Profit margins improved after the supplier lowered prices.",
+    ];
+    let (status, reply) = post(
+        &format!("{}/api/runs", a.base),
+        &[("X-API-Key", &key)],
+        &json!({"model": "demo-model", "mode": "index", "scope": "notes",
+                "input": {"texts": texts, "text_ids": ["n1", "n2", "n3"],
+                          "metadata": [{"team": "legal"}, {"team": "legal"}, {"team": "sales"}]}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let legal = json!({"must": [{"key": "team", "match": {"value": "legal"}}]});
+    let through_a = found(&a.base, &key, legal.clone());
+    let through_b = found(&b.base, &key, legal);
+    assert_eq!(through_b, through_a);
+    assert_eq!(through_b[0], "n1", "{through_b:?}");
+    assert_eq!(through_b.len(), 2, "only the legal notes: {through_b:?}");
+    // Another workspace sees none of them, on either gateway.
+    let (status, kbs) = get(
+        &format!("{}/api/knowledge-bases", a.base),
+        &[("X-API-Key", ENV_KEY)],
+    );
+    assert_eq!(status, 200);
+    assert!(kbs["data"].as_array().is_some_and(Vec::is_empty), "{kbs}");
+
+    // The database stops: both answer 503 with Retry-After, in the gateway's error shape.
+    pg.stop();
+    for gateway in [&a, &b] {
+        let asked = Instant::now();
+        let response = agent()
+            .get(&format!("{}/api/knowledge-bases", gateway.base))
+            .header("X-API-Key", &key)
+            .call()
+            .expect("an answer");
+        let retry_after = response.headers().get("retry-after").cloned();
+        let (status, body) = parse(response);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+        assert!(retry_after.is_some(), "no Retry-After");
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            asked.elapsed()
+        );
+    }
+    // Started again: 200, without restarting either gateway.
+    pg.start_again();
+    for gateway in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = get(
+                &format!("{}/api/knowledge-bases", gateway.base),
+                &[("X-API-Key", &key)],
+            );
+            if status == 200 {
+                assert_eq!(body["data"][0]["count"], 3, "{body}");
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert!(Instant::now() < deadline, "never recovered: {body}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    assert_eq!(found(&b.base, &key, json!({})).len(), 3);
+    a.stop();
+    b.stop();
+}
