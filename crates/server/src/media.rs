@@ -1,33 +1,25 @@
-//! Uploaded bytes on disk, and the signatures of upload URLs.
+//! What a gateway keeps of media on its own disk, and the signatures of upload URLs.
 //!
-//! - `uploads/<upload_id>.part`: bytes of an upload in flight, streamed by its PUT;
-//! - `media/<2 hex>/<sha256>`: completed content, named by its hash, so equal bytes are
-//!   stored once whatever their `media_ref`s;
 //! - `thumbnails/<2 hex>/<name>-<side>.jpg`: thumbnails made from content, a cache that
-//!   may be deleted at any time. Each workspace has its own: `name` is the SHA-256 of the
-//!   workspace and the content's hash, so a thumbnail another workspace made of the same
-//!   bytes is never served, and how fast a thumbnail comes back says nothing about what other
-//!   workspaces stored;
-//! - `upload-signing.key`: the server secret that signs upload URLs (HMAC-SHA256 over the
-//!   upload id, size, content type, workspace and expiry), created on first start.
+//!   may be deleted at any time (and that each gateway of a shared store keeps for itself).
+//!   Each workspace has its own: `name` is the SHA-256 of the workspace and the content's
+//!   hash, so a thumbnail another workspace made of the same bytes is never served, and how
+//!   fast a thumbnail comes back says nothing about what other workspaces stored;
+//! - upload URLs are signed with the store's secret (HMAC-SHA256 over the upload id, size,
+//!   content type, workspace and expiry), so a URL one gateway signed is good at any other on
+//!   the same store.
 //!
-//! redb says which content a `media_ref` names; a file without a record is never served.
+//! The bytes themselves are the store's ([`aimp_store::Store::append_part`] and on).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 
-/// The secret's file name in the data directory.
-const SECRET_FILE: &str = "upload-signing.key";
-
-/// The media folders of one data directory and the URL signing secret.
+/// This gateway's thumbnail folder and the URL signing secret.
 pub struct MediaFiles {
-    uploads: PathBuf,
-    content: PathBuf,
     thumbnails: PathBuf,
     secret: [u8; 32],
 }
@@ -35,8 +27,6 @@ pub struct MediaFiles {
 impl std::fmt::Debug for MediaFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaFiles")
-            .field("uploads", &self.uploads)
-            .field("content", &self.content)
             .field("thumbnails", &self.thumbnails)
             .field("secret", &"[redacted]")
             .finish()
@@ -55,20 +45,13 @@ pub struct Signed<'a> {
 }
 
 impl MediaFiles {
-    /// Creates the folders and the secret under `data_dir` if they are missing.
-    pub fn open(data_dir: &Path) -> io::Result<MediaFiles> {
-        let uploads = data_dir.join("uploads");
-        let content = data_dir.join("media");
-        let thumbnails = data_dir.join("thumbnails");
-        fs::create_dir_all(&uploads)?;
-        fs::create_dir_all(&content)?;
-        let secret = load_or_create_secret(&data_dir.join(SECRET_FILE))?;
-        Ok(MediaFiles {
-            uploads,
-            content,
-            thumbnails,
+    /// The thumbnail folder under `data_dir` (made when first needed) and the store's
+    /// upload signing `secret`.
+    pub fn new(data_dir: &Path, secret: [u8; 32]) -> MediaFiles {
+        MediaFiles {
+            thumbnails: data_dir.join("thumbnails"),
             secret,
-        })
+        }
     }
 
     fn mac(&self, s: &Signed<'_>) -> Hmac<Sha256> {
@@ -101,51 +84,6 @@ impl MediaFiles {
             Ok(bytes) => self.mac(s).verify_slice(&bytes).is_ok(),
             Err(_) => false,
         }
-    }
-
-    /// Where the bytes of an upload in flight go.
-    pub fn part_path(&self, upload_id: &str) -> PathBuf {
-        self.uploads.join(format!("{upload_id}.part"))
-    }
-
-    /// Where completed content with this hash lives.
-    pub fn content_path(&self, sha256: &str) -> PathBuf {
-        self.content
-            .join(&sha256[..2.min(sha256.len())])
-            .join(sha256)
-    }
-
-    /// Makes the received bytes of `upload_id` durable as content `sha256`: fsync, then an
-    /// atomic rename into place (or, when equal bytes are already stored, drop the copy).
-    /// Idempotent: a second call after a success finds the content and does nothing.
-    ///
-    /// Content is shared between workspaces, so a copy of bytes already stored makes the same
-    /// durable steps (its fsync, the folders' fsyncs) as new bytes: how long completing an
-    /// upload takes does not tell one workspace whether another stored the same bytes.
-    pub fn commit_content(&self, upload_id: &str, sha256: &str) -> io::Result<()> {
-        let part = self.part_path(upload_id);
-        let target = self.content_path(sha256);
-        let dir = target
-            .parent()
-            .ok_or_else(|| io::Error::other("content path has no folder"))?;
-        match File::open(&part).and_then(|f| f.sync_all()) {
-            Ok(()) if target.exists() => remove_if_exists(&part)?,
-            Ok(()) => {
-                fs::create_dir_all(dir)?;
-                fs::rename(&part, &target)?;
-            }
-            // Committed before (the part was renamed or dropped): nothing left to do.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && target.exists() => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        sync_dir(dir)?;
-        sync_dir(&self.content)?;
-        Ok(())
-    }
-
-    /// The bytes of stored content.
-    pub fn read_content(&self, sha256: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.content_path(sha256))
     }
 
     /// Where `workspace`'s thumbnail of content `sha256` is cached (the module says why the
@@ -199,71 +137,6 @@ impl MediaFiles {
         }
         written
     }
-
-    /// Part files (upload ids) that are in the uploads folder now.
-    pub fn part_files(&self) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.uploads)? {
-            let name = entry?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".part")) {
-                out.push(id.to_string());
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes the part file of an upload, if there is one.
-    pub fn remove_part(&self, upload_id: &str) -> io::Result<()> {
-        remove_if_exists(&self.part_path(upload_id))
-    }
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// fsync of a folder, so a rename into it survives a crash (a no-op where folders cannot be
-/// opened, as on Windows).
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-fn load_or_create_secret(path: &Path) -> io::Result<[u8; 32]> {
-    match fs::read_to_string(path) {
-        Ok(text) => {
-            let bytes = hex::decode(text.trim()).map_err(|e| {
-                io::Error::other(format!("{} is not 64 hex digits: {e}", path.display()))
-            })?;
-            bytes
-                .try_into()
-                .map_err(|_| io::Error::other(format!("{} is not 64 hex digits", path.display())))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            rand::rng().fill_bytes(&mut secret);
-            let tmp = path.with_extension("tmp");
-            let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
-            file.write_all(hex::encode(secret).as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, path)?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
-            }
-            Ok(secret)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]
@@ -281,9 +154,9 @@ mod tests {
     }
 
     #[test]
-    fn signatures_cover_every_field_and_the_secret_persists() {
+    fn signatures_cover_every_field_and_the_secret() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = MediaFiles::open(dir.path()).expect("open");
+        let files = MediaFiles::new(dir.path(), [7; 32]);
         let sig = files.sign(&signed(100));
         assert!(files.verify(&signed(100), &sig));
         assert!(!files.verify(&signed(101), &sig));
@@ -298,32 +171,15 @@ mod tests {
         };
         assert!(!files.verify(&other_size, &sig));
         assert!(!files.verify(&signed(100), "zz"));
-        // Reopened: the same secret, so URLs signed before a restart still work.
-        let again = MediaFiles::open(dir.path()).expect("reopen");
-        assert!(again.verify(&signed(100), &sig));
-    }
-
-    #[test]
-    fn content_is_stored_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let files = MediaFiles::open(dir.path()).expect("open");
-        let sha = "ab".repeat(32);
-        for id in ["u1", "u2"] {
-            fs::write(files.part_path(id), b"same bytes").expect("write");
-            files.commit_content(id, &sha).expect("commit");
-            assert!(!files.part_path(id).exists());
-        }
-        files.commit_content("u2", &sha).expect("idempotent");
-        assert_eq!(files.read_content(&sha).expect("read"), b"same bytes");
-        assert!(files.part_files().expect("parts").is_empty());
-        // A part that is gone before its content exists is an error, not a success.
-        assert!(files.commit_content("u3", &"cd".repeat(32)).is_err());
+        // Another gateway on the same store has the same secret; another secret refuses it.
+        assert!(MediaFiles::new(dir.path(), [7; 32]).verify(&signed(100), &sig));
+        assert!(!MediaFiles::new(dir.path(), [8; 32]).verify(&signed(100), &sig));
     }
 
     #[test]
     fn each_workspace_has_its_own_thumbnails_of_the_same_content() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let files = MediaFiles::open(dir.path()).expect("open");
+        let files = MediaFiles::new(dir.path(), [7; 32]);
         let sha = "ab".repeat(32);
         files
             .write_thumbnail("a", &sha, 128, b"a's thumbnail")

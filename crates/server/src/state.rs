@@ -124,7 +124,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Everything acknowledged: keys, uploads, media records, collections and items.
     pub store: Arc<dyn Store>,
-    /// Uploaded bytes and the upload URL secret.
+    /// Thumbnails cached on this gateway, and the signatures of upload URLs.
     pub media: Arc<MediaFiles>,
     pub registry: Arc<Registry>,
     pub contracts: Arc<Contracts>,
@@ -159,8 +159,8 @@ impl AppState {
         self.media_budget.available_permits()
     }
 
-    /// The state over `store`, with uploaded bytes and thumbnails in folders under
-    /// `data_dir`.
+    /// The state over `store`, with this gateway's thumbnails under `data_dir`. Reads the
+    /// store's upload signing secret: it blocks, so call it off the async threads.
     pub fn new(
         config: ServerConfig,
         store: Arc<dyn Store>,
@@ -169,8 +169,10 @@ impl AppState {
         models: Arc<ModelSet>,
     ) -> Result<AppState, String> {
         let contracts = Contracts::compile(registry.clone())?;
-        let media = MediaFiles::open(data_dir)
-            .map_err(|e| format!("media folders in {}: {e}", data_dir.display()))?;
+        let secret = store
+            .upload_secret()
+            .map_err(|e| format!("the upload signing secret: {e}"))?;
+        let media = MediaFiles::new(data_dir, secret);
         Ok(AppState {
             media: Arc::new(media),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_minute)),

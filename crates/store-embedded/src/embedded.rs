@@ -11,30 +11,39 @@ use aimp_store::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::{Redb, VectorIndex};
+use crate::media_files::MediaFiles;
+use crate::{Error, Redb, VectorIndex};
 
-/// The embedded store: one redb file, graph files beside it.
+/// The embedded store: one redb file, graph files and media files beside it.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     redb: Redb,
     index: VectorIndex,
+    files: MediaFiles,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`, redb's page cache at most `cache_bytes`.
     pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<EmbeddedStore, StoreError> {
-        Ok(EmbeddedStore::on(Redb::open_with_cache(
-            data_dir,
-            cache_bytes,
-        )?))
+        EmbeddedStore::on(Redb::open_with_cache(data_dir, cache_bytes)?)
     }
 
-    /// The store over an open database.
-    pub fn on(redb: Redb) -> EmbeddedStore {
-        EmbeddedStore {
+    /// The store over an open database, its media files in the same folder.
+    pub fn on(redb: Redb) -> Result<EmbeddedStore, StoreError> {
+        let dir = redb
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let files = MediaFiles::open(&dir).map_err(|source| Error::Media {
+            context: "the media folders",
+            source,
+        })?;
+        Ok(EmbeddedStore {
             index: VectorIndex::new(redb.clone()),
             redb,
-        }
+            files,
+        })
     }
 
     /// The database file.
@@ -143,6 +152,50 @@ impl Store for EmbeddedStore {
         Ok(self.redb.get_media(media_ref)?)
     }
 
+    // Media bytes.
+
+    fn upload_secret(&self) -> Result<[u8; 32], StoreError> {
+        Ok(self.files.secret())
+    }
+
+    fn begin_part(&self, upload_id: &str) -> Result<(), StoreError> {
+        media(self.files.begin_part(upload_id), "an upload's part")
+    }
+
+    fn append_part(&self, upload_id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        media(self.files.append_part(upload_id, bytes), "an upload's part")
+    }
+
+    fn read_part(&self, upload_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        media(self.files.read_part(upload_id), "an upload's part")
+    }
+
+    fn commit_content(&self, upload_id: &str, sha256: &str) -> Result<(), StoreError> {
+        media(
+            self.files.commit_content(upload_id, sha256),
+            "media content",
+        )
+    }
+
+    fn remove_part(&self, upload_id: &str) -> Result<(), StoreError> {
+        media(self.files.remove_part(upload_id), "an upload's part")
+    }
+
+    fn part_ids(&self) -> Result<Vec<String>, StoreError> {
+        media(self.files.part_ids(), "the uploads folder")
+    }
+
+    fn content_len(&self, sha256: &str) -> Result<Option<u64>, StoreError> {
+        media(self.files.content_len(sha256), "media content")
+    }
+
+    fn read_content(&self, sha256: &str, offset: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        media(
+            self.files.read_content(sha256, offset, len),
+            "media content",
+        )
+    }
+
     // Collections.
 
     fn upsert(
@@ -218,4 +271,9 @@ impl Store for EmbeddedStore {
     ) -> Result<SearchOutcome, StoreError> {
         Ok(self.index.search(key, query, options)?)
     }
+}
+
+/// A media file operation's outcome, its failure the embedded store's.
+fn media<T>(outcome: std::io::Result<T>, context: &'static str) -> Result<T, StoreError> {
+    outcome.map_err(|source| Error::Media { context, source }.into())
 }

@@ -30,6 +30,13 @@ pub enum Error {
     GraphIo(#[from] GraphFileError),
     #[error("the writer stopped before answering")]
     WriterGone,
+    /// A media file (an upload's part, stored content, the signing secret).
+    #[error("{context}")]
+    Media {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The fault behind a redb error, if it is one of the file's.
@@ -99,6 +106,11 @@ impl From<Error> for StoreError {
             Error::WriterGone => StoreError::CommitFailed {
                 reason: "the writer stopped before answering".into(),
             },
+            Error::Media { context, source } if is_full(&source) => StoreError::Storage {
+                fault: StorageFault::Full,
+                reason: format!("{context}: {source}"),
+            },
+            Error::Media { context, source } => backend(context.to_string(), source.into()),
         }
     }
 }

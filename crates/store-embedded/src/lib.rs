@@ -15,6 +15,7 @@ mod graphs;
 mod group_commit;
 mod keys;
 mod media;
+mod media_files;
 mod payload;
 mod planner;
 mod redb_file;

@@ -11,6 +11,7 @@ mod error;
 mod filter_sql;
 pub mod harness;
 mod keys;
+mod media;
 mod schema;
 mod store;
 mod uploads;

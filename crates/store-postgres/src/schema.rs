@@ -93,6 +93,25 @@ const MIGRATIONS: &[&str] = &[
         RETURN NULL;
     END $$;
     "#,
+    // 2: media bytes, in chunks, and the secret every gateway signs upload URLs with.
+    r#"
+    CREATE TABLE media_parts (
+        upload_id text NOT NULL,
+        seq integer NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (upload_id, seq)
+    );
+    CREATE TABLE media_content (
+        sha256 text NOT NULL,
+        seq integer NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (sha256, seq)
+    );
+    CREATE TABLE secrets (
+        name text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -213,6 +213,64 @@ impl Store for PostgresStore {
         Ok(crate::uploads::media(&mut *self.connection()?, media_ref)?)
     }
 
+    fn upload_secret(&self) -> Result<[u8; 32], StoreError> {
+        Ok(crate::media::upload_secret(&mut *self.connection()?)?)
+    }
+
+    fn begin_part(&self, upload_id: &str) -> Result<(), StoreError> {
+        Ok(crate::media::drop_part(
+            &mut *self.connection()?,
+            upload_id,
+        )?)
+    }
+
+    fn append_part(&self, upload_id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        Ok(crate::media::append_part(
+            &mut *self.connection()?,
+            upload_id,
+            bytes,
+        )?)
+    }
+
+    fn read_part(&self, upload_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(crate::media::read_part(
+            &mut *self.connection()?,
+            upload_id,
+        )?)
+    }
+
+    fn commit_content(&self, upload_id: &str, sha256: &str) -> Result<(), StoreError> {
+        Ok(crate::media::commit_content(
+            &mut *self.connection()?,
+            upload_id,
+            sha256,
+        )?)
+    }
+
+    fn remove_part(&self, upload_id: &str) -> Result<(), StoreError> {
+        Ok(crate::media::drop_part(
+            &mut *self.connection()?,
+            upload_id,
+        )?)
+    }
+
+    fn part_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(crate::media::part_ids(&mut *self.connection()?)?)
+    }
+
+    fn content_len(&self, sha256: &str) -> Result<Option<u64>, StoreError> {
+        Ok(crate::media::content_len(&mut *self.connection()?, sha256)?)
+    }
+
+    fn read_content(&self, sha256: &str, offset: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(crate::media::read_content(
+            &mut *self.connection()?,
+            sha256,
+            offset,
+            len,
+        )?)
+    }
+
     fn upsert(
         &self,
         key: &CollectionKey,

@@ -74,6 +74,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The media record of `media_ref`, in any workspace (the caller checks whose it is).
     fn get_media(&self, media_ref: &str) -> Result<Option<MediaRecord>, StoreError>;
 
+    // Media bytes: an upload's part while its PUT streams it in, then content named by its
+    // SHA-256, stored once whatever the media records that name it. The bytes go in and out
+    // in chunks; no call holds a whole upload unless the caller asks for all of it.
+
+    /// The secret that signs upload URLs: made on first use and the same afterwards, for
+    /// every gateway on this store.
+    fn upload_secret(&self) -> Result<[u8; 32], StoreError>;
+    /// Drops whatever the part of `upload_id` held, so a PUT starts it empty.
+    fn begin_part(&self, upload_id: &str) -> Result<(), StoreError>;
+    /// Appends `bytes` to the part of `upload_id`.
+    fn append_part(&self, upload_id: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The whole part of `upload_id`, if it has one.
+    fn read_part(&self, upload_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Makes the part of `upload_id` durable as content `sha256` and drops the part (or just
+    /// drops it when equal bytes are stored already). Idempotent: once the content is there,
+    /// committing again does nothing; with neither part nor content it is an error.
+    fn commit_content(&self, upload_id: &str, sha256: &str) -> Result<(), StoreError>;
+    /// Drops the part of `upload_id`, if there is one.
+    fn remove_part(&self, upload_id: &str) -> Result<(), StoreError>;
+    /// The uploads that have a part now.
+    fn part_ids(&self) -> Result<Vec<String>, StoreError>;
+    /// The length of content `sha256`, if it is stored.
+    fn content_len(&self, sha256: &str) -> Result<Option<u64>, StoreError>;
+    /// Up to `len` bytes of content `sha256` from `offset` (fewer at its end).
+    fn read_content(&self, sha256: &str, offset: u64, len: usize) -> Result<Vec<u8>, StoreError>;
+
     // Collections of items, each with a vector and metadata, searched by vector and filter.
 
     /// Upserts `items` by id into `key`, creating the collection with `params` the first

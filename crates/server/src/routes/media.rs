@@ -14,7 +14,6 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 use aimp_store::{MediaRecord, Transition, UploadRecord, UploadState};
 
@@ -230,7 +229,7 @@ pub async fn put(
         },
     };
     if outcome.is_err() {
-        let _ = state.media.remove_part(&upload_id);
+        let _ = drop_part(&state, &upload_id).await;
     }
     let store = state.store.clone();
     let id = upload_id.clone();
@@ -241,7 +240,7 @@ pub async fn put(
         Transition::Done(_) => outcome.map(|_| StatusCode::NO_CONTENT),
         // Expired and swept while the bytes arrived: nothing is kept.
         Transition::NotFound => {
-            let _ = state.media.remove_part(&upload_id);
+            let _ = drop_part(&state, &upload_id).await;
             Err(outcome.err().unwrap_or_else(|| upload_expired(&upload_id)))
         }
         Transition::Refused(r) => Err(ApiError::internal(
@@ -254,17 +253,30 @@ pub async fn put(
     }
 }
 
-/// Streams the body into the part file; answers the sha256 of exactly `size_bytes` bytes of
-/// the declared type.
+/// Drops the part an upload's PUT left, if any.
+async fn drop_part(state: &AppState, upload_id: &str) -> Result<(), ApiError> {
+    let (store, id) = (state.store.clone(), upload_id.to_string());
+    blocking(move || store.remove_part(&id)).await
+}
+
+/// Bytes of a PUT gathered before they go to the store together: a write to the store per
+/// chunk, not per frame, and never the whole upload held.
+const PART_CHUNK: usize = 256 * 1024;
+
+/// Streams the body into the upload's part in the store; answers the sha256 of exactly
+/// `size_bytes` bytes of the declared type.
 async fn receive(
     state: &AppState,
     record: &UploadRecord,
     mut body: Body,
 ) -> Result<String, ApiError> {
-    let path = state.media.part_path(&record.id);
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ApiError::file("upload part file", e))?;
+    let (store, id) = (state.store.clone(), record.id.clone());
+    blocking(move || store.begin_part(&id)).await?;
+    let mut pending: Vec<u8> = Vec::with_capacity(PART_CHUNK);
+    let flush = |bytes: Vec<u8>| {
+        let (store, id) = (state.store.clone(), record.id.clone());
+        blocking(move || store.append_part(&id, &bytes))
+    };
     let mut hasher = Sha256::new();
     let mut received: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(16);
@@ -318,9 +330,14 @@ async fn receive(
             }
         }
         hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::file("upload part file", e))?;
+        pending.extend_from_slice(&chunk);
+        if pending.len() >= PART_CHUNK {
+            flush(std::mem::replace(
+                &mut pending,
+                Vec::with_capacity(PART_CHUNK),
+            ))
+            .await?;
+        }
     }
     if received != record.size_bytes {
         return Err(ApiError::bad_request(
@@ -335,9 +352,9 @@ async fn receive(
     if head.len() < 16 {
         check_magic(&head, &record.content_type)?;
     }
-    file.flush()
-        .await
-        .map_err(|e| ApiError::file("upload part file", e))?;
+    if !pending.is_empty() {
+        flush(pending).await?;
+    }
     Ok(hex::encode(hasher.finalize()))
 }
 
@@ -452,27 +469,25 @@ pub async fn complete(
 
     // Read the header from the part (or from stored content, when a previous complete got as
     // far as moving it), then make the bytes durable, then record them.
-    let media = state.media.clone();
+    let store = state.store.clone();
     let (id, sha) = (upload_id.clone(), sha256.clone());
-    let info = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let bytes = std::fs::read(media.part_path(&id))
-            .or_else(|_| media.read_content(&sha))
-            .map_err(|e| ApiError::internal("upload bytes", e))?;
+    let info = blocking(move || {
+        let bytes = match store.read_part(&id)? {
+            Some(bytes) => bytes,
+            None => store.read_content(&sha, 0, usize::MAX)?,
+        };
         let info = aimp_embed::image_info(&bytes)
             .map(|info| (info, aimp_embed::exif_fields::fields(&bytes)));
         if info.is_ok() {
-            media
-                .commit_content(&id, &sha)
-                .map_err(|e| ApiError::file("media content", e))?;
+            store.commit_content(&id, &sha)?;
         }
         Ok(info)
     })
-    .await
-    .map_err(|e| ApiError::internal("complete task", e))??;
+    .await?;
     let (info, exif) = match info {
         Ok(found) => found,
         Err(e) => {
-            let _ = state.media.remove_part(&upload_id);
+            let _ = drop_part(&state, &upload_id).await;
             let store = state.store.clone();
             let id = upload_id.clone();
             let reason = e.to_string();
@@ -556,29 +571,22 @@ pub fn sweep(state: &AppState) -> Result<usize, ApiError> {
         .map_err(ApiError::from)?;
     for upload in &stale {
         state
-            .media
+            .store
             .remove_part(&upload.id)
-            .map_err(|e| ApiError::file("upload part file", e))?;
+            .map_err(ApiError::from)?;
         state
             .store
             .remove_upload(&upload.id)
             .map_err(ApiError::from)?;
     }
-    for id in state
-        .media
-        .part_files()
-        .map_err(|e| ApiError::internal("uploads folder", e))?
-    {
+    for id in state.store.part_ids().map_err(ApiError::from)? {
         if state
             .store
             .get_upload(&id)
             .map_err(ApiError::from)?
             .is_none()
         {
-            state
-                .media
-                .remove_part(&id)
-                .map_err(|e| ApiError::file("upload part file", e))?;
+            state.store.remove_part(&id).map_err(ApiError::from)?;
         }
     }
     Ok(stale.len())
@@ -719,11 +727,8 @@ pub async fn find_media(
 
 /// The stored bytes of a media record.
 pub async fn read_media(state: &AppState, record: &MediaRecord) -> Result<Arc<[u8]>, ApiError> {
-    let files = state.media.clone();
+    let store = state.store.clone();
     let sha = record.sha256.clone();
-    let bytes = tokio::task::spawn_blocking(move || files.read_content(&sha))
-        .await
-        .map_err(|e| ApiError::internal("media read task", e))?
-        .map_err(|e| ApiError::internal("media content", e))?;
+    let bytes = blocking(move || store.read_content(&sha, 0, usize::MAX)).await?;
     Ok(Arc::from(bytes))
 }

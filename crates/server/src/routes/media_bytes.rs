@@ -4,8 +4,9 @@
 //!
 //! Content never changes under a `media_ref`, so both carry an ETag (the content's sha256,
 //! with the thumbnail's side) and a revalidation with `If-None-Match` is answered 304 without
-//! reading anything but the record. Thumbnails are made once per content and side and kept
-//! under `thumbnails/` in the data folder, a cache the gateway may rebuild at any time.
+//! reading anything but the record. The bytes are the store's, read a chunk at a time as
+//! the response goes out. Thumbnails are made once per content and side and kept under
+//! `thumbnails/` in this gateway's data folder, a cache it may rebuild at any time.
 
 use std::time::Duration;
 
@@ -17,10 +18,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use aimp_embed::{DEFAULT_THUMBNAIL_SIDE, THUMBNAIL_SIDES};
-use aimp_store::MediaRecord;
+use std::sync::Arc;
+
+use aimp_store::{MediaRecord, Store};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, blocking};
 use crate::extract::{Path, Query};
 use crate::routes::media::find_media;
 use crate::state::AppState;
@@ -47,61 +50,61 @@ pub async fn get(
     if revalidated(&headers, &etag) {
         return Ok(not_modified(&etag));
     }
-    let (file, head, len) = open_content(&state, &record).await?;
+    let (head, len) = open_content(&state, &record).await?;
     // What the bytes are, whatever the upload declared.
     let content_type = aimp_embed::sniff_content_type(&head).unwrap_or("application/octet-stream");
-    let mut response = picture(content_type, &etag, stream_file(file, head));
+    let body = stream_content(state.store.clone(), record.sha256.clone(), head, len);
+    let mut response = picture(content_type, &etag, body);
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(response)
 }
 
-/// The stored file of `record`, opened, with its first bytes read (to sniff its type) and its
-/// length. The rest is read as the response is sent, a chunk at a time, so serving a picture
+/// The first bytes of `record`'s content (to sniff its type) and its length. The rest is
+/// read from the store as the response is sent, a chunk at a time, so serving a picture
 /// holds [`CHUNK`] bytes of it, not all of it.
-async fn open_content(
-    state: &AppState,
-    record: &MediaRecord,
-) -> Result<(tokio::fs::File, Vec<u8>, u64), ApiError> {
-    use tokio::io::AsyncReadExt;
-    let path = state.media.content_path(&record.sha256);
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| ApiError::internal("media content", e))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::internal("media content", e))?
-        .len();
-    let mut head = vec![0u8; CHUNK];
-    let mut filled = 0;
-    while filled < head.len() {
-        let n = file
-            .read(&mut head[filled..])
-            .await
-            .map_err(|e| ApiError::internal("media content", e))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    head.truncate(filled);
-    Ok((file, head, len))
+async fn open_content(state: &AppState, record: &MediaRecord) -> Result<(Vec<u8>, u64), ApiError> {
+    let (store, sha) = (state.store.clone(), record.sha256.clone());
+    let media_ref = record.media_ref.clone();
+    let opened = blocking(move || {
+        let len = store.content_len(&sha)?;
+        let head = store.read_content(&sha, 0, CHUNK)?;
+        Ok(len.map(|len| (head, len)))
+    })
+    .await?;
+    opened.ok_or_else(|| {
+        ApiError::internal(
+            "media content",
+            std::io::Error::other(format!(
+                "media {media_ref} names content that is not stored"
+            )),
+        )
+    })
 }
 
-/// A body of `head` and then the rest of `file`, [`CHUNK`] bytes a frame.
-fn stream_file(file: tokio::fs::File, head: Vec<u8>) -> Body {
-    use tokio::io::AsyncReadExt;
+/// A body of `head` and then the rest of content `sha256` (`len` bytes in all), [`CHUNK`]
+/// bytes a frame, each read from the store off the async threads.
+fn stream_content(store: Arc<dyn Store>, sha256: String, head: Vec<u8>, len: u64) -> Body {
+    let start = head.len() as u64;
     let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) });
-    let rest = futures_util::stream::try_unfold(file, |mut file| async move {
-        let mut chunk = vec![0u8; CHUNK];
-        let n = file.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
+    let rest = futures_util::stream::try_unfold(start, move |offset| {
+        let (store, sha) = (store.clone(), sha256.clone());
+        async move {
+            if offset >= len {
+                return Ok(None);
+            }
+            let chunk =
+                tokio::task::spawn_blocking(move || store.read_content(&sha, offset, CHUNK))
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .map_err(std::io::Error::other)?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            let next = offset + chunk.len() as u64;
+            Ok(Some((chunk, next)))
         }
-        chunk.truncate(n);
-        Ok(Some((chunk, file)))
     });
     Body::from_stream(futures_util::StreamExt::chain(first, rest))
 }

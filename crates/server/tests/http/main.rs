@@ -166,7 +166,7 @@ fn gateway_in(dir: tempfile::TempDir, opts: Options) -> Gateway {
         None => Redb::open(dir.path()),
     }
     .expect("store");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::on(redb));
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::on(redb).expect("the store"));
     let created = keys::create_key(&*store, "tests", "default").expect("key");
     let precision = if opts.int8 {
         Precision::Int8

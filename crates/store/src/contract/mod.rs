@@ -6,6 +6,7 @@
 
 pub mod collections;
 pub mod keys;
+pub mod media;
 pub mod model;
 pub mod uploads;
 
@@ -29,6 +30,9 @@ macro_rules! contract_suite {
             keys::revocation_keeps_its_first_time,
             uploads::an_upload_moves_forward_once_and_completes_idempotently,
             uploads::stale_uploads_are_the_expired_and_long_completed,
+            media::a_part_is_appended_in_chunks_and_committed_once,
+            media::content_is_read_by_ranges_and_survives_reopen,
+            media::the_upload_secret_is_made_once_and_kept,
             collections::upsert_creates_replaces_and_counts,
             collections::a_collection_keeps_its_parameters,
             collections::bad_items_are_refused_whole,
