@@ -121,14 +121,16 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
         max_pixels: settings.gateway.max_image_pixels,
         apply_orientation: true,
     };
-    let state = AppState::new(
-        config,
-        store.clone(),
-        &settings.store.data_dir,
-        registry.clone(),
-        models.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?;
+    // Reads the store's upload signing secret: off the async threads too.
+    let state = {
+        let (store, data_dir) = (store.clone(), settings.store.data_dir.clone());
+        let (registry, models) = (registry.clone(), models.clone());
+        tokio::task::spawn_blocking(move || {
+            AppState::new(config, store, &data_dir, registry, models)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot start the gateway: {e}"))?
+    };
     let sweeper = tokio::spawn(aimp_server::sweep_uploads_forever(
         state.clone(),
         Duration::from_secs(60),

@@ -9,16 +9,16 @@ use super::{ENV_KEY, Server, agent, aimp, checkpoint_folder, clip_fixtures, get,
 
 /// The page's init body, byte for byte (`size_bytes` 12345: the picture below is made that
 /// long).
-const INIT_BODY: &str = r#"{
+pub(crate) const INIT_BODY: &str = r#"{
     "filename": "image.png",
     "content_type": "image/png",
     "media_type": "image",
     "size_bytes": 12345
   }"#;
-const COMPLETE_BODY: &str = r#"{
+pub(crate) const COMPLETE_BODY: &str = r#"{
     "upload_id": "studio_upload_..."
   }"#;
-const INDEX_BODY: &str = r#"{
+pub(crate) const INDEX_BODY: &str = r#"{
     "model": "clipo",
     "mode": "index",
     "scope": "test",
@@ -33,7 +33,7 @@ const INDEX_BODY: &str = r#"{
     },
     "params": {}
   }"#;
-const SEARCH_BODY: &str = r#"{
+pub(crate) const SEARCH_BODY: &str = r#"{
     "model": "clipo",
     "mode": "search",
     "scope": "test",
@@ -47,7 +47,7 @@ const SEARCH_BODY: &str = r#"{
   }"#;
 
 /// A PNG of exactly `len` bytes: a fixture picture plus a text chunk that pads it.
-fn png_of_length(len: usize) -> Vec<u8> {
+pub(crate) fn png_of_length(len: usize) -> Vec<u8> {
     let img = image::RgbImage::from_fn(40, 30, |x, y| {
         image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8])
     });
@@ -90,7 +90,7 @@ fn serve(data: &Path, models: &Path) -> Server {
     Server::start(cmd)
 }
 
-fn run(server: &Server, body: &str) -> Value {
+pub(crate) fn run(server: &Server, body: &str) -> Value {
     let (status, reply) = post(
         &format!("{}/api/runs", server.base),
         &[("X-API-Key", ENV_KEY)],

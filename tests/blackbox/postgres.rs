@@ -134,3 +134,85 @@ fn two_gateways_share_one_postgresql_and_ride_out_its_restart() {
     a.stop();
     b.stop();
 }
+
+/// The API page's upload → index → search sequence with each step sent to another of three
+/// gateways on one PostgreSQL: the bytes, the upload's state and the URL's signature are the
+/// store's, so any gateway serves any step.
+#[test]
+fn the_page_sequence_across_three_gateways_finds_image_1_first() {
+    use super::media::{
+        COMPLETE_BODY, INDEX_BODY, INIT_BODY, SEARCH_BODY, install_fixture_clipo, png_of_length,
+        run,
+    };
+    let Some(pg) = harness::server() else {
+        return;
+    };
+    let url = pg.fresh_database();
+    let shared = tempfile::tempdir().expect("tempdir");
+    let models = shared.path().join("models");
+    install_fixture_clipo(shared.path(), &models);
+    let folders: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let gateways: Vec<Server> = folders
+        .iter()
+        .map(|dir| {
+            let mut cmd = aimp(dir.path(), &models);
+            cmd.env("AIMP_API_KEY", ENV_KEY)
+                .env("AIMP_STORE", &url)
+                .env("AIMP_MODELS", "clipo")
+                .env("AIMP_OFFLINE", "1");
+            Server::start(cmd)
+        })
+        .collect();
+    let [a, b, c] = [&gateways[0], &gateways[1], &gateways[2]];
+    let key = [("X-API-Key", ENV_KEY)];
+
+    // Larger than the page's picture, so its bytes go to the store in several chunks.
+    let (status, init) = post(
+        &format!("{}/api/media/upload/init", a.base),
+        &key,
+        &INIT_BODY.replace("12345", "600000"),
+    );
+    assert_eq!(status, 200, "{init}");
+    // Signed by A, sent to B.
+    let upload_url = init["upload_url"]
+        .as_str()
+        .expect("upload_url")
+        .replace(&a.base, &b.base);
+    let put = agent()
+        .put(&upload_url)
+        .header("Content-Type", "image/png")
+        .send(&png_of_length(600_000)[..])
+        .expect("put");
+    let (status, body) = parse(put);
+    assert_eq!(status, 204, "{body}");
+    let upload_id = init["upload_id"].as_str().expect("upload_id");
+    let (status, done) = post(
+        &format!("{}/api/media/upload/complete", c.base),
+        &key,
+        &COMPLETE_BODY.replace("studio_upload_...", upload_id),
+    );
+    assert_eq!(status, 200, "{done}");
+    let media_ref = done["media_ref"].as_str().expect("media_ref");
+    assert_eq!(done["size_bytes"], 600_000);
+
+    let indexed = run(a, &INDEX_BODY.replace("media_...", media_ref));
+    assert_eq!(indexed["output"]["ids"][0], "image-1");
+    let found = run(b, &SEARCH_BODY.replace("media_...", media_ref));
+    assert_eq!(found["output"]["results"][0]["id"], "image-1", "{found}");
+    // The bytes come back whole from a gateway that never saw them.
+    let response = agent()
+        .get(&format!("{}/api/media/{media_ref}", c.base))
+        .header("X-API-Key", ENV_KEY)
+        .call()
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 200);
+    let bytes = response
+        .into_body()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .expect("body");
+    assert_eq!(bytes, png_of_length(600_000));
+}
