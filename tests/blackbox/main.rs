@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod console;
 mod disk_full;
+mod failover;
 mod fairness;
 mod hostile;
 mod index_metadata;

@@ -112,7 +112,10 @@ fn measure(name: &str, store: &dyn Store, base: &[f32], queries: &[f32], dim: us
     };
     let truth: Vec<Vec<String>> = queries.chunks_exact(dim).map(|q| search(q, true)).collect();
     let started = Instant::now();
-    let found: Vec<Vec<String>> = queries.chunks_exact(dim).map(|q| search(q, false)).collect();
+    let found: Vec<Vec<String>> = queries
+        .chunks_exact(dim)
+        .map(|q| search(q, false))
+        .collect();
     let search_s = started.elapsed().as_secs_f64();
     let hits: usize = found
         .iter()

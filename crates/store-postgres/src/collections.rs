@@ -112,7 +112,7 @@ fn find_or_create(
     key: &CollectionKey,
     params: &CollectionParams,
 ) -> Result<Stored> {
-    if let Some(found) = find(txn, key, true)? {
+    let check = |found: Stored| -> Result<Stored> {
         found.params.check_format(key)?;
         params
             .check_against(&found.params)
@@ -120,15 +120,20 @@ fn find_or_create(
                 collection: key.to_string(),
                 reason,
             })?;
-        return Ok(found);
+        Ok(found)
+    };
+    if let Some(found) = find(txn, key, true)? {
+        return check(found);
     }
     let now = Utc::now();
     let params_json = serde_json::to_value(params).unwrap_or_default();
-    let row = txn.query_one(
+    // Two first writes at once: one inserts, the other waits for it and then finds its row.
+    let inserted = txn.query_opt(
         &format!(
             "INSERT INTO collections \
              (workspace, model, collection, scope, params, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (workspace, model, collection, scope) DO NOTHING RETURNING {COLUMNS}"
         ),
         &[
             &key.workspace,
@@ -139,6 +144,12 @@ fn find_or_create(
             &now,
         ],
     )?;
+    let Some(row) = inserted else {
+        let found = find(txn, key, true)?.ok_or_else(|| StoreError::CommitFailed {
+            reason: format!("collection {key} was made and dropped while this write waited"),
+        })?;
+        return check(found);
+    };
     let created = stored(&row, key)?;
     let (_, class) = operator(params.metric);
     // Numbers only (the collection's id and its parameters): nothing of the caller's text.

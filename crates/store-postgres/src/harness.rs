@@ -67,11 +67,7 @@ pub fn own_server() -> Option<Server> {
 
 impl Server {
     fn start() -> Result<Server, String> {
-        let bin = std::env::var_os("AIMP_POSTGRES_BIN")
-            .map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
-        if !bin.join("postgres").is_file() {
-            return Err(format!("no postgres binary in {}", bin.display()));
-        }
+        let bin = postgres_bin()?;
         let owner = runs_as()?;
         let dir = tempfile::Builder::new()
             .prefix("aimp-pg-")
@@ -83,11 +79,6 @@ impl Server {
                 .map_err(|e| format!("giving {} to {USER}: {e}", dir.display()))?;
         }
         let data = dir.join("data");
-        let as_owner = |command: &mut Command| {
-            if let Some((uid, gid)) = owner {
-                command.uid(uid).gid(gid);
-            }
-        };
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
             .args([
@@ -101,7 +92,7 @@ impl Server {
             ])
             .arg(&data)
             .stdout(Stdio::null());
-        as_owner(&mut initdb);
+        as_owner(&mut initdb, owner);
         let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
             return Err(format!(
@@ -143,7 +134,7 @@ impl Server {
             .env("AIMP_PG_DIR", &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        as_owner(&mut postgres);
+        as_owner(&mut postgres, owner);
         let child = postgres
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
@@ -215,8 +206,29 @@ impl Server {
     }
 }
 
+/// The folder of the server's binaries: `AIMP_POSTGRES_BIN`, or where `.ci/run` puts them.
+pub(crate) fn postgres_bin() -> Result<PathBuf, String> {
+    let bin = std::env::var_os("AIMP_POSTGRES_BIN")
+        .map_or_else(|| PathBuf::from(DEFAULT_BIN), PathBuf::from);
+    if bin.join("postgres").is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("no postgres binary in {}", bin.display()))
+    }
+}
+
+/// The user and group a server runs as, where this process is root.
+pub(crate) type Owner = Option<(u32, u32)>;
+
+/// Runs `command` as `owner`, when there is one.
+pub(crate) fn as_owner(command: &mut Command, owner: Owner) {
+    if let Some((uid, gid)) = owner {
+        command.uid(uid).gid(gid);
+    }
+}
+
 /// The user and group the server must run as: `None` when this process is not root.
-fn runs_as() -> Result<Option<(u32, u32)>, String> {
+pub(crate) fn runs_as() -> Result<Owner, String> {
     let me = std::fs::metadata("/proc/self").map_err(|e| format!("/proc/self: {e}"))?;
     if me.uid() != 0 {
         return Ok(None);
@@ -246,7 +258,7 @@ fn runs_as() -> Result<Option<(u32, u32)>, String> {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

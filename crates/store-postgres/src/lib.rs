@@ -6,6 +6,7 @@
 //! [`PostgresStore`] is an [`aimp_store::Store`]: the gateway runs on it unchanged when
 //! `--store` names a `postgres://` URL. This crate is the only one that knows PostgreSQL.
 
+pub mod cluster;
 mod collections;
 mod error;
 mod filter_sql;

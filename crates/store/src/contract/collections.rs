@@ -455,3 +455,39 @@ pub fn collections_survive_reopen(subject: &dyn Subject) {
         "five of the live vectors"
     );
 }
+
+pub fn first_writes_at_once_make_one_collection(subject: &dyn Subject) {
+    let store = subject.open();
+    let k = key("ws", "race");
+    let ready = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (store, k, ready) = (&store, &k, &ready);
+                s.spawn(move || {
+                    // Each writer holds a connection (where the store has them) first, then
+                    // all write at once.
+                    store.collections().expect("warm up");
+                    ready.wait();
+                    let items = vec![item(&format!("w{w}"), vec![w as f32, 1.0], None)];
+                    store.upsert(k, params(2, Metric::L2), items)
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer
+                .join()
+                .expect("writer")
+                .expect("every first write succeeds");
+        }
+    });
+    assert_eq!(
+        store
+            .record(&k)
+            .expect("record")
+            .expect("one collection")
+            .count,
+        8
+    );
+    assert_eq!(store.collections().expect("collections").len(), 1);
+}

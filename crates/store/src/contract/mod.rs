@@ -43,6 +43,7 @@ macro_rules! contract_suite {
             collections::dropping_a_collection_forgets_its_items,
             collections::workspaces_and_scopes_are_apart,
             collections::collections_survive_reopen,
+            collections::first_writes_at_once_make_one_collection,
             model::random_operation_sequences_agree_with_the_oracle,
         );
     };
