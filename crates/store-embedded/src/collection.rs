@@ -131,13 +131,7 @@ pub(crate) fn upsert(
     let mut effects = Effects::default();
     let mut record = match find(txn, key)? {
         Some(r) => {
-            r.params.check_format(key)?;
-            params
-                .check_against(&r.params)
-                .map_err(|reason| StoreError::ParamsMismatch {
-                    collection: key.to_string(),
-                    reason,
-                })?;
+            aimp_store::check_write(key, params, &r.params)?;
             r
         }
         None => {

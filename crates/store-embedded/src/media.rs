@@ -140,11 +140,7 @@ impl Redb {
         for entry in table.iter()? {
             let (id, bytes) = entry?;
             let record: UploadRecord = decode("uploads", id.value(), bytes.value())?;
-            let deadline = match record.state {
-                UploadState::Completed { .. } => record.expires_at + keep_completed,
-                _ => record.expires_at,
-            };
-            if deadline <= now {
+            if record.is_stale(now, keep_completed) {
                 out.push(record);
             }
         }

@@ -23,7 +23,7 @@ use crate::planner::{Planner, ProbeMemory};
 use aimp_index::graph_file::{self, GraphFile};
 use aimp_store::{
     DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome, check_items,
-    check_precision,
+    check_query,
 };
 
 use crate::{Error, Filter, Hnsw, Redb, payload};
@@ -389,32 +389,7 @@ impl VectorIndex {
                 l.counts.clone(),
             )
         };
-        if let Some(given) = options.precision {
-            check_precision(given, params.precision).map_err(|reason| {
-                StoreError::ParamsMismatch {
-                    collection: key.to_string(),
-                    reason,
-                }
-            })?;
-        }
-        if query.len() != params.dim {
-            return Err(StoreError::InvalidInput {
-                field: "vector".into(),
-                reason: format!(
-                    "has {} dimensions; the collection holds {}",
-                    query.len(),
-                    params.dim
-                ),
-            }
-            .into());
-        }
-        if query.iter().any(|x| !x.is_finite()) {
-            return Err(StoreError::InvalidInput {
-                field: "vector".into(),
-                reason: "holds a value that is not a finite number".into(),
-            }
-            .into());
-        }
+        check_query(key, &params, query, options.precision)?;
         let ef = options.ef.unwrap_or(params.ef_search).max(options.top_k);
         let txn = self.store.begin_read()?;
         let must_be_exact = options.exact || graph.live() <= params.exact_below;

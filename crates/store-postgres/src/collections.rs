@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use aimp_store::{
     CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter, Hit, ItemRecord,
-    Metric, NewItem, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome,
-    check_precision,
+    Metric, NewItem, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome, check_query,
+    check_write,
 };
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
@@ -113,13 +113,7 @@ fn find_or_create(
     params: &CollectionParams,
 ) -> Result<Stored> {
     let check = |found: Stored| -> Result<Stored> {
-        found.params.check_format(key)?;
-        params
-            .check_against(&found.params)
-            .map_err(|reason| StoreError::ParamsMismatch {
-                collection: key.to_string(),
-                reason,
-            })?;
+        check_write(key, params, &found.params)?;
         Ok(found)
     };
     if let Some(found) = find(txn, key, true)? {
@@ -451,30 +445,7 @@ pub fn search(
         });
     };
     let params = collection.params;
-    if let Some(given) = options.precision {
-        check_precision(given, params.precision).map_err(|reason| StoreError::ParamsMismatch {
-            collection: key.to_string(),
-            reason,
-        })?;
-    }
-    if query.len() != params.dim {
-        return Err(StoreError::InvalidInput {
-            field: "vector".into(),
-            reason: format!(
-                "has {} dimensions; the collection holds {}",
-                query.len(),
-                params.dim
-            ),
-        }
-        .into());
-    }
-    if query.iter().any(|x| !x.is_finite()) {
-        return Err(StoreError::InvalidInput {
-            field: "vector".into(),
-            reason: "holds a value that is not a finite number".into(),
-        }
-        .into());
-    }
+    check_query(key, &params, query, options.precision)?;
     let exact = options.exact || collection.count as usize <= params.exact_below;
     let (op, _) = operator(params.metric);
     // Exact: the plain column, which no index covers, so every item is compared. Otherwise

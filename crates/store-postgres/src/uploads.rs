@@ -122,11 +122,7 @@ pub fn stale(
     for row in client.query("SELECT id, record FROM uploads ORDER BY id", &[])? {
         let id: &str = row.get(0);
         let record: UploadRecord = decode("uploads", id, row.get(1))?;
-        let deadline = match record.state {
-            UploadState::Completed { .. } => record.expires_at + keep_completed,
-            _ => record.expires_at,
-        };
-        if deadline <= now {
+        if record.is_stale(now, keep_completed) {
             out.push(record);
         }
     }

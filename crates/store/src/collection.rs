@@ -144,6 +144,56 @@ impl CollectionParams {
     }
 }
 
+/// A write with `given` parameters into the collection `key` stored with `stored`:
+/// [`StoreError::ParamsMismatch`] saying why it may not go in.
+pub fn check_write(
+    key: &CollectionKey,
+    given: &CollectionParams,
+    stored: &CollectionParams,
+) -> Result<(), StoreError> {
+    stored.check_format(key)?;
+    given
+        .check_against(stored)
+        .map_err(|reason| StoreError::ParamsMismatch {
+            collection: key.to_string(),
+            reason,
+        })
+}
+
+/// A query for the collection `key` (stored with `params`), before it is searched: encoded
+/// at the collection's precision (`None` for a raw vector of unknown origin), of its
+/// dimension, and finite.
+pub fn check_query(
+    key: &CollectionKey,
+    params: &CollectionParams,
+    query: &[f32],
+    precision: Option<Precision>,
+) -> Result<(), StoreError> {
+    if let Some(given) = precision {
+        check_precision(given, params.precision).map_err(|reason| StoreError::ParamsMismatch {
+            collection: key.to_string(),
+            reason,
+        })?;
+    }
+    if query.len() != params.dim {
+        return Err(StoreError::InvalidInput {
+            field: "vector".into(),
+            reason: format!(
+                "has {} dimensions; the collection holds {}",
+                query.len(),
+                params.dim
+            ),
+        });
+    }
+    if query.iter().any(|x| !x.is_finite()) {
+        return Err(StoreError::InvalidInput {
+            field: "vector".into(),
+            reason: "holds a value that is not a finite number".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Vectors encoded at `given` may meet a collection built at `stored` only when they agree.
 pub fn check_precision(given: Precision, stored: Precision) -> Result<(), String> {
     if given != stored {

@@ -35,6 +35,18 @@ pub struct UploadRecord {
     pub state: UploadState,
 }
 
+impl UploadRecord {
+    /// Whether its time is over at `now`: expired without completing, or completed and
+    /// expired `keep_completed` ago (kept that long so a repeated `complete` still answers).
+    pub fn is_stale(&self, now: DateTime<Utc>, keep_completed: chrono::Duration) -> bool {
+        let deadline = match self.state {
+            UploadState::Completed { .. } => self.expires_at + keep_completed,
+            _ => self.expires_at,
+        };
+        deadline <= now
+    }
+}
+
 /// Uploaded bytes under a name, in one workspace.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MediaRecord {
