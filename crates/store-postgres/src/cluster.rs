@@ -5,6 +5,8 @@
 //!
 //! Replication is synchronous and strict (`synchronous_mode`, `synchronous_mode_strict`): a
 //! commit returns once a standby has it, so killing the leader loses nothing acknowledged.
+//! The members run with `fsync` off: the failover test kills processes, not machines, and
+//! must not wait on a disk the other tests keep busy.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -113,10 +115,10 @@ impl Cluster {
             member.start(&patroni, owner)?;
             // The first bootstraps the cluster; the others copy it once it leads.
             if member.name == "pg0" {
-                wait(Duration::from_secs(60), || {
+                wait(Duration::from_secs(120), || {
                     http_status(member.api_port, "/primary") == Some(200)
                 })
-                .map_err(|_| "the first member never led".to_string())?;
+                .map_err(|_| format!("the first member never led:\n{}", member.log_tail()))?;
             }
         }
         let replicas = || {
@@ -126,8 +128,10 @@ impl Cluster {
                 .filter(|m| http_status(m.api_port, "/replica") == Some(200))
                 .count()
         };
-        wait(Duration::from_secs(90), || replicas() == 2)
-            .map_err(|_| "the replicas never caught up".to_string())?;
+        wait(Duration::from_secs(120), || replicas() == 2).map_err(|_| {
+            let logs: Vec<String> = cluster.members.iter().map(Member::log_tail).collect();
+            format!("the replicas never caught up:\n{}", logs.join("\n"))
+        })?;
         let sync = || {
             cluster
                 .members
@@ -204,12 +208,17 @@ bootstrap:
       use_pg_rewind: false
       parameters:
         synchronous_commit: "on"
+        # The test kills processes, not machines: what a member wrote survives in the
+        # operating system's cache, and the cluster does not wait on a disk other tests
+        # are busy with.
+        fsync: "off"
         max_connections: 200
         wal_level: replica
         hot_standby: "on"
   initdb:
     - encoding: UTF8
     - auth: trust
+    - no-sync
   pg_hba:
     - local all all trust
     - host all all 127.0.0.1/32 trust
@@ -258,6 +267,14 @@ tags:
         as_owner(&mut command, owner);
         self.child = Some(command.spawn().map_err(|e| format!("patroni: {e}"))?);
         Ok(())
+    }
+
+    /// The end of this member's Patroni log, for a failure's message.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("patroni.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        format!("--- {} (patroni.log) ---\n{tail}", self.name)
     }
 
     /// `kill -9` of every process of this member: Patroni and its PostgreSQL.
