@@ -271,10 +271,37 @@ tags:
 
     /// The end of this member's Patroni log, for a failure's message.
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("patroni.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        format!("--- {} (patroni.log) ---\n{tail}", self.name)
+        let tail = |path: &Path, n: usize| {
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        let mut out = format!(
+            "--- {} (patroni.log) ---\n{}",
+            self.name,
+            tail(&self.dir.join("patroni.log"), 25)
+        );
+        // PostgreSQL's own log, where it keeps one, and what of this member runs.
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("data").join("log")) {
+            for entry in entries.flatten() {
+                out.push_str(&format!(
+                    "\n--- {} ---\n{}",
+                    entry.path().display(),
+                    tail(&entry.path(), 15)
+                ));
+            }
+        }
+        if let Ok(ps) = Command::new("pgrep")
+            .args(["-a", "-f"])
+            .arg(&self.dir)
+            .output()
+        {
+            out.push_str(&format!(
+                "\n--- running ---\n{}",
+                String::from_utf8_lossy(&ps.stdout)
+            ));
+        }
+        out
     }
 
     /// `kill -9` of every process of this member: Patroni and its PostgreSQL.

@@ -258,9 +258,25 @@ pub(crate) fn runs_as() -> Result<Owner, String> {
     }
 }
 
+/// A port free now, below the range the kernel hands out for port 0: the gateways and
+/// clients the same tests start bind port 0, and one of them could otherwise take a port
+/// chosen here in the seconds before the server that was to listen on it starts.
 pub(crate) fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("a free port: {e}"))
+    use rand::Rng;
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        ephemeral_low.saturating_sub(12_000).max(1024),
+        ephemeral_low,
+    );
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rng.random_range(low..high);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!("no free port between {low} and {high}"))
 }
