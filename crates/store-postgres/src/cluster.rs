@@ -8,7 +8,6 @@
 //! The members run with `fsync` off: the failover test kills processes, not machines, and
 //! must not wait on a disk the other tests keep busy.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +38,11 @@ pub struct Cluster {
 /// A cluster, started and with a leader; `None` (the reason printed) where it cannot start
 /// here and `AIMP_REQUIRE_POSTGRES` is not `1`.
 pub fn cluster() -> Option<Cluster> {
-    match Cluster::start() {
+    let started = Cluster::start().or_else(|first| {
+        eprintln!("the Patroni cluster did not start; trying once more: {first}");
+        Cluster::start()
+    });
+    match started {
         Ok(cluster) => Some(cluster),
         Err(reason) if std::env::var("AIMP_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
             panic!("AIMP_REQUIRE_POSTGRES=1 but the Patroni cluster cannot start: {reason}")
@@ -74,8 +77,9 @@ impl Cluster {
                 .map_err(|e| format!("giving {} away: {e}", dir.display()))?;
         }
         let (client, peer) = (free_port()?, free_port()?);
-        let mut etcd = Command::new(&etcd_bin);
-        etcd.args(["--name", "e0", "--data-dir"])
+        let mut etcd = Command::new("setsid");
+        etcd.arg(&etcd_bin)
+            .args(["--name", "e0", "--data-dir"])
             .arg(dir.join("etcd"))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
             .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
@@ -84,6 +88,7 @@ impl Cluster {
                 "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
             ))
             .arg(format!("--initial-cluster=e0=http://127.0.0.1:{peer}"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_owner(&mut etcd, owner);
@@ -258,12 +263,14 @@ tags:
         if let Some((uid, gid)) = owner {
             let _ = std::os::unix::fs::chown(self.dir.join("patroni.log"), Some(uid), Some(gid));
         }
-        let mut command = Command::new(patroni);
+        // A session of its own (`setsid`): no controlling terminal that could stop it.
+        let mut command = Command::new("setsid");
         command
+            .arg(patroni)
             .arg(self.dir.join("patroni.yml"))
+            .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log))
-            .process_group(0);
+            .stderr(Stdio::from(log));
         as_owner(&mut command, owner);
         self.child = Some(command.spawn().map_err(|e| format!("patroni: {e}"))?);
         Ok(())
