@@ -151,7 +151,7 @@ async fn serve(mut settings: ServeSettings) -> anyhow::Result<()> {
         .with_write_timeout(Duration::from_secs(settings.gateway.write_timeout));
     // One plain line on stdout, for people and for the scripts that start us on port 0.
     println!("aimp listening on http://{addr}");
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, store = store.kind(), "listening");
 
     let loader = {
         let settings = settings.clone();

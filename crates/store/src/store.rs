@@ -1,5 +1,5 @@
 //! The storage interface: everything the gateway persists, behind one trait with one
-//! implementation per store (`crates/store-embedded`, and a database-backed one). The gateway
+//! implementation per store (`crates/store-embedded`, `crates/store-postgres`). The gateway
 //! holds an `Arc<dyn Store>` and never knows which.
 //!
 //! Every method is synchronous and may block on I/O: callers run it off the async threads
@@ -17,7 +17,7 @@ use crate::{
 
 /// Everything the gateway persists: API keys, uploads and media, and collections of items.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// The store's kind, for logs and `/health`: `embedded`, `postgres`.
+    /// The store's kind, for logs: `embedded`, `postgres`.
     fn kind(&self) -> &'static str;
     /// Whether the store answers reads now: the readiness probe.
     fn is_ready(&self) -> bool;
