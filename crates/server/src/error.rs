@@ -97,20 +97,6 @@ impl ApiError {
         }
     }
 
-    /// A file operation's failure: 507 when the file system is full, else internal.
-    pub fn file(context: &'static str, e: std::io::Error) -> ApiError {
-        if aimp_store::is_full(&e) {
-            ApiError::InsufficientStorage {
-                message: format!(
-                    "the data folder's file system is full ({context}: {e}); nothing was kept, \
-                     free space and retry"
-                ),
-            }
-        } else {
-            ApiError::internal(context, e)
-        }
-    }
-
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -22,6 +22,7 @@ use postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::error::Result;
 use crate::filter_sql::Sql;
+use crate::json::{decode, encode};
 
 /// One collection's row.
 struct Stored {
@@ -48,13 +49,15 @@ impl Stored {
     }
 }
 
+/// Owned query parameters as the client takes them.
+fn borrowed(params: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p.as_ref()).collect()
+}
+
 const COLUMNS: &str = "id, params, count, created_at, updated_at";
 
 fn stored(row: &Row, key: &CollectionKey) -> Result<Stored> {
-    let params = serde_json::from_value(row.get(1)).map_err(|source| StoreError::Corrupt {
-        key: format!("collection {key}"),
-        source,
-    })?;
+    let params = decode(format_args!("collection {key}"), row.get(1))?;
     Ok(Stored {
         id: row.get(0),
         params,
@@ -120,7 +123,7 @@ fn find_or_create(
         return check(found);
     }
     let now = Utc::now();
-    let params_json = serde_json::to_value(params).unwrap_or_default();
+    let params_json = encode(params);
     // Two first writes at once: one inserts, the other waits for it and then finds its row.
     let inserted = txn.query_opt(
         &format!(
@@ -183,7 +186,7 @@ pub fn upsert(
             updated_at: now,
         };
         ids.push(item.id);
-        records.push(serde_json::to_value(&record).unwrap_or_default());
+        records.push(encode(&record));
         vectors.push(Vector::from(item.vector));
     }
     // `xmax` is 0 for a row this statement inserted and set for one it updated.
@@ -254,7 +257,7 @@ pub fn delete_where(
         params.extend(condition.params);
     }
     sql.push_str(" RETURNING id");
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+    let refs = borrowed(&params);
     let mut deleted: Vec<String> = txn
         .query(&sql, &refs)?
         .into_iter()
@@ -329,13 +332,10 @@ pub fn all(client: &mut Client) -> Result<Vec<CollectionRecord>> {
 }
 
 fn item(row: &Row, column: usize) -> Result<ItemRecord> {
-    serde_json::from_value(row.get(column)).map_err(|source| {
-        StoreError::Corrupt {
-            key: format!("item {}", row.get::<_, String>(0)),
-            source,
-        }
-        .into()
-    })
+    decode(
+        format_args!("item {}", row.get::<_, String>(0)),
+        row.get(column),
+    )
 }
 
 pub fn get(
@@ -403,7 +403,7 @@ pub fn list(
          ORDER BY id LIMIT $2",
         collection.id
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+    let refs = borrowed(&params);
     client
         .query(&sql, &refs)?
         .iter()
@@ -420,7 +420,7 @@ pub fn count_matching(
         return Ok(None);
     };
     let condition = Sql::of(filter, 1);
-    let refs: Vec<&(dyn ToSql + Sync)> = condition.params.iter().map(|p| p.as_ref()).collect();
+    let refs = borrowed(&condition.params);
     let row = client.query_one(
         &format!(
             "SELECT count(*) FROM items WHERE collection_id = {} AND {}",
@@ -472,20 +472,24 @@ pub fn search(
          WHERE collection_id = {id} AND {condition} ORDER BY distance LIMIT $2",
         id = collection.id
     );
-    let mut txn = client.transaction()?;
-    if !exact {
+    let refs = borrowed(&bound);
+    let rows = if exact {
+        client.query(&sql, &refs)?
+    } else {
+        // The index's settings hold for this search's transaction only.
         let ef = options
             .ef
             .unwrap_or(params.ef_search)
             .max(options.top_k)
             .clamp(1, 1000);
+        let mut txn = client.transaction()?;
         txn.batch_execute(&format!(
             "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order"
         ))?;
-    }
-    let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|p| p.as_ref()).collect();
-    let rows = txn.query(&sql, &refs)?;
-    txn.commit()?;
+        let rows = txn.query(&sql, &refs)?;
+        txn.commit()?;
+        rows
+    };
     let hits = rows
         .iter()
         .map(|row| {

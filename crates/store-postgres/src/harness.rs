@@ -9,7 +9,7 @@
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +24,6 @@ const USER: &str = "aimp-postgres";
 #[derive(Debug)]
 pub struct Server {
     port: u16,
-    bin: PathBuf,
     /// Its folder: the data, the socket, and the file that holds it stopped.
     dir: PathBuf,
     #[allow(dead_code)] // held: the server lives as long as the process
@@ -138,12 +137,7 @@ impl Server {
         let child = postgres
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
-        let server = Server {
-            port,
-            bin,
-            dir,
-            child,
-        };
+        let server = Server { port, dir, child };
         server.wait_ready(Duration::from_secs(30))?;
         Ok(server)
     }
@@ -182,15 +176,6 @@ impl Server {
     /// The URL of database `name` on this server.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Where the server's binaries are.
-    pub fn bin(&self) -> &Path {
-        &self.bin
     }
 
     /// A new, empty database; its URL.

@@ -5,20 +5,10 @@ use aimp_store::{ApiKeyRecord, KeyHash, StoreError};
 use postgres::Client;
 
 use crate::error::Result;
+use crate::json::encode;
 
 fn decode(id: &str, value: serde_json::Value) -> Result<ApiKeyRecord> {
-    serde_json::from_value(value).map_err(|source| {
-        StoreError::Corrupt {
-            key: format!("api_keys/{id}"),
-            source,
-        }
-        .into()
-    })
-}
-
-fn encode(record: &ApiKeyRecord) -> serde_json::Value {
-    // A struct of strings and dates always serialises.
-    serde_json::to_value(record).unwrap_or_default()
+    crate::json::decode(format_args!("api_keys/{id}"), value)
 }
 
 pub fn insert(client: &mut Client, record: &ApiKeyRecord) -> Result<()> {

@@ -11,6 +11,7 @@ mod collections;
 mod error;
 mod filter_sql;
 pub mod harness;
+mod json;
 mod keys;
 mod media;
 mod schema;

@@ -2,27 +2,16 @@
 //! state reads it `FOR UPDATE` first, so two gateways claiming the same upload cannot both
 //! win.
 
-use aimp_store::{MediaRecord, StoreError, Transition, UploadRecord, UploadState};
+use aimp_store::{MediaRecord, Transition, UploadRecord, UploadState};
 use chrono::{DateTime, Utc};
 use postgres::Client;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
+use crate::json::encode;
 
 fn decode<T: DeserializeOwned>(table: &str, key: &str, value: serde_json::Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|source| {
-        StoreError::Corrupt {
-            key: format!("{table}/{key}"),
-            source,
-        }
-        .into()
-    })
-}
-
-fn encode<T: Serialize>(record: &T) -> serde_json::Value {
-    // Records of strings, numbers and dates always serialise.
-    serde_json::to_value(record).unwrap_or_default()
+    crate::json::decode(format_args!("{table}/{key}"), value)
 }
 
 pub fn insert(client: &mut Client, record: &UploadRecord) -> Result<()> {
