@@ -1,7 +1,7 @@
 //! Collections in redb: their records, vectors, items and id mappings. Everything here runs
 //! inside a transaction handed in by the caller; [`crate::vectors`] decides when to commit.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::Serialize;
 
@@ -119,13 +119,17 @@ pub(crate) struct Effects {
     pub added: Vec<(u64, Vec<f32>)>,
 }
 
+/// When an item was first written and last replaced, as another store kept them (an
+/// import); `None` stamps the write's own time.
+pub(crate) type Kept = Option<(DateTime<Utc>, DateTime<Utc>)>;
+
 /// Upserts `items` into `key` (created with `params` when it does not exist). An id already
 /// present is replaced: its old item number is removed and a new one written.
 pub(crate) fn upsert(
     txn: &WriteTransaction,
     key: &CollectionKey,
     params: &CollectionParams,
-    items: Vec<NewItem>,
+    items: Vec<(NewItem, Kept)>,
 ) -> Result<(CollectionRecord, Effects, usize), Error> {
     let now = Utc::now();
     let mut effects = Effects::default();
@@ -159,7 +163,7 @@ pub(crate) fn upsert(
     let mut deletions = txn.open_table(DELETIONS)?;
     let mut payloads = payload::Writer::open(txn)?;
     let mut replaced = 0;
-    for item in items {
+    for (item, kept) in items {
         let mut created_at = now;
         let old = item_ids
             .get((record.id, item.id.as_str()))?
@@ -178,6 +182,7 @@ pub(crate) fn upsert(
         } else {
             record.count += 1;
         }
+        let (created_at, updated_at) = kept.unwrap_or((created_at, now));
         let number = record.next_item;
         record.next_item += 1;
         vectors.insert((record.id, number), encode_vector(&item.vector).as_slice())?;
@@ -188,7 +193,7 @@ pub(crate) fn upsert(
             system: item.system,
             metadata: item.metadata,
             created_at,
-            updated_at: now,
+            updated_at,
         };
         payloads.add(record.id, number, &row)?;
         item_rows.insert((record.id, number), encode(&row).as_slice())?;

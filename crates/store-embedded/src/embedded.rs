@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aimp_store::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
     ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, Store, StoreError,
-    Transition, UploadRecord, UploadState, UpsertOutcome,
+    StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 use chrono::{DateTime, Utc};
 
@@ -152,6 +152,18 @@ impl Store for EmbeddedStore {
         Ok(self.redb.get_media(media_ref)?)
     }
 
+    fn list_media(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MediaRecord>, StoreError> {
+        Ok(self.redb.list_media(after, limit)?)
+    }
+
+    fn import_media(&self, record: &MediaRecord) -> Result<(), StoreError> {
+        Ok(self.redb.put_media(record)?)
+    }
+
     // Media bytes.
 
     fn upload_secret(&self) -> Result<[u8; 32], StoreError> {
@@ -234,6 +246,24 @@ impl Store for EmbeddedStore {
         id: &str,
     ) -> Result<Option<(ItemRecord, Vec<f32>)>, StoreError> {
         Ok(self.index.get(key, id)?)
+    }
+
+    fn export_items(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        Ok(self.index.export(key, after, limit)?)
+    }
+
+    fn import_items(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<StoredItem>,
+    ) -> Result<UpsertOutcome, StoreError> {
+        Ok(self.index.import(key, params, items)?)
     }
 
     fn sample_vectors(

@@ -164,4 +164,31 @@ impl Redb {
             .map(|v| decode("media", media_ref, v.value()))
             .transpose()
     }
+
+    /// Up to `limit` media records in `media_ref` order after `after`.
+    pub fn list_media(&self, after: Option<&str>, limit: usize) -> Result<Vec<MediaRecord>, Error> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(MEDIA)?;
+        let mut out = Vec::new();
+        for entry in table.range(after.unwrap_or("")..)? {
+            let (media_ref, bytes) = entry?;
+            if out.len() >= limit {
+                break;
+            }
+            if Some(media_ref.value()) == after {
+                continue;
+            }
+            out.push(decode("media", media_ref.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a media record as given, replacing one with its `media_ref`.
+    pub fn put_media(&self, record: &MediaRecord) -> Result<(), Error> {
+        let txn = self.begin_write()?;
+        txn.open_table(MEDIA)?
+            .insert(record.media_ref.as_str(), encode(record).as_slice())?;
+        self.commit(txn)?;
+        Ok(())
+    }
 }

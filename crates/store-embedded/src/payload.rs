@@ -847,6 +847,11 @@ mod tests {
     use crate::collection::{self, CollectionKey, CollectionParams, NewItem};
     use aimp_index::Metric;
 
+    /// Items written at the write's own time.
+    fn unstamped(items: Vec<NewItem>) -> Vec<(NewItem, collection::Kept)> {
+        items.into_iter().map(|i| (i, None)).collect()
+    }
+
     #[test]
     fn only_values_ranges_and_ids_are_answered_by_the_indexes_alone() {
         let answered =
@@ -944,9 +949,13 @@ mod tests {
             })
             .collect();
         let txn = store.begin_write().expect("write");
-        let (record, _, _) =
-            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
-                .expect("upsert");
+        let (record, _, _) = collection::upsert(
+            &txn,
+            &key,
+            &CollectionParams::new(2, Metric::L2),
+            unstamped(items),
+        )
+        .expect("upsert");
         txn.commit().expect("commit");
         let txn = store.begin_read().expect("read");
         let reader = Reader::open(&txn, record.id).expect("reader");
@@ -987,9 +996,13 @@ mod tests {
             })
             .collect();
         let txn = store.begin_write().expect("write");
-        let (record, _, _) =
-            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
-                .expect("upsert");
+        let (record, _, _) = collection::upsert(
+            &txn,
+            &key,
+            &CollectionParams::new(2, Metric::L2),
+            unstamped(items),
+        )
+        .expect("upsert");
         txn.commit().expect("commit");
         let txn = store.begin_read().expect("read");
         let memo = Arc::new(CountMemo::default());
@@ -1097,9 +1110,13 @@ mod tests {
             })
             .collect();
         let txn = store.begin_write().expect("write");
-        let (record, _, _) =
-            collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
-                .expect("upsert");
+        let (record, _, _) = collection::upsert(
+            &txn,
+            &key,
+            &CollectionParams::new(2, Metric::L2),
+            unstamped(items),
+        )
+        .expect("upsert");
         txn.commit().expect("commit");
         let conditions = [
             json!({"must": [{"key": "tag", "match": {"value": "a"}}]}),
@@ -1190,9 +1207,13 @@ mod tests {
                     metadata: Some(json!({"even": i % 2 == 0})),
                 })
                 .collect();
-            let (mut record, _, _) =
-                collection::upsert(&txn, &key, &CollectionParams::new(2, Metric::L2), items)
-                    .expect("upsert");
+            let (mut record, _, _) = collection::upsert(
+                &txn,
+                &key,
+                &CollectionParams::new(2, Metric::L2),
+                unstamped(items),
+            )
+            .expect("upsert");
             // What an older build left: no payload rows, and the record without the flag.
             Writer::open(&txn)
                 .expect("writer")

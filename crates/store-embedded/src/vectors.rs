@@ -22,8 +22,8 @@ use crate::group_commit::{Answer, GroupCommit, panic_message};
 use crate::planner::{Planner, ProbeMemory};
 use aimp_index::graph_file::{self, GraphFile};
 use aimp_store::{
-    DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome, check_items,
-    check_query,
+    DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, StoreError, StoredItem, UpsertOutcome,
+    check_items, check_query,
 };
 
 use crate::{Error, Filter, Hnsw, Redb, payload};
@@ -32,7 +32,7 @@ enum Op {
     Upsert {
         key: CollectionKey,
         params: CollectionParams,
-        items: Vec<NewItem>,
+        items: Vec<(NewItem, collection::Kept)>,
     },
     Delete {
         key: CollectionKey,
@@ -113,6 +113,33 @@ impl VectorIndex {
         items: Vec<NewItem>,
     ) -> Result<UpsertOutcome, Error> {
         check_items(&params, &items)?;
+        self.write(key, params, items.into_iter().map(|i| (i, None)).collect())
+    }
+
+    /// Upserts items as another store kept them, their timestamps kept. Returns once the
+    /// write is durable.
+    pub fn import(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<StoredItem>,
+    ) -> Result<UpsertOutcome, Error> {
+        let (plain, stamps): (Vec<NewItem>, Vec<_>) =
+            items.into_iter().map(StoredItem::into_new).unzip();
+        check_items(&params, &plain)?;
+        let items = plain
+            .into_iter()
+            .zip(stamps.into_iter().map(Some))
+            .collect();
+        self.write(key, params, items)
+    }
+
+    fn write(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<(NewItem, collection::Kept)>,
+    ) -> Result<UpsertOutcome, Error> {
         match self.submit(Op::Upsert {
             key: key.clone(),
             params,
@@ -340,6 +367,48 @@ impl VectorIndex {
                     out.push(item);
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Live items with their vectors in id order, `limit` at most, after id `after`
+    /// (exclusive), read in one transaction: a page of a copy or a snapshot.
+    pub fn export(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, Error> {
+        let Some(coll) = self.collection_id(key)? else {
+            return Ok(Vec::new());
+        };
+        let txn = self.store.begin_read()?;
+        let items = txn.open_table(ITEMS)?;
+        let vectors = txn.open_table(VECTORS)?;
+        let ids = txn.open_table(collection::ITEM_IDS)?;
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for entry in ids.range((coll, after.unwrap_or(""))..)? {
+            let (k, number) = entry?;
+            let (c, id) = k.value();
+            if c != coll || out.len() >= limit {
+                break;
+            }
+            if Some(id) == after {
+                continue;
+            }
+            let number = number.value();
+            let (Some(item), Some(vector)) =
+                (items.get((coll, number))?, vectors.get((coll, number))?)
+            else {
+                return Err(StoreError::CommitFailed {
+                    reason: format!("item {id:?} of {key} has no row or no vector"),
+                }
+                .into());
+            };
+            out.push(StoredItem {
+                record: collection::decode("item", item.value())?,
+                vector: collection::decode_vector(vector.value()),
+            });
         }
         Ok(out)
     }

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 
 use aimp_store::{
     CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter, Hit, ItemRecord,
-    Metric, NewItem, Plan, SearchOptions, SearchOutcome, StoreError, UpsertOutcome, check_query,
-    check_write,
+    Metric, NewItem, Plan, SearchOptions, SearchOutcome, StoreError, StoredItem, UpsertOutcome,
+    check_query, check_write,
 };
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
@@ -168,6 +168,40 @@ pub fn upsert(
     params: &CollectionParams,
     items: Vec<NewItem>,
 ) -> Result<UpsertOutcome> {
+    let now = Utc::now();
+    let items = items.into_iter().map(|i| (i, (now, now))).collect();
+    write(client, key, params, items, Times::Now)
+}
+
+/// Items as another store kept them, with their (created, updated) times, kept.
+pub fn import(
+    client: &mut Client,
+    key: &CollectionKey,
+    params: &CollectionParams,
+    items: Vec<(NewItem, Stamps)>,
+) -> Result<UpsertOutcome> {
+    write(client, key, params, items, Times::Kept)
+}
+
+/// When an item was first written and last replaced.
+pub type Stamps = (DateTime<Utc>, DateTime<Utc>);
+
+/// Whose times a write's items carry.
+#[derive(Clone, Copy, PartialEq)]
+enum Times {
+    /// The write's: a replaced item keeps its first `created_at`.
+    Now,
+    /// Another store's, kept as given.
+    Kept,
+}
+
+fn write(
+    client: &mut Client,
+    key: &CollectionKey,
+    params: &CollectionParams,
+    items: Vec<(NewItem, Stamps)>,
+    times: Times,
+) -> Result<UpsertOutcome> {
     let mut txn = client.transaction()?;
     let collection = find_or_create(&mut txn, key, params)?;
     let now = Utc::now();
@@ -175,27 +209,33 @@ pub fn upsert(
     let mut ids = Vec::with_capacity(written);
     let mut records = Vec::with_capacity(written);
     let mut vectors = Vec::with_capacity(written);
-    for item in items {
+    for (item, (created_at, updated_at)) in items {
         let record = ItemRecord {
             id: item.id.clone(),
             filename: item.filename,
             media_ref: item.media_ref,
             system: item.system,
             metadata: item.metadata,
-            created_at: now,
-            updated_at: now,
+            created_at,
+            updated_at,
         };
         ids.push(item.id);
         records.push(encode(&record));
         vectors.push(Vector::from(item.vector));
     }
+    let record = match times {
+        Times::Now => "jsonb_set(EXCLUDED.record, '{created_at}', items.record -> 'created_at')",
+        Times::Kept => "EXCLUDED.record",
+    };
     // `xmax` is 0 for a row this statement inserted and set for one it updated.
     let rows = txn.query(
-        "INSERT INTO items (collection_id, id, record, embedding) \
-         SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::vector[]) \
-         ON CONFLICT (collection_id, id) DO UPDATE \
-         SET record = EXCLUDED.record, embedding = EXCLUDED.embedding \
-         RETURNING (xmax <> 0)",
+        &format!(
+            "INSERT INTO items (collection_id, id, record, embedding) \
+             SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::vector[]) \
+             ON CONFLICT (collection_id, id) DO UPDATE \
+             SET record = {record}, embedding = EXCLUDED.embedding \
+             RETURNING (xmax <> 0)"
+        ),
         &[&collection.id, &ids, &records, &vectors],
     )?;
     let replaced = rows.iter().filter(|r| r.get::<_, bool>(0)).count();
@@ -353,6 +393,31 @@ pub fn get(
         )?
         .map(|row| Ok((item(&row, 1)?, row.get::<_, Vector>(2).to_vec())))
         .transpose()
+}
+
+pub fn export(
+    client: &mut Client,
+    key: &CollectionKey,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredItem>> {
+    let Some(collection) = find(client, key, false)? else {
+        return Ok(Vec::new());
+    };
+    client
+        .query(
+            "SELECT id, record, embedding FROM items WHERE collection_id = $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+            &[&collection.id, &after.unwrap_or(""), &(limit as i64)],
+        )?
+        .iter()
+        .map(|row| {
+            Ok(StoredItem {
+                record: item(row, 1)?,
+                vector: row.get::<_, Vector>(2).to_vec(),
+            })
+        })
+        .collect()
 }
 
 pub fn sample(

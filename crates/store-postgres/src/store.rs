@@ -6,7 +6,7 @@ use std::time::Duration;
 use aimp_store::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
     ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, Store, StoreError,
-    Transition, UploadRecord, UploadState, UpsertOutcome,
+    StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 use chrono::{DateTime, Utc};
 use postgres::NoTls;
@@ -213,6 +213,22 @@ impl Store for PostgresStore {
         Ok(crate::uploads::media(&mut *self.connection()?, media_ref)?)
     }
 
+    fn list_media(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MediaRecord>, StoreError> {
+        Ok(crate::uploads::list_media(
+            &mut *self.connection()?,
+            after,
+            limit,
+        )?)
+    }
+
+    fn import_media(&self, record: &MediaRecord) -> Result<(), StoreError> {
+        Ok(crate::uploads::put_media(&mut *self.connection()?, record)?)
+    }
+
     fn upload_secret(&self) -> Result<[u8; 32], StoreError> {
         Ok(crate::media::upload_secret(&mut *self.connection()?)?)
     }
@@ -318,6 +334,37 @@ impl Store for PostgresStore {
         id: &str,
     ) -> Result<Option<(ItemRecord, Vec<f32>)>, StoreError> {
         Ok(crate::collections::get(&mut *self.connection()?, key, id)?)
+    }
+
+    fn export_items(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError> {
+        Ok(crate::collections::export(
+            &mut *self.connection()?,
+            key,
+            after,
+            limit,
+        )?)
+    }
+
+    fn import_items(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<StoredItem>,
+    ) -> Result<UpsertOutcome, StoreError> {
+        let (plain, stamps): (Vec<NewItem>, Vec<_>) =
+            items.into_iter().map(StoredItem::into_new).unzip();
+        aimp_store::check_items(&params, &plain)?;
+        Ok(crate::collections::import(
+            &mut *self.connection()?,
+            key,
+            &params,
+            plain.into_iter().zip(stamps).collect(),
+        )?)
     }
 
     fn sample_vectors(

@@ -132,3 +132,27 @@ pub fn media(client: &mut Client, media_ref: &str) -> Result<Option<MediaRecord>
         .map(|row| decode("media", media_ref, row.get(0)))
         .transpose()
 }
+
+pub fn list_media(
+    client: &mut Client,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<MediaRecord>> {
+    client
+        .query(
+            "SELECT media_ref, record FROM media WHERE media_ref > $1 ORDER BY media_ref LIMIT $2",
+            &[&after.unwrap_or(""), &(limit as i64)],
+        )?
+        .into_iter()
+        .map(|row| decode("media", row.get(0), row.get(1)))
+        .collect()
+}
+
+pub fn put_media(client: &mut Client, record: &MediaRecord) -> Result<()> {
+    client.execute(
+        "INSERT INTO media (media_ref, record) VALUES ($1, $2) \
+         ON CONFLICT (media_ref) DO UPDATE SET record = EXCLUDED.record",
+        &[&record.media_ref, &encode(record)],
+    )?;
+    Ok(())
+}

@@ -262,6 +262,31 @@ pub struct ItemRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An item as a store keeps it: its record, timestamps included, and its vector. What
+/// [`crate::Store::export_items`] reads and [`crate::Store::import_items`] writes, so an item
+/// moves between stores unchanged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredItem {
+    pub record: ItemRecord,
+    pub vector: Vec<f32>,
+}
+
+impl StoredItem {
+    /// The item as a caller would have sent it, and its (created, updated) times.
+    pub fn into_new(self) -> (NewItem, (DateTime<Utc>, DateTime<Utc>)) {
+        let r = self.record;
+        let item = NewItem {
+            id: r.id,
+            vector: self.vector,
+            filename: r.filename,
+            media_ref: r.media_ref,
+            system: r.system,
+            metadata: r.metadata,
+        };
+        (item, (r.created_at, r.updated_at))
+    }
+}
+
 /// Checks a batch before it reaches a transaction: ids, dimensions, finite values, no id
 /// twice.
 pub fn check_items(params: &CollectionParams, items: &[NewItem]) -> Result<(), StoreError> {

@@ -18,7 +18,7 @@ mod store;
 pub use aimp_index::{Cancel, HnswParams, Metric};
 pub use collection::{
     CollectionKey, CollectionParams, CollectionRecord, FORMAT_VERSION, ItemRecord, MAX_ID_BYTES,
-    NewItem, Precision, check_items, check_precision, check_query, check_write,
+    NewItem, Precision, StoredItem, check_items, check_precision, check_query, check_write,
 };
 pub use error::{StorageFault, StoreError, check_cancelled, is_full};
 pub use filter::{Filter, FilterError, FilterLimits};

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
     ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, StoreError,
-    Transition, UploadRecord, UploadState, UpsertOutcome,
+    StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 
 /// Everything the gateway persists: API keys, uploads and media, and collections of items.
@@ -73,6 +73,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn remove_upload(&self, id: &str) -> Result<(), StoreError>;
     /// The media record of `media_ref`, in any workspace (the caller checks whose it is).
     fn get_media(&self, media_ref: &str) -> Result<Option<MediaRecord>, StoreError>;
+    /// Up to `limit` media records in `media_ref` order after `after`, of every workspace:
+    /// how a copy or a snapshot reads them all.
+    fn list_media(&self, after: Option<&str>, limit: usize)
+    -> Result<Vec<MediaRecord>, StoreError>;
+    /// Stores a media record as another store kept it, replacing one with its `media_ref`.
+    /// Its content must be stored first ([`Store::content_len`] answers it).
+    fn import_media(&self, record: &MediaRecord) -> Result<(), StoreError>;
 
     // Media bytes: an upload's part while its PUT streams it in, then content named by its
     // SHA-256, stored once whatever the media records that name it. The bytes go in and out
@@ -131,6 +138,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         key: &CollectionKey,
         id: &str,
     ) -> Result<Option<(ItemRecord, Vec<f32>)>, StoreError>;
+    /// Up to `limit` items with their vectors, in id order after `after`: how a copy or a
+    /// snapshot reads a collection.
+    fn export_items(
+        &self,
+        key: &CollectionKey,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StoreError>;
+    /// Upserts items as another store kept them, their timestamps kept rather than stamped
+    /// now, creating the collection with `params` the first time. Checked and refused like
+    /// [`Store::upsert`].
+    fn import_items(
+        &self,
+        key: &CollectionKey,
+        params: CollectionParams,
+        items: Vec<StoredItem>,
+    ) -> Result<UpsertOutcome, StoreError>;
     /// Up to `n` stored vectors picked with `seed`, for a recall check's queries.
     fn sample_vectors(
         &self,

@@ -491,3 +491,94 @@ pub fn first_writes_at_once_make_one_collection(subject: &dyn Subject) {
     );
     assert_eq!(store.collections().expect("collections").len(), 1);
 }
+
+pub fn a_replace_keeps_the_first_created_time(subject: &dyn Subject) {
+    let store = subject.open();
+    let k = key("ws", "a");
+    store
+        .upsert(&k, params(2, Metric::L2), line(2))
+        .expect("upsert");
+    let (first, _) = store.get(&k, "p001").expect("get").expect("p001");
+    assert_eq!(first.created_at, first.updated_at);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let again = vec![item("p001", vec![5.0, 1.0], None)];
+    store
+        .upsert(&k, params(2, Metric::L2), again)
+        .expect("replace");
+    let (replaced, _) = store.get(&k, "p001").expect("get").expect("p001");
+    assert_eq!(replaced.created_at, first.created_at);
+    assert!(replaced.updated_at > first.updated_at, "{replaced:?}");
+}
+
+pub fn items_export_in_pages_and_import_with_their_times(subject: &dyn Subject) {
+    let store = subject.open();
+    let from = key("ws", "a");
+    let to = key("ws", "copy");
+    let mut p = params(2, Metric::Cosine);
+    p.exact_below = 3;
+    store.upsert(&from, p, line(10)).expect("upsert");
+    // Pages of three, in id order, each item whole.
+    let mut exported = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .export_items(&from, after.as_deref(), 3)
+            .expect("export");
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.id.clone());
+        exported.extend(page);
+    }
+    let ids: Vec<&str> = exported.iter().map(|i| i.record.id.as_str()).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("p{i:03}")).collect();
+    assert_eq!(ids, expected);
+    for item in &exported {
+        let (record, vector) = store
+            .get(&from, &item.record.id)
+            .expect("get")
+            .expect("kept");
+        assert_eq!((&item.record, &item.vector), (&record, &vector));
+    }
+    assert!(
+        store
+            .export_items(&key("ws", "none"), None, 5)
+            .expect("export")
+            .is_empty()
+    );
+
+    // Imported elsewhere later: the same records, their times kept, searchable.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let out = store
+        .import_items(&to, p, exported.clone())
+        .expect("import");
+    assert_eq!((out.written, out.replaced, out.count), (10, 0, 10));
+    assert_eq!(
+        store.export_items(&to, None, 100).expect("export"),
+        exported
+    );
+    assert_eq!(store.record(&to).expect("record").expect("made").params, p);
+    assert_eq!(search(&*store, &to, &[9.0, 1.0], 1, false, None), ["p009"]);
+    // Again (a resumed copy): replaced, nothing doubled, nothing changed.
+    let out = store
+        .import_items(&to, p, exported.clone())
+        .expect("import again");
+    assert_eq!((out.written, out.replaced, out.count), (10, 10, 10));
+    assert_eq!(
+        store.export_items(&to, None, 100).expect("export"),
+        exported
+    );
+
+    // Checked like an upsert: refused whole, naming the field; nothing written.
+    let mut bad = exported[..2].to_vec();
+    bad[1].record.id = "new".into();
+    bad[1].vector = vec![1.0, f32::NAN];
+    match store.import_items(&to, p, bad) {
+        Err(StoreError::InvalidInput { field, .. }) => assert_eq!(field, "items[1].vector"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.get(&to, "new").expect("get"), None);
+    match store.import_items(&to, params(2, Metric::L2), exported[..1].to_vec()) {
+        Err(StoreError::ParamsMismatch { reason, .. }) => assert!(reason.contains("metric")),
+        other => panic!("{other:?}"),
+    }
+}

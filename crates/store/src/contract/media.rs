@@ -107,3 +107,50 @@ pub fn the_upload_secret_is_made_once_and_kept(subject: &dyn Subject) {
     assert_eq!(store.upload_secret().expect("again"), first);
     assert_eq!(store.upload_secret().expect("and again"), first);
 }
+
+pub fn media_records_list_in_pages_and_import_as_given(subject: &dyn Subject) {
+    let store = subject.open();
+    assert!(store.list_media(None, 10).expect("list").is_empty());
+    let record = |n: usize, workspace: &str| crate::MediaRecord {
+        media_ref: format!("med_{n:02}"),
+        workspace: workspace.into(),
+        filename: format!("p{n}.png"),
+        content_type: "image/png".into(),
+        size_bytes: 10 + n as u64,
+        sha256: format!("{n:02}").repeat(32),
+        width: 4,
+        height: 3,
+        exif: (n % 2 == 0).then(|| serde_json::json!({"camera_make": "Acme"})),
+        created_at: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 7).expect("time"),
+    };
+    let all: Vec<_> = (0..7)
+        .map(|n| record(n, if n < 4 { "a" } else { "b" }))
+        .collect();
+    for r in all.iter().rev() {
+        store.import_media(r).expect("import");
+    }
+    let mut listed = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_media(after.as_deref(), 3).expect("list");
+        let Some(last) = page.last() else { break };
+        after = Some(last.media_ref.clone());
+        listed.extend(page);
+    }
+    assert_eq!(
+        listed, all,
+        "every workspace's, in media_ref order, as given"
+    );
+    // Importing again replaces: a changed record is the one kept, nothing doubled.
+    let mut changed = all[3].clone();
+    changed.filename = "renamed.png".into();
+    store.import_media(&changed).expect("replace");
+    assert_eq!(store.get_media("med_03").expect("get"), Some(changed));
+    assert_eq!(store.list_media(None, 100).expect("list").len(), 7);
+    drop(store);
+    let store = subject.open();
+    assert_eq!(
+        store.list_media(Some("med_05"), 100).expect("list"),
+        all[6..]
+    );
+}

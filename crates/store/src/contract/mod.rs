@@ -33,6 +33,7 @@ macro_rules! contract_suite {
             media::a_part_is_appended_in_chunks_and_committed_once,
             media::content_is_read_by_ranges_and_survives_reopen,
             media::the_upload_secret_is_made_once_and_kept,
+            media::media_records_list_in_pages_and_import_as_given,
             collections::upsert_creates_replaces_and_counts,
             collections::a_collection_keeps_its_parameters,
             collections::bad_items_are_refused_whole,
@@ -44,6 +45,8 @@ macro_rules! contract_suite {
             collections::workspaces_and_scopes_are_apart,
             collections::collections_survive_reopen,
             collections::first_writes_at_once_make_one_collection,
+            collections::a_replace_keeps_the_first_created_time,
+            collections::items_export_in_pages_and_import_with_their_times,
             model::random_operation_sequences_agree_with_the_oracle,
         );
     };
