@@ -21,6 +21,8 @@ Examples:
   aimp search --scope photos --text \"a red bike\"    the best matches of a scope
   aimp bench ann --base b.fvecs --query q.fvecs --out r.json
                                                     recall and queries/s of the index
+  aimp store copy --from ./data --to postgres://aimp@db/aimp
+                                                    move everything to PostgreSQL (resumable)
 
 Every setting is also an AIMP_* environment variable (see a command's --help).
 
@@ -64,6 +66,16 @@ enum Command {
     /// ANN benchmarks: recall, speed and memory of our index, hnsw_rs and exact search.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Move data between stores: `aimp store copy --from ./data --to postgres://…`.
+    Store(StoreArgs),
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    #[command(subcommand)]
+    command: cli::store::StoreCommand,
+    #[command(flatten)]
+    store: StoreSettings,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +114,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Index(args) => cli::index::run(&cli::client(&args.gateway)?, &args),
         Command::Search(args) => cli::search::run(&cli::client(&args.gateway)?, &args),
         Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Store(args) => cli::store::run(&args.store, args.command),
     }
 }
 

@@ -61,7 +61,7 @@ pub struct StoreSettings {
 }
 
 /// A connection URL with its password, if any, replaced.
-fn redact_password(url: &str) -> String {
+pub fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

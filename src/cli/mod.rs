@@ -10,6 +10,7 @@ pub mod models;
 pub mod search;
 pub mod serve;
 pub mod sidecar;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -22,27 +23,47 @@ use crate::settings::{ClientSettings, ModelSettings, StoreSettings};
 /// Opens the store `--store` names: PostgreSQL for a `postgres://` URL, otherwise the
 /// embedded store of the data directory (explaining the usual reason it is locked).
 pub fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(url) = &settings.store {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            anyhow::bail!(
-                "--store (AIMP_STORE) must be a postgres:// URL, or unset for the embedded store \
-                 under --data-dir"
-            );
-        }
-        let options = aimp_store_postgres::PoolOptions {
-            max_connections: settings.store_connections,
-            ..aimp_store_postgres::PoolOptions::default()
-        };
-        let store = aimp_store_postgres::PostgresStore::open(url, options)
-            .context("cannot open the PostgreSQL store --store names")?;
-        return Ok(Arc::new(store));
+    match &settings.store {
+        Some(url) if !is_postgres_url(url) => anyhow::bail!(
+            "--store (AIMP_STORE) must be a postgres:// URL, or unset for the embedded store \
+             under --data-dir"
+        ),
+        Some(url) => open_postgres(url, settings),
+        None => open_embedded(&settings.data_dir, settings),
     }
+}
+
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The PostgreSQL store at `url`, its pool sized by `--store-connections`.
+pub fn open_postgres(url: &str, settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+    let options = aimp_store_postgres::PoolOptions {
+        max_connections: settings.store_connections,
+        ..aimp_store_postgres::PoolOptions::default()
+    };
+    let store = aimp_store_postgres::PostgresStore::open(url, options).with_context(|| {
+        format!(
+            "cannot open the PostgreSQL store at {}",
+            crate::settings::redact_password(url)
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// The embedded store in `dir` (made there when it has none), its page cache sized by
+/// `--store-cache-mb`.
+pub fn open_embedded(
+    dir: &std::path::Path,
+    settings: &StoreSettings,
+) -> anyhow::Result<Arc<dyn Store>> {
     let cache =
         usize::try_from(settings.store_cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-    let store = EmbeddedStore::open(&settings.data_dir, cache).with_context(|| {
+    let store = EmbeddedStore::open(dir, cache).with_context(|| {
         format!(
             "cannot open the store in {} (if `aimp serve` is running on it, stop it first or use the HTTP API)",
-            settings.data_dir.display()
+            dir.display()
         )
     })?;
     Ok(Arc::new(store))

@@ -16,7 +16,7 @@ const GROUPS: [(&str, &str); 5] = [
 ];
 
 /// Each subcommand, one of its own options, and the settings groups it reads.
-const COMMANDS: [(&[&str], &str, &[&str]); 16] = [
+const COMMANDS: [(&[&str], &str, &[&str]); 17] = [
     (
         &["serve"],
         "",
@@ -48,6 +48,7 @@ const COMMANDS: [(&[&str], &str, &[&str]); 16] = [
         "--texts",
         &["Model settings:", "Encoder settings:"],
     ),
+    (&["store", "copy"], "--from", &["Store settings:"]),
     // A command group shows the settings its commands share.
     (&["keys"], "", &["Store settings:"]),
     (&["bench"], "", &[]),
@@ -108,7 +109,9 @@ fn each_subcommand_shows_its_own_options_then_only_the_settings_it_uses() {
 #[test]
 fn the_top_level_help_lists_commands_with_examples_and_exit_codes() {
     let text = help(&[]);
-    for command in ["serve", "keys", "models", "index", "search", "bench"] {
+    for command in [
+        "serve", "keys", "models", "index", "search", "bench", "store",
+    ] {
         assert!(
             text.contains(&format!("\n  {command} ")),
             "{command}\n{text}"

@@ -16,3 +16,23 @@ impl Subject for Embedded {
 aimp_store::contract_suite!(Some(Embedded(
     tempfile::tempdir().expect("a temporary folder")
 )));
+
+fn fresh() -> Embedded {
+    Embedded(tempfile::tempdir().expect("a temporary folder"))
+}
+
+#[test]
+fn a_copy_holds_everything_and_an_interrupted_one_resumes() {
+    aimp_store::contract::copy::a_copy_holds_everything_and_an_interrupted_one_resumes(
+        &fresh(),
+        &fresh(),
+    );
+}
+
+#[test]
+fn a_destination_with_data_of_its_own_is_refused_untouched() {
+    aimp_store::contract::copy::a_destination_with_data_of_its_own_is_refused_untouched(
+        &fresh(),
+        &fresh(),
+    );
+}

@@ -112,6 +112,10 @@ const MIGRATIONS: &[&str] = &[
         value bytea NOT NULL
     );
     "#,
+    // 3: media listed in byte order, as every store lists them (a copy pages through both).
+    r#"
+    ALTER TABLE media ALTER COLUMN media_ref TYPE text COLLATE "C";
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -15,3 +15,59 @@ impl Subject for Postgres {
 }
 
 aimp_store::contract_suite!(harness::server().map(|s| Postgres(s.fresh_database())));
+
+/// An embedded store in a temporary folder, the other side of a copy.
+struct Embedded(tempfile::TempDir);
+
+impl Subject for Embedded {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(
+            aimp_store_embedded::EmbeddedStore::open(
+                self.0.path(),
+                aimp_store_embedded::DEFAULT_CACHE_BYTES,
+            )
+            .expect("open the store"),
+        )
+    }
+}
+
+fn embedded() -> Embedded {
+    Embedded(tempfile::tempdir().expect("a temporary folder"))
+}
+
+fn postgres() -> Option<Postgres> {
+    harness::server().map(|s| Postgres(s.fresh_database()))
+}
+
+#[test]
+fn a_copy_from_embedded_into_postgres_holds_everything_and_resumes() {
+    let Some(to) = postgres() else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::copy::a_copy_holds_everything_and_an_interrupted_one_resumes(
+        &embedded(),
+        &to,
+    );
+}
+
+#[test]
+fn a_copy_from_postgres_into_embedded_holds_everything_and_resumes() {
+    let Some(from) = postgres() else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::copy::a_copy_holds_everything_and_an_interrupted_one_resumes(
+        &from,
+        &embedded(),
+    );
+}
+
+#[test]
+fn a_postgres_destination_with_data_of_its_own_is_refused_untouched() {
+    let Some(to) = postgres() else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::copy::a_destination_with_data_of_its_own_is_refused_untouched(
+        &embedded(),
+        &to,
+    );
+}

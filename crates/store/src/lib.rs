@@ -7,6 +7,7 @@
 
 mod collection;
 pub mod contract;
+pub mod copy;
 mod error;
 pub mod filter;
 mod keys;

@@ -5,6 +5,7 @@
 //! a new database) and invokes the macro; each case becomes a `#[test]` of that crate.
 
 pub mod collections;
+pub mod copy;
 pub mod keys;
 pub mod media;
 pub mod model;
