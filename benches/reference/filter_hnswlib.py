@@ -44,7 +44,9 @@ def main() -> None:
     for case in cases:
         masks = []
         for selector in case["selectors"]:
-            if "below" in selector:
+            if selector == "all":
+                masks.append(None)
+            elif "below" in selector:
                 masks.append(uniform < selector["below"])
             else:
                 masks.append(np.isin(cluster, np.array(selector["clusters"], dtype=cluster.dtype)))
@@ -53,12 +55,16 @@ def main() -> None:
             found, latencies = [], []
             began = time.perf_counter()
             for q, mask in enumerate(masks):
-                allowed = mask.tolist()
                 t = time.perf_counter()
-                labels, _ = index.knn_query(
-                    queries[q : q + 1], k=min(k, int(mask.sum())) or 1,
-                    num_threads=1, filter=lambda i: allowed[i],
-                )
+                if mask is None:  # unfiltered: the plain search
+                    labels, _ = index.knn_query(queries[q : q + 1], k=k, num_threads=1)
+                else:
+                    allowed = mask.tolist()
+                    t = time.perf_counter()
+                    labels, _ = index.knn_query(
+                        queries[q : q + 1], k=min(k, int(mask.sum())) or 1,
+                        num_threads=1, filter=lambda i: allowed[i],
+                    )
                 latencies.append((time.perf_counter() - t) * 1000.0)
                 found.append(set(int(x) for x in labels[0]))
             elapsed = time.perf_counter() - began

@@ -52,6 +52,11 @@ pub struct FilterArgs {
     /// Run hnswlib's filter functor too, with this Python (one with numpy and hnswlib).
     #[arg(long)]
     pub hnswlib: Option<PathBuf>,
+    /// Run pgvector too: the same items stored through the PostgreSQL store into this
+    /// database (`postgres://…`, pgvector's HNSW at the same M and ef_construction), searched
+    /// through it at each `ef` (iterative index scans for the filters).
+    #[arg(long)]
+    pub pgvector: Option<String>,
     /// Where the store, the label files and the hnswlib run go (default: a temporary folder).
     #[arg(long)]
     pub work: Option<PathBuf>,
@@ -171,6 +176,13 @@ pub fn filter(args: &FilterArgs) -> anyhow::Result<()> {
     })
     .map_err(anyhow::Error::msg)?;
     bar.finish_and_clear();
+    if let Some(url) = &args.pgvector
+        && !stop.load(Ordering::Relaxed)
+    {
+        records.extend(pgvector(
+            url, &key, &base, &queries, &labels, &cases, args, &stop,
+        )?);
+    }
     if let Some(python) = &args.hnswlib
         && !stop.load(Ordering::Relaxed)
     {
@@ -204,6 +216,53 @@ pub fn filter(args: &FilterArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The same items stored through the PostgreSQL store at `url` (emptied of this bench's
+/// collection first), then every case searched through it at each `ef`, one query at a time.
+#[allow(clippy::too_many_arguments)]
+fn pgvector(
+    url: &str,
+    key: &CollectionKey,
+    base: &Matrix<f32>,
+    queries: &Matrix<f32>,
+    labels: &filter::Labels,
+    cases: &[filter::Case],
+    args: &FilterArgs,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<Vec<FilterRecord>> {
+    use aimp_store::Store;
+    let store =
+        aimp_store_postgres::PostgresStore::open(url, aimp_store_postgres::PoolOptions::default())
+            .context("--pgvector")?;
+    store.drop_collection(key)?;
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let n = base.rows;
+    let fill_s = filter::fill(&store, key, base, labels, args.metric, &|done| {
+        spinner.set_message(format!("pgvector: storing {done} / {n} items"));
+    })
+    .map_err(anyhow::Error::msg)?;
+    spinner.finish_and_clear();
+    eprintln!("pgvector: stored {n} items in {fill_s:.1} s (its HNSW index built as they went in)");
+    let config = FilterConfig {
+        k: args.k,
+        efs: args.ef.clone(),
+        engines: vec![FilterEngine::Ours],
+        rounds: args.rounds,
+    };
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut records = filter::measure(&store, key, queries, cases, &config, stop, &|m| {
+        bar.set_message(format!("pgvector: {m}"))
+    })
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    for r in &mut records {
+        r.engine = "pgvector".into();
+        r.simd = "pgvector (PostgreSQL server)".into();
+    }
+    Ok(records)
 }
 
 fn hnswlib(

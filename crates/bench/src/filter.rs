@@ -64,6 +64,8 @@ impl std::str::FromStr for FilterEngine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Correlation {
+    /// No filter at all: the plain search, for comparison.
+    Unfiltered,
     Uncorrelated,
     Correlated,
 }
@@ -71,6 +73,7 @@ pub enum Correlation {
 impl Correlation {
     pub fn as_str(self) -> &'static str {
         match self {
+            Correlation::Unfiltered => "unfiltered",
             Correlation::Uncorrelated => "uncorrelated",
             Correlation::Correlated => "correlated",
         }
@@ -81,6 +84,8 @@ impl Correlation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Selector {
+    /// Every item, with no filter.
+    All,
     /// `u < below`.
     Below(u32),
     /// `c` is one of these clusters.
@@ -90,6 +95,7 @@ pub enum Selector {
 impl Selector {
     pub fn passes(&self, labels: &Labels, item: usize) -> bool {
         match self {
+            Selector::All => true,
             Selector::Below(t) => labels.uniform[item] < *t,
             Selector::Clusters(cs) => cs.contains(&labels.cluster[item]),
         }
@@ -98,7 +104,7 @@ impl Selector {
     /// `passes` for many items: a cluster selector looked up in a table of every cluster.
     pub fn mask<'a>(&'a self, labels: &'a Labels) -> impl Fn(usize) -> bool + 'a {
         let allowed: Vec<bool> = match self {
-            Selector::Below(_) => Vec::new(),
+            Selector::All | Selector::Below(_) => Vec::new(),
             Selector::Clusters(cs) => {
                 let mut a = vec![false; labels.centres.len()];
                 for &c in cs {
@@ -110,16 +116,18 @@ impl Selector {
             }
         };
         move |item| match self {
+            Selector::All => true,
             Selector::Below(t) => labels.uniform[item] < *t,
             Selector::Clusters(_) => allowed[labels.cluster[item] as usize],
         }
     }
 
-    /// The same selection as a `params.filter`.
-    pub fn filter(&self) -> serde_json::Value {
+    /// The same selection as a `params.filter`; none for every item.
+    pub fn filter(&self) -> Option<serde_json::Value> {
         match self {
-            Selector::Below(t) => json!({"must": [{"key": "u", "range": {"lt": t}}]}),
-            Selector::Clusters(cs) => json!({"must": [{"key": "c", "match": {"any": cs}}]}),
+            Selector::All => None,
+            Selector::Below(t) => Some(json!({"must": [{"key": "u", "range": {"lt": t}}]})),
+            Selector::Clusters(cs) => Some(json!({"must": [{"key": "c", "match": {"any": cs}}]})),
         }
     }
 }
@@ -210,6 +218,7 @@ pub fn selector(
     selectivity: f64,
 ) -> Selector {
     match correlation {
+        Correlation::Unfiltered => Selector::All,
         Correlation::Uncorrelated => {
             Selector::Below(((selectivity * 1000.0).round() as u32).max(1))
         }
@@ -239,8 +248,9 @@ pub fn selector(
     }
 }
 
-/// Every case's selectors and exact answers: one pass over the base per query (all cores),
-/// the `k` nearest passing items of each case taken from it.
+/// Every case's selectors and exact answers (the unfiltered case first, then each
+/// correlation at each selectivity): one pass over the base per query (all cores), the `k`
+/// nearest passing items of each case taken from it.
 pub fn cases(
     base: &Matrix<f32>,
     queries: &Matrix<f32>,
@@ -250,8 +260,13 @@ pub fn cases(
     metric: Metric,
 ) -> Vec<Case> {
     let mut cases = Vec::new();
-    for correlation in [Correlation::Uncorrelated, Correlation::Correlated] {
-        for &s in selectivities {
+    let every = [
+        (Correlation::Unfiltered, &[1.0][..]),
+        (Correlation::Uncorrelated, selectivities),
+        (Correlation::Correlated, selectivities),
+    ];
+    for (correlation, shares) in every {
+        for &s in shares {
             let selectors: Vec<Selector> = (0..queries.rows)
                 .map(|q| selector(labels, base.rows, queries.row(q), correlation, s))
                 .collect();
@@ -413,10 +428,14 @@ pub fn measure(
     let rounds = config.rounds.max(1);
     let mut records = Vec::new();
     for case in cases {
-        let filters: Vec<Arc<Filter>> = case
+        let filters: Vec<Option<Arc<Filter>>> = case
             .selectors
             .iter()
-            .map(|s| Filter::parse(&s.filter()).map(Arc::new))
+            .map(|s| {
+                s.filter()
+                    .map(|f| Filter::parse(&f).map(Arc::new))
+                    .transpose()
+            })
             .collect::<Result<_, _>>()
             .map_err(|e| format!("filter {}: {}", e.path, e.reason))?;
         let mut timed: Vec<Timed> = vec![Timed::default(); runs.len()];
@@ -435,12 +454,12 @@ pub fn measure(
                     case.selectivity * 100.0,
                     ef.map_or("default".into(), |e| e.to_string())
                 ));
-                let options = |f: &Arc<Filter>| SearchOptions {
+                let options = |f: &Option<Arc<Filter>>| SearchOptions {
                     top_k: config.k,
                     ef,
                     exact: engine == FilterEngine::Exact,
                     precision: None,
-                    filter: Some(f.clone()),
+                    filter: f.clone(),
                     walk: engine == FilterEngine::InWalk,
                 };
                 let t = &mut timed[r];
@@ -633,8 +652,11 @@ mod tests {
         let queries = grid(5, 6, 4);
         let labels = labels(&base, 15, 5);
         let cases = cases(&base, &queries, &labels, &[0.02, 0.5], 10, Metric::L2);
-        assert_eq!(cases.len(), 4);
-        for case in &cases {
+        assert_eq!(cases.len(), 5);
+        assert_eq!(cases[0].correlation, Correlation::Unfiltered);
+        assert!(cases[0].selectors.iter().all(|s| s.filter().is_none()));
+        assert_eq!(cases[0].matched, 1.0);
+        for case in &cases[1..] {
             for (q, sel) in case.selectors.iter().enumerate() {
                 let mut all: Vec<(f32, u32)> = (0..base.rows)
                     .filter(|&i| sel.passes(&labels, i))
@@ -648,7 +670,7 @@ mod tests {
                 all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let want: Vec<u32> = all.iter().take(10).map(|p| p.1).collect();
                 assert_eq!(case.truth[q], want);
-                let filter = Filter::parse(&sel.filter()).expect("filter");
+                let filter = Filter::parse(&sel.filter().expect("a filter")).expect("filter");
                 for i in [0usize, 17, 300, 1499] {
                     let item: aimp_store::ItemRecord = serde_json::from_value(json!({
                         "id": i.to_string(),

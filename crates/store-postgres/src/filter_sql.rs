@@ -95,7 +95,22 @@ impl Sql {
     }
 
     /// `function(document, path)`: the values (or elements) a key reads.
+    ///
+    /// The elements of a caller's top-level field (the usual filter) are read inline rather
+    /// than through the recursive `aimp_elements`: the field's value, or each element when it
+    /// is an array, and nothing when it is absent; what `aimp_elements` answers for a path of
+    /// one name on an object, at a fraction of its cost per row.
     fn source(&mut self, function: &str, key: &Key, next: &mut usize) -> String {
+        if let (Key::User(parts), "aimp_elements") = (key, function)
+            && let [name] = parts.as_slice()
+        {
+            let name = self.param(Box::new(name.clone()), next);
+            let value = format!("(record -> 'user' -> {name}::text)");
+            return format!(
+                "jsonb_array_elements(CASE WHEN jsonb_typeof({value}) = 'array' THEN {value} \
+                 WHEN (record -> 'user') ? {name}::text THEN jsonb_build_array({value}) END)"
+            );
+        }
         let (document, path) = match key {
             Key::User(parts) => ("record -> 'user'".to_string(), parts.clone()),
             Key::System(field) => (system(*field), Vec::new()),

@@ -5,6 +5,8 @@
 //! PostgreSQL refuses to run as root: under root the server runs as the unprivileged user
 //! `aimp-postgres`, made here when missing. Where no server can be started a test skips with
 //! its reason printed, unless `AIMP_REQUIRE_POSTGRES=1` (as in CI), where it fails.
+//! `AIMP_POSTGRES_OPTIONS` adds server settings (`shared_buffers=1GB work_mem=64MB`), for
+//! benchmarks.
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
@@ -130,6 +132,13 @@ impl Server {
                 "-c",
                 "max_connections=200",
             ])
+            // Settings of a benchmark's own (`shared_buffers=1GB …`), one `-c` each.
+            .args(
+                std::env::var("AIMP_POSTGRES_OPTIONS")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .flat_map(|setting| ["-c".to_string(), setting.to_string()]),
+            )
             .env("AIMP_PG_DIR", &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -23,7 +23,12 @@ fn key_record(id: &str, hash_byte: u8) -> ApiKeyRecord {
     ApiKeyRecord {
         id: id.into(),
         name: format!("{id} name"),
-        workspace: if hash_byte.is_multiple_of(2) { "a" } else { "b" }.into(),
+        workspace: if hash_byte.is_multiple_of(2) {
+            "a"
+        } else {
+            "b"
+        }
+        .into(),
         prefix: "aimp_0123456".into(),
         hash: [hash_byte; 32],
         created_at: at(i64::from(hash_byte)),

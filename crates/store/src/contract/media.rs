@@ -120,7 +120,9 @@ pub fn media_records_list_in_pages_and_import_as_given(subject: &dyn Subject) {
         sha256: format!("{n:02}").repeat(32),
         width: 4,
         height: 3,
-        exif: n.is_multiple_of(2).then(|| serde_json::json!({"camera_make": "Acme"})),
+        exif: n
+            .is_multiple_of(2)
+            .then(|| serde_json::json!({"camera_make": "Acme"})),
         created_at: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 7).expect("time"),
     };
     let all: Vec<_> = (0..7)
