@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Embed a text corpus (one text a line) with an installed model into base.fvecs and
     /// query.fvecs.
     Embed(super::bench_filter::EmbedArgs),
+    /// The gateway end to end through HTTP (on whatever store it runs on): index runs/s and
+    /// search latency, spread over one gateway or several.
+    Gateway(super::bench_gateway::GatewayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +144,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Collection(args) => collection(&args),
         BenchCommand::Filter(args) => super::bench_filter::filter(&args),
         BenchCommand::Embed(args) => super::bench_filter::embed(&args),
+        BenchCommand::Gateway(args) => super::bench_gateway::gateway(&args),
     }
 }
 

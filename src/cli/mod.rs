@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_filter;
+pub mod bench_gateway;
 pub mod client;
 pub mod index;
 pub mod index_texts;

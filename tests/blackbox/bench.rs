@@ -298,26 +298,38 @@ fn filter_bench_runs_rounds_and_writes_records_and_plot() {
     );
     let results = dir.path().join("filter.json");
     let plot = dir.path().join("filter.svg");
-    let out = aimp(&[
-        "bench",
-        "filter",
-        "--base",
-        &path(&set.join("base.fvecs")),
-        "--query",
-        &path(&set.join("query.fvecs")),
-        "--selectivity",
-        "0.01,0.5",
-        "--ef",
-        "16,64",
-        "--rounds",
-        "2",
-        "--work",
-        &path(&dir.path().join("work")),
-        "--out",
-        &path(&results),
-        "--plot",
-        &path(&plot),
-    ]);
+    // pgvector beside them where the harness can start PostgreSQL.
+    let pg = aimp_store_postgres::harness::server().map(|s| s.fresh_database());
+    let mut pgvector = Vec::new();
+    if let Some(url) = &pg {
+        pgvector = vec!["--pgvector", url.as_str()];
+    }
+    let out = aimp(
+        &[
+            &[
+                "bench",
+                "filter",
+                "--base",
+                &path(&set.join("base.fvecs")),
+                "--query",
+                &path(&set.join("query.fvecs")),
+                "--selectivity",
+                "0.01,0.5",
+                "--ef",
+                "16,64",
+                "--rounds",
+                "2",
+                "--work",
+                &path(&dir.path().join("work")),
+                "--out",
+                &path(&results),
+                "--plot",
+                &path(&plot),
+            ][..],
+            &pgvector,
+        ]
+        .concat(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -325,8 +337,32 @@ fn filter_bench_runs_rounds_and_writes_records_and_plot() {
     );
     let records: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&results).expect("results")).expect("json");
-    // 2 selectivities × 2 correlations × (ours at default + 2 efs, in-walk at 2 efs, exact).
-    assert_eq!(records.len(), 2 * 2 * 6, "{records:#?}");
+    // The unfiltered case, then 2 selectivities × 2 correlations; each with ours at its
+    // default and 2 efs, in-walk at 2 efs, exact (and pgvector at its default and 2 efs).
+    let per_case = if pg.is_some() { 6 + 3 } else { 6 };
+    assert_eq!(records.len(), (1 + 2 * 2) * per_case, "{records:#?}");
+    let unfiltered: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["correlation"] == "unfiltered")
+        .collect();
+    assert_eq!(unfiltered.len(), per_case);
+    assert!(
+        unfiltered
+            .iter()
+            .all(|r| r["matched"].as_f64() == Some(1.0))
+    );
+    if pg.is_some() {
+        let pgvector: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["engine"] == "pgvector")
+            .collect();
+        assert_eq!(pgvector.len(), 5 * 3);
+        // 3,000 items are below the exact threshold: pgvector answers exactly too.
+        assert!(
+            pgvector.iter().all(|r| r["recall"].as_f64() == Some(1.0)),
+            "{pgvector:#?}"
+        );
+    }
     for r in &records {
         let rounds: Vec<f64> = r["qps_rounds"]
             .as_array()

@@ -16,7 +16,7 @@ const GROUPS: [(&str, &str); 5] = [
 ];
 
 /// Each subcommand, one of its own options, and the settings groups it reads.
-const COMMANDS: [(&[&str], &str, &[&str]); 17] = [
+const COMMANDS: [(&[&str], &str, &[&str]); 18] = [
     (
         &["serve"],
         "",
@@ -48,6 +48,7 @@ const COMMANDS: [(&[&str], &str, &[&str]); 17] = [
         "--texts",
         &["Model settings:", "Encoder settings:"],
     ),
+    (&["bench", "gateway"], "--clients", &[]),
     (&["store", "copy"], "--from", &["Store settings:"]),
     // A command group shows the settings its commands share.
     (&["keys"], "", &["Store settings:"]),

@@ -216,3 +216,61 @@ fn the_page_sequence_across_three_gateways_finds_image_1_first() {
         .expect("body");
     assert_eq!(bytes, png_of_length(600_000));
 }
+
+/// `aimp bench gateway` over two gateways on one PostgreSQL: every run answered, the
+/// scope holds every text once, and the record has both phases' rates and percentiles.
+#[test]
+fn the_gateway_bench_spreads_runs_over_two_gateways_on_postgresql() {
+    let Some(pg) = harness::server() else {
+        return;
+    };
+    let url = pg.fresh_database();
+    let (data_a, data_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let a = gateway(data_a.path(), &url);
+    let b = gateway(data_b.path(), &url);
+    let work = tempfile::tempdir().expect("tempdir");
+    let texts = work.path().join("texts.txt");
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!("Sentence number {i} is about topic {}.", i % 7))
+        .collect();
+    std::fs::write(&texts, lines.join("\n")).expect("texts");
+    let out = work.path().join("gateway.json");
+    let run = aimp(work.path(), &shared_models())
+        .env("AIMP_API_KEY", ENV_KEY)
+        .args(["bench", "gateway", "--gateway", &a.base, "--gateway", &b.base])
+        .args(["--runs", "10", "--batch", "4", "--searches", "12", "--clients", "3"])
+        .arg("--texts")
+        .arg(&texts)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run the bench");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("record")).expect("json");
+    assert_eq!(record["gateways"], 2, "{record}");
+    assert_eq!(record["index"]["runs"], 10, "{record}");
+    for phase in ["index", "search"] {
+        let p50 = record[phase]["p50_ms"].as_f64().expect("p50");
+        let p99 = record[phase]["p99_ms"].as_f64().expect("p99");
+        assert!(p50 > 0.0 && p99 >= p50, "{record}");
+    }
+    assert!(record["search"]["queries_per_s"].as_f64() > Some(0.0));
+    // Through either gateway: the 40 texts, once each.
+    let (status, kbs) = get(
+        &format!("{}/api/knowledge-bases", b.base),
+        &[("X-API-Key", ENV_KEY)],
+    );
+    assert_eq!(status, 200, "{kbs}");
+    assert_eq!(kbs["data"][0]["scope"], "bench-gateway", "{kbs}");
+    assert_eq!(kbs["data"][0]["count"], 40, "{kbs}");
+    a.stop();
+    b.stop();
+}
