@@ -240,8 +240,24 @@ fn the_gateway_bench_spreads_runs_over_two_gateways_on_postgresql() {
     let out = work.path().join("gateway.json");
     let run = aimp(work.path(), &shared_models())
         .env("AIMP_API_KEY", ENV_KEY)
-        .args(["bench", "gateway", "--gateway", &a.base, "--gateway", &b.base])
-        .args(["--runs", "10", "--batch", "4", "--searches", "12", "--clients", "3"])
+        .args([
+            "bench",
+            "gateway",
+            "--gateway",
+            &a.base,
+            "--gateway",
+            &b.base,
+        ])
+        .args([
+            "--runs",
+            "10",
+            "--batch",
+            "4",
+            "--searches",
+            "12",
+            "--clients",
+            "3",
+        ])
         .arg("--texts")
         .arg(&texts)
         .arg("--out")
