@@ -4,8 +4,10 @@
 # then `aimp bench filter` with ours, exact, the plain in-walk filter and hnswlib's filter
 # functor, every engine on one thread pinned to one core.
 #
-#   benches/reference/compare_filter.sh [QUERIES] [CPU] [ROUNDS]
+#   benches/reference/compare_filter.sh [QUERIES] [CPU] [ROUNDS] [BENCH FILTER OPTIONS...]
 #   e.g. benches/reference/compare_filter.sh 200 1 3
+#        PGVECTOR=1 benches/reference/compare_filter.sh 200 1 1 --selectivity 0.01,0.1,0.5 \
+#            --ef 32,64,128 --engines ours,exact
 # (each case's runs are repeated ROUNDS times in rotated order; queries/s is their median)
 #
 # Needs the reference venv with hnswlib: /tmp/refvenv/bin/pip install numpy hnswlib
@@ -15,6 +17,7 @@
 # Writes target/filter/{corpus.txt,base.fvecs,query.fvecs,filter.json,filter.svg,filter.png}.
 set -euo pipefail
 QUERIES=${1:-200}; CPU=${2:-1}; ROUNDS=${3:-3}
+shift $(( $# < 3 ? $# : 3 ))
 PY=${PYTHON:-/tmp/refvenv/bin/python}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DIR="$ROOT/target/filter"
@@ -39,4 +42,4 @@ if [ "${PGVECTOR:-0}" = 1 ]; then
 fi
 taskset -c "$CPU" "$BIN" bench filter --base "$DIR/base.fvecs" --query "$DIR/query.fvecs" \
   --queries "$QUERIES" --rounds "$ROUNDS" --metric cosine --hnswlib "$PY" --work "$DIR/work" \
-  --out "$DIR/filter.json" --plot "$DIR/filter.svg" "${PG[@]}"
+  --out "$DIR/filter.json" --plot "$DIR/filter.svg" "${PG[@]}" "$@"
