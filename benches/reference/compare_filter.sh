@@ -34,9 +34,9 @@ fi
 PG=()
 if [ "${PGVECTOR:-0}" = 1 ]; then
   cargo build --quiet -p aimp-store-postgres --example pg_server
-  exec 3< <(sleep infinity)   # the server runs until this script ends and closes it
+  # The server stops when this script ends and its stdin, the coprocess pipe, closes.
   coproc PGSERVER { AIMP_POSTGRES_OPTIONS="shared_buffers=2GB maintenance_work_mem=1GB" \
-    exec "$ROOT/target/debug/examples/pg_server" <&3; }
+    exec "$ROOT/target/debug/examples/pg_server"; }
   read -r URL <&"${PGSERVER[0]}"
   PG=(--pgvector "$URL")
 fi

@@ -27,9 +27,9 @@ export AIMP_API_KEY=aimp_gateway_benchmark_key_0123456789abcdef
 "$AIMP" models pull demo-model > /dev/null 2>&1 || true
 export AIMP_OFFLINE=1
 
-exec 3< <(sleep infinity)
+# The server stops when this script ends and its stdin, the coprocess pipe, closes.
 coproc PGSERVER { AIMP_POSTGRES_OPTIONS="shared_buffers=1GB" \
-  exec "$ROOT/target/debug/examples/pg_server" <&3; }
+  exec "$ROOT/target/debug/examples/pg_server"; }
 read -r URL <&"${PGSERVER[0]}"
 
 PIDS=()
