@@ -400,8 +400,13 @@ impl VectorIndex {
             let (Some(item), Some(vector)) =
                 (items.get((coll, number))?, vectors.get((coll, number))?)
             else {
-                return Err(StoreError::CommitFailed {
-                    reason: format!("item {id:?} of {key} has no row or no vector"),
+                return Err(StoreError::Backend {
+                    store: "embedded",
+                    context: format!("item {id:?} of {key}"),
+                    source: Box::new(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "its id is mapped but its row or vector is missing",
+                    )),
                 }
                 .into());
             };

@@ -41,8 +41,8 @@ pub struct Cluster {
 /// A cluster, started and with a leader; `None` (the reason printed) where it cannot start
 /// here and `AIMP_REQUIRE_POSTGRES` is not `1`.
 pub fn cluster() -> Option<Cluster> {
-    // A bootstrap that stalls is given up on and started afresh (new folder, new ports): one
-    // in a few froze beside the whole suite on our machines, its cause not found.
+    // A bootstrap that stalls is given up on and started afresh (new folder, new ports), so
+    // that a slow start on a loaded machine costs a minute rather than the run.
     let mut started = Cluster::start();
     for attempt in 2..=ATTEMPTS {
         match &started {
@@ -91,7 +91,8 @@ impl Cluster {
         }
         let (client, peer) = (free_port()?, free_port()?);
         let mut etcd = Command::new("setsid");
-        etcd.arg(&etcd_bin)
+        etcd.current_dir(&dir)
+            .arg(&etcd_bin)
             .args(["--name", "e0", "--data-dir"])
             .arg(dir.join("etcd"))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
@@ -276,9 +277,15 @@ tags:
         if let Some((uid, gid)) = owner {
             let _ = std::os::unix::fs::chown(self.dir.join("patroni.log"), Some(uid), Some(gid));
         }
-        // A session of its own (`setsid`): no controlling terminal that could stop it.
+        // A session of its own (`setsid`): no controlling terminal that could stop it. Run
+        // from its own folder: Patroni starts PostgreSQL through a spawned Python that enters
+        // its parent's working folder, and the test's (the checkout, under root's 0700
+        // temporary folder in CI) is closed to the member's user; the spawned child then
+        // dies and Patroni waits for it forever: the bootstrap that froze in every clean
+        // clone's run.
         let mut command = Command::new("setsid");
         command
+            .current_dir(&self.dir)
             .arg(patroni)
             .arg(self.dir.join("patroni.yml"))
             .stdin(Stdio::null())

@@ -82,6 +82,7 @@ impl Server {
         let data = dir.join("data");
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
+            .current_dir(&dir)
             .args([
                 "-U",
                 "postgres",
@@ -115,8 +116,11 @@ impl Server {
             done
             rm -rf "$AIMP_PG_DIR"
         "#;
+        // Run from its own folder: the test's working folder may be closed to the server's
+        // user (a checkout under root's 0700 temporary folder).
         let mut postgres = Command::new("sh");
         postgres
+            .current_dir(&dir)
             .arg("-c")
             .arg(watch)
             .arg(bin.join("postgres"))
