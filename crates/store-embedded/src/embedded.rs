@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aimp_store::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
     ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, Store, StoreError,
-    StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
+    StoreView, StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 use chrono::{DateTime, Utc};
 
@@ -73,6 +73,13 @@ impl Store for EmbeddedStore {
 
     fn is_ready(&self) -> bool {
         self.redb.is_readable()
+    }
+
+    fn view(&self) -> Result<Box<dyn StoreView + '_>, StoreError> {
+        Ok(Box::new(crate::view::EmbeddedView {
+            txn: self.redb.begin_read()?,
+            files: &self.files,
+        }))
     }
 
     fn checkpoint(&self) -> Result<usize, StoreError> {

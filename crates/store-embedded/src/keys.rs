@@ -1,7 +1,7 @@
 //! API key records. Only a hash of each key is stored; the key itself is never written.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use aimp_store::StoreError;
 pub use aimp_store::{ApiKeyRecord, KeyHash};
@@ -31,6 +31,18 @@ fn decode(id: &str, bytes: &[u8]) -> Result<ApiKeyRecord, Error> {
 fn encode(record: &ApiKeyRecord) -> Vec<u8> {
     // Serialising a struct of strings and dates cannot fail.
     serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Every key record `txn` sees, oldest first.
+pub(crate) fn list_in(txn: &ReadTransaction) -> Result<Vec<ApiKeyRecord>, Error> {
+    let keys = txn.open_table(KEYS)?;
+    let mut out = Vec::new();
+    for entry in keys.iter()? {
+        let (id, bytes) = entry?;
+        out.push(decode(id.value(), bytes.value())?);
+    }
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Ok(out)
 }
 
 impl Redb {
@@ -80,15 +92,7 @@ impl Redb {
 
     /// Every key record, oldest first.
     pub fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, Error> {
-        let txn = self.begin_read()?;
-        let keys = txn.open_table(KEYS)?;
-        let mut out = Vec::new();
-        for entry in keys.iter()? {
-            let (id, bytes) = entry?;
-            out.push(decode(id.value(), bytes.value())?);
-        }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(out)
+        list_in(&self.begin_read()?)
     }
 
     /// Renames a key; returns the updated record.

@@ -20,6 +20,7 @@ mod payload;
 mod planner;
 mod redb_file;
 mod vectors;
+mod view;
 
 // The interface's types, where this crate's modules have always found them.
 use aimp_index::{Hnsw, hnsw};

@@ -3,7 +3,7 @@
 //! (by sha256) a `media_ref` names, so an upload is acknowledged only once its record commits.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use aimp_store::StoreError;
@@ -34,6 +34,27 @@ fn decode<T: for<'de> Deserialize<'de>>(table: &str, key: &str, bytes: &[u8]) ->
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     // Records of strings, numbers and dates always serialise.
     serde_json::to_vec(record).unwrap_or_default()
+}
+
+/// Up to `limit` media records `txn` sees, in `media_ref` order after `after`.
+pub(crate) fn list_media_in(
+    txn: &ReadTransaction,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<MediaRecord>, Error> {
+    let table = txn.open_table(MEDIA)?;
+    let mut out = Vec::new();
+    for entry in table.range(after.unwrap_or("")..)? {
+        let (media_ref, bytes) = entry?;
+        if out.len() >= limit {
+            break;
+        }
+        if Some(media_ref.value()) == after {
+            continue;
+        }
+        out.push(decode("media", media_ref.value(), bytes.value())?);
+    }
+    Ok(out)
 }
 
 impl Redb {
@@ -167,20 +188,7 @@ impl Redb {
 
     /// Up to `limit` media records in `media_ref` order after `after`.
     pub fn list_media(&self, after: Option<&str>, limit: usize) -> Result<Vec<MediaRecord>, Error> {
-        let txn = self.begin_read()?;
-        let table = txn.open_table(MEDIA)?;
-        let mut out = Vec::new();
-        for entry in table.range(after.unwrap_or("")..)? {
-            let (media_ref, bytes) = entry?;
-            if out.len() >= limit {
-                break;
-            }
-            if Some(media_ref.value()) == after {
-                continue;
-            }
-            out.push(decode("media", media_ref.value(), bytes.value())?);
-        }
-        Ok(out)
+        list_media_in(&self.begin_read()?, after, limit)
     }
 
     /// Stores a media record as given, replacing one with its `media_ref`.

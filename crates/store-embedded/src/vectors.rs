@@ -379,43 +379,7 @@ impl VectorIndex {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StoredItem>, Error> {
-        let Some(coll) = self.collection_id(key)? else {
-            return Ok(Vec::new());
-        };
-        let txn = self.store.begin_read()?;
-        let items = txn.open_table(ITEMS)?;
-        let vectors = txn.open_table(VECTORS)?;
-        let ids = txn.open_table(collection::ITEM_IDS)?;
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for entry in ids.range((coll, after.unwrap_or(""))..)? {
-            let (k, number) = entry?;
-            let (c, id) = k.value();
-            if c != coll || out.len() >= limit {
-                break;
-            }
-            if Some(id) == after {
-                continue;
-            }
-            let number = number.value();
-            let (Some(item), Some(vector)) =
-                (items.get((coll, number))?, vectors.get((coll, number))?)
-            else {
-                return Err(StoreError::Backend {
-                    store: "embedded",
-                    context: format!("item {id:?} of {key}"),
-                    source: Box::new(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "its id is mapped but its row or vector is missing",
-                    )),
-                }
-                .into());
-            };
-            out.push(StoredItem {
-                record: collection::decode("item", item.value())?,
-                vector: collection::decode_vector(vector.value()),
-            });
-        }
-        Ok(out)
+        export_in(&self.store.begin_read()?, key, after, limit)
     }
 
     /// How many live items of a collection `filter` passes, exactly (counted through the
@@ -815,6 +779,55 @@ const LIST_NARROW_LIMIT: usize = 20_000;
 
 fn unreachable_reply<T>() -> Result<T, Error> {
     Err(Error::WriterGone)
+}
+
+/// Live items of `key` that `txn` sees, with their vectors, in id order, `limit` at most,
+/// after id `after` (exclusive).
+pub(crate) fn export_in(
+    txn: &redb::ReadTransaction,
+    key: &CollectionKey,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<StoredItem>, Error> {
+    let Some(coll) = txn
+        .open_table(collection::COLLECTION_IDS)?
+        .get(key.tuple())?
+        .map(|v| v.value())
+    else {
+        return Ok(Vec::new());
+    };
+    let items = txn.open_table(ITEMS)?;
+    let vectors = txn.open_table(VECTORS)?;
+    let ids = txn.open_table(collection::ITEM_IDS)?;
+    let mut out = Vec::with_capacity(limit.min(4096));
+    for entry in ids.range((coll, after.unwrap_or(""))..)? {
+        let (k, number) = entry?;
+        let (c, id) = k.value();
+        if c != coll || out.len() >= limit {
+            break;
+        }
+        if Some(id) == after {
+            continue;
+        }
+        let number = number.value();
+        let (Some(item), Some(vector)) = (items.get((coll, number))?, vectors.get((coll, number))?)
+        else {
+            return Err(StoreError::Backend {
+                store: "embedded",
+                context: format!("item {id:?} of {key}"),
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "its id is mapped but its row or vector is missing",
+                )),
+            }
+            .into());
+        };
+        out.push(StoredItem {
+            record: collection::decode("item", item.value())?,
+            vector: collection::decode_vector(vector.value()),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ fn a_copy_holds_everything_and_an_interrupted_one_resumes() {
 }
 
 #[test]
+fn a_copy_holds_the_source_as_it_was_when_it_started() {
+    aimp_store::contract::copy::a_copy_holds_the_source_as_it_was_when_it_started(
+        &fresh(),
+        &fresh(),
+    );
+}
+
+#[test]
 fn a_destination_with_data_of_its_own_is_refused_untouched() {
     aimp_store::contract::copy::a_destination_with_data_of_its_own_is_refused_untouched(
         &fresh(),

@@ -17,6 +17,7 @@ mod media;
 mod schema;
 mod store;
 mod uploads;
+mod view;
 
 pub use error::Error;
 pub use schema::VERSION as SCHEMA_VERSION;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aimp_store::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
     ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, Store, StoreError,
-    StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
+    StoreView, StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 use chrono::{DateTime, Utc};
 use postgres::NoTls;
@@ -40,6 +40,8 @@ impl Default for PoolOptions {
 pub struct PostgresStore {
     /// Always `Some` but in `drop`.
     pool: Option<Pool>,
+    /// What the pool connects with; a view opens a connection of its own with it.
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -69,7 +71,7 @@ impl PostgresStore {
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
         config.application_name("aimp");
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections)
             .min_idle(Some(0))
@@ -78,7 +80,10 @@ impl PostgresStore {
             // A failed connection reaches the caller as `StoreError::Unavailable`, logged there.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        let store = PostgresStore { pool: Some(pool) };
+        let store = PostgresStore {
+            pool: Some(pool),
+            config,
+        };
         crate::schema::migrate(&mut *store.connection()?)?;
         Ok(store)
     }
@@ -118,6 +123,10 @@ impl Store for PostgresStore {
         self.connection()
             .and_then(|mut c| Ok(c.simple_query("SELECT 1")?))
             .is_ok()
+    }
+
+    fn view(&self) -> Result<Box<dyn StoreView + '_>, StoreError> {
+        Ok(Box::new(crate::view::PostgresView::open(&self.config)?))
     }
 
     fn checkpoint(&self) -> Result<usize, StoreError> {

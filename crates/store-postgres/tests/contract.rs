@@ -62,6 +62,17 @@ fn a_copy_from_postgres_into_embedded_holds_everything_and_resumes() {
 }
 
 #[test]
+fn a_postgres_source_written_during_a_copy_is_copied_as_it_was_when_it_started() {
+    let Some(from) = postgres() else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::copy::a_copy_holds_the_source_as_it_was_when_it_started(
+        &from,
+        &embedded(),
+    );
+}
+
+#[test]
 fn a_postgres_destination_with_data_of_its_own_is_refused_untouched() {
     let Some(to) = postgres() else {
         return eprintln!("SKIPPED: no PostgreSQL");

@@ -11,14 +11,17 @@
 //! of the same one, and never overwrites someone else's data. It ends by checking the
 //! counts of both sides.
 //!
-//! The source should not change while it is copied (stop the gateways writing to it): a
-//! write that lands meanwhile may or may not be copied, and the count check says so.
+//! The source is read through one [`StoreView`]: the copy holds the source as it was when the
+//! copy started, whatever is written to it meanwhile (a write that lands later is brought
+//! over by the next run).
 
 use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
 
-use crate::{ApiKeyRecord, CollectionKey, CollectionRecord, MediaRecord, Store, StoreError};
+use crate::{
+    ApiKeyRecord, CollectionKey, CollectionRecord, MediaRecord, Store, StoreError, StoreView,
+};
 
 /// Items per page read and per transaction written.
 pub const DEFAULT_BATCH: usize = 512;
@@ -127,8 +130,9 @@ pub fn copy(
     batch: usize,
     progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<CopyReport, CopyError> {
+    let view = from.view().map_err(source("a view of the store"))?;
     let mut copier = Copier {
-        from,
+        from: view,
         to,
         batch: batch.max(1),
         progress,
@@ -145,7 +149,8 @@ pub fn copy(
 }
 
 struct Copier<'a> {
-    from: &'a dyn Store,
+    /// The source, at the instant the copy started.
+    from: Box<dyn StoreView + 'a>,
     to: &'a dyn Store,
     batch: usize,
     progress: &'a mut dyn FnMut(&Progress) -> ControlFlow<()>,
@@ -188,7 +193,7 @@ impl Copier<'_> {
 
     /// The source's collections, once the destination is known to hold none the source does
     /// not and no key of another id; collections both hold must have the same parameters.
-    fn check_destination(&self) -> Result<Vec<CollectionRecord>, CopyError> {
+    fn check_destination(&mut self) -> Result<Vec<CollectionRecord>, CopyError> {
         let ours = self.from.collections().map_err(source("the collections"))?;
         let theirs = self
             .to
@@ -479,7 +484,7 @@ impl Copier<'_> {
 
     /// Both sides hold as many keys, media records and items of each collection, and the
     /// destination every content a record names.
-    fn verify(&self, collections: &[CollectionRecord]) -> Result<(), CopyError> {
+    fn verify(&mut self, collections: &[CollectionRecord]) -> Result<(), CopyError> {
         let mismatch = |what: String, source_count: u64, destination_count: u64| {
             if source_count == destination_count {
                 Ok(())
@@ -491,30 +496,36 @@ impl Copier<'_> {
                 })
             }
         };
-        let keys = |s: &dyn Store| s.list_keys().map(|k| k.len() as u64);
         mismatch(
             "API keys".into(),
-            keys(self.from).map_err(source("the API keys"))?,
-            keys(self.to).map_err(destination("the API keys"))?,
+            self.from.list_keys().map_err(source("the API keys"))?.len() as u64,
+            self.to
+                .list_keys()
+                .map_err(destination("the API keys"))?
+                .len() as u64,
         )?;
-        let (ours, _) = media_count(self.from, None).map_err(source("the media records"))?;
-        let (theirs, unstored) =
-            media_count(self.to, Some(self.to)).map_err(destination("the media records"))?;
+        let mut ours = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .from
+                .list_media(after.as_deref(), MEDIA_PAGE)
+                .map_err(source("the media records"))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.media_ref.clone());
+            ours += page.len() as u64;
+        }
+        let (theirs, unstored) = media_count(self.to).map_err(destination("the media records"))?;
         mismatch("media records".into(), ours, theirs)?;
         mismatch("media records without their content".into(), 0, unstored)?;
         for record in collections {
             let what = format!("items of collection {}", record.key);
-            let ours = self
-                .from
-                .record(&record.key)
-                .map_err(source(what.clone()))?
-                .map_or(0, |r| r.count);
             let theirs = self
                 .to
                 .record(&record.key)
                 .map_err(destination(what.clone()))?
                 .map_or(0, |r| r.count);
-            mismatch(what, ours, theirs)?;
+            mismatch(what, record.count, theirs)?;
         }
         mismatch(
             "collections".into(),
@@ -527,8 +538,8 @@ impl Copier<'_> {
     }
 }
 
-/// How many media records `store` holds, and how many of them name content `check` lacks.
-fn media_count(store: &dyn Store, check: Option<&dyn Store>) -> Result<(u64, u64), StoreError> {
+/// How many media records `store` holds, and how many of them name content it lacks.
+fn media_count(store: &dyn Store) -> Result<(u64, u64), StoreError> {
     let (mut count, mut unstored) = (0, 0);
     let mut after: Option<String> = None;
     loop {
@@ -537,9 +548,7 @@ fn media_count(store: &dyn Store, check: Option<&dyn Store>) -> Result<(u64, u64
         after = Some(last.media_ref.clone());
         for record in &page {
             count += 1;
-            if let Some(check) = check
-                && check.content_len(&record.sha256)? != Some(record.size_bytes)
-            {
+            if store.content_len(&record.sha256)? != Some(record.size_bytes) {
                 unstored += 1;
             }
         }

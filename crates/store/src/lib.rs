@@ -15,6 +15,7 @@ mod media;
 pub mod metadata;
 mod search;
 mod store;
+mod view;
 
 pub use aimp_index::{Cancel, HnswParams, Metric};
 pub use collection::{
@@ -28,3 +29,4 @@ pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
 pub use metadata::{MetadataError, json_type};
 pub use search::{DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, UpsertOutcome};
 pub use store::Store;
+pub use view::StoreView;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     ApiKeyRecord, CollectionKey, CollectionParams, CollectionRecord, DeleteOutcome, Filter,
-    ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, StoreError,
+    ItemRecord, KeyHash, MediaRecord, NewItem, SearchOptions, SearchOutcome, StoreError, StoreView,
     StoredItem, Transition, UploadRecord, UploadState, UpsertOutcome,
 };
 
@@ -21,6 +21,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Whether the store answers reads now: the readiness probe.
     fn is_ready(&self) -> bool;
+    /// One instant of the store to read from ([`StoreView`]): what a copy or a snapshot reads,
+    /// while writes go on.
+    fn view(&self) -> Result<Box<dyn StoreView + '_>, StoreError>;
     /// Saves what is derived from the truth and slow to rebuild (the embedded store's
     /// graphs), so the next start is quick; how many things it saved. Nothing to do for a
     /// store whose database keeps its own indexes.

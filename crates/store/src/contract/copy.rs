@@ -313,3 +313,62 @@ pub fn a_destination_with_data_of_its_own_is_refused_untouched(
     }
     assert!(target.get(key, "doc-0001x").expect("get").is_some());
 }
+
+pub fn a_copy_holds_the_source_as_it_was_when_it_started(from: &dyn Subject, to: &dyn Subject) {
+    let source = from.open();
+    fill(&*source);
+    let keys = source.list_keys().expect("keys");
+    let media = source.list_media(None, 100).expect("media");
+    let items: Vec<_> = collections()
+        .iter()
+        .map(|(key, _, _)| source.export_items(key, None, 10_000).expect("export"))
+        .collect();
+    let target = to.open();
+    let (big, params, _) = &collections()[0];
+    let mut wrote = false;
+    copy(&*source, &*target, 100, &mut |p| {
+        // Partway through: the source is written to, everywhere.
+        if !wrote && p.stage.ends_with("docs/main") {
+            wrote = true;
+            source
+                .upsert(
+                    big,
+                    *params,
+                    vec![NewItem {
+                        id: "doc-9999".into(),
+                        vector: vec![0.5; 8],
+                        filename: None,
+                        media_ref: None,
+                        system: None,
+                        metadata: None,
+                    }],
+                )
+                .expect("a later item");
+            source
+                .delete_where(big, Some(vec!["doc-0650".into()]), None)
+                .expect("a later delete");
+            source
+                .insert_key(&key_record("key_z", 26))
+                .expect("a later key");
+            source
+                .revoke_key("key_c", at(999))
+                .expect("a later revocation");
+            let sha = put_content(&*source, b"later bytes");
+            source
+                .import_media(&media_record(9, &sha, 11))
+                .expect("a later medium");
+        }
+        ControlFlow::Continue(())
+    })
+    .expect("the copy ends, its counts those of its start");
+    assert!(wrote);
+    assert_eq!(target.list_keys().expect("keys"), keys);
+    assert_eq!(target.list_media(None, 100).expect("media"), media);
+    for ((key, _, _), before) in collections().iter().zip(&items) {
+        let copied = target.export_items(key, None, 10_000).expect("export");
+        assert!(
+            copied == *before,
+            "{key} is not as it was when the copy started"
+        );
+    }
+}

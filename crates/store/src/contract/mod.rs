@@ -10,6 +10,7 @@ pub mod keys;
 pub mod media;
 pub mod model;
 pub mod uploads;
+pub mod view;
 
 use crate::Store;
 
@@ -49,6 +50,7 @@ macro_rules! contract_suite {
             collections::a_replace_keeps_the_first_created_time,
             collections::items_export_in_pages_and_import_with_their_times,
             model::random_operation_sequences_agree_with_the_oracle,
+            view::a_view_reads_one_instant,
         );
     };
     (@cases $fresh:expr; $($module:ident :: $case:ident),* $(,)?) => {
