@@ -38,6 +38,19 @@ fn a_copy_holds_the_source_as_it_was_when_it_started() {
 }
 
 #[test]
+fn an_archive_restores_everything_as_it_was() {
+    aimp_store::contract::snapshot::an_archive_restores_everything_as_it_was(&fresh(), &fresh());
+}
+
+#[test]
+fn a_damaged_archive_is_refused_and_writes_nothing() {
+    aimp_store::contract::snapshot::a_damaged_archive_is_refused_and_writes_nothing(
+        &fresh(),
+        &fresh(),
+    );
+}
+
+#[test]
 fn a_destination_with_data_of_its_own_is_refused_untouched() {
     aimp_store::contract::copy::a_destination_with_data_of_its_own_is_refused_untouched(
         &fresh(),

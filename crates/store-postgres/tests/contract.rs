@@ -73,6 +73,26 @@ fn a_postgres_source_written_during_a_copy_is_copied_as_it_was_when_it_started()
 }
 
 #[test]
+fn a_postgres_archive_restores_into_embedded_and_back() {
+    let (Some(from), Some(to)) = (postgres(), postgres()) else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::snapshot::an_archive_restores_everything_as_it_was(&from, &embedded());
+    aimp_store::contract::snapshot::an_archive_restores_everything_as_it_was(&embedded(), &to);
+}
+
+#[test]
+fn a_damaged_archive_writes_nothing_into_postgres() {
+    let Some(to) = postgres() else {
+        return eprintln!("SKIPPED: no PostgreSQL");
+    };
+    aimp_store::contract::snapshot::a_damaged_archive_is_refused_and_writes_nothing(
+        &embedded(),
+        &to,
+    );
+}
+
+#[test]
 fn a_postgres_destination_with_data_of_its_own_is_refused_untouched() {
     let Some(to) = postgres() else {
         return eprintln!("SKIPPED: no PostgreSQL");

@@ -14,6 +14,7 @@ mod keys;
 mod media;
 pub mod metadata;
 mod search;
+pub mod snapshot;
 mod store;
 mod view;
 

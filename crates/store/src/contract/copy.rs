@@ -87,7 +87,7 @@ fn collections() -> [(CollectionKey, CollectionParams, usize); 3] {
 /// A source with keys (renamed, used, revoked), media (two records sharing one content, one
 /// larger than a read), and collections (one of 700 items written twice so times differ, a
 /// small one, an empty one).
-fn fill(store: &dyn Store) {
+pub(crate) fn fill(store: &dyn Store) {
     for (n, id) in ["key_a", "key_b", "key_c"].iter().enumerate() {
         store
             .insert_key(&key_record(id, n as u8 + 1))
@@ -144,7 +144,7 @@ fn fill(store: &dyn Store) {
 }
 
 /// Every record of `from` is in `to`, equal; both hold the same counts.
-fn assert_same(from: &dyn Store, to: &dyn Store) {
+pub(crate) fn assert_same(from: &dyn Store, to: &dyn Store) {
     assert_eq!(
         from.list_keys().expect("keys"),
         to.list_keys().expect("keys")

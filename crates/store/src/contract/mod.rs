@@ -9,6 +9,7 @@ pub mod copy;
 pub mod keys;
 pub mod media;
 pub mod model;
+pub mod snapshot;
 pub mod uploads;
 pub mod view;
 
