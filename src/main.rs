@@ -23,6 +23,7 @@ Examples:
                                                     recall and queries/s of the index
   aimp store copy --from ./data --to postgres://aimp@db/aimp
                                                     move everything to PostgreSQL (resumable)
+  aimp snapshot create --out backup.tar             archive the store (verified on restore)
 
 Every setting is also an AIMP_* environment variable (see a command's --help).
 
@@ -68,6 +69,16 @@ enum Command {
     Bench(cli::bench::BenchCommand),
     /// Move data between stores: `aimp store copy --from ./data --to postgres://…`.
     Store(StoreArgs),
+    /// Archive the store to a file, or restore one: `aimp snapshot create --out s.tar`.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Args, Debug)]
+struct SnapshotArgs {
+    #[command(subcommand)]
+    command: cli::snapshot::SnapshotCommand,
+    #[command(flatten)]
+    store: StoreSettings,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +126,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Search(args) => cli::search::run(&cli::client(&args.gateway)?, &args),
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Store(args) => cli::store::run(&args.store, args.command),
+        Command::Snapshot(args) => cli::snapshot::run(&args.store, args.command),
     }
 }
 

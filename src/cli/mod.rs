@@ -11,6 +11,7 @@ pub mod models;
 pub mod search;
 pub mod serve;
 pub mod sidecar;
+pub mod snapshot;
 pub mod store;
 
 use std::sync::Arc;

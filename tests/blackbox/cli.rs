@@ -16,7 +16,7 @@ const GROUPS: [(&str, &str); 5] = [
 ];
 
 /// Each subcommand, one of its own options, and the settings groups it reads.
-const COMMANDS: [(&[&str], &str, &[&str]); 18] = [
+const COMMANDS: [(&[&str], &str, &[&str]); 20] = [
     (
         &["serve"],
         "",
@@ -50,6 +50,8 @@ const COMMANDS: [(&[&str], &str, &[&str]); 18] = [
     ),
     (&["bench", "gateway"], "--clients", &[]),
     (&["store", "copy"], "--from", &["Store settings:"]),
+    (&["snapshot", "create"], "--out", &["Store settings:"]),
+    (&["snapshot", "restore"], "--force", &["Store settings:"]),
     // A command group shows the settings its commands share.
     (&["keys"], "", &["Store settings:"]),
     (&["bench"], "", &[]),

@@ -13,6 +13,7 @@ mod kill_loop;
 mod media;
 mod overload;
 mod postgres;
+mod snapshot;
 mod store_copy;
 
 use std::io::{BufRead, BufReader};

@@ -13,7 +13,7 @@ use super::media::{
 };
 use super::{ENV_KEY, Server, admin, agent, aimp, get, parse, post};
 
-fn serve(data: &Path, models: &Path, store: Option<&str>) -> Server {
+pub(crate) fn serve(data: &Path, models: &Path, store: Option<&str>) -> Server {
     let mut cmd = aimp(data, models);
     cmd.env("AIMP_API_KEY", ENV_KEY)
         .env("AIMP_MODELS", "clipo")
@@ -41,7 +41,7 @@ fn store_copy(models: &Path, from: &str, to: &str) -> (i32, Value, String) {
 
 /// The page's sequence on a fresh embedded gateway: a key of workspace `team` made, the
 /// page's picture uploaded and indexed as `image-1`. Gives the key and the picture's ref.
-fn fill(data: &Path, models: &Path) -> (String, String) {
+pub(crate) fn fill(data: &Path, models: &Path) -> (String, String) {
     let server = serve(data, models, None);
     let (status, made) = admin(
         "POST",
@@ -74,7 +74,7 @@ fn fill(data: &Path, models: &Path) -> (String, String) {
 }
 
 /// A gateway on the copy: the key works, the picture is found first, its bytes come back.
-fn check_copy(server: &Server, key: &str, media_ref: &str) {
+pub(crate) fn check_copy(server: &Server, key: &str, media_ref: &str) {
     let (status, listed) = get(
         &format!("{}/api/knowledge-bases", server.base),
         &[("X-API-Key", key)],
