@@ -176,6 +176,23 @@ impl Drop for Server {
     }
 }
 
+/// `GET /api/media/{media_ref}` from `base` with the shared key: the bytes of a 200 (at most
+/// 1 MiB), or a failed test.
+fn download(base: &str, media_ref: &str) -> Vec<u8> {
+    let response = agent()
+        .get(&format!("{base}/api/media/{media_ref}"))
+        .header("X-API-Key", ENV_KEY)
+        .call()
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 200);
+    response
+        .into_body()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .expect("body")
+}
+
 fn agent() -> ureq::Agent {
     agent_with_timeout(Duration::from_secs(120))
 }

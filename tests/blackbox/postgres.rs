@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use aimp_store_postgres::harness;
 use serde_json::{Value, json};
 
-use super::{ENV_KEY, Server, admin, agent, aimp, get, parse, post, shared_models};
+use super::{ENV_KEY, Server, admin, agent, aimp, download, get, parse, post, shared_models};
 
 fn gateway(data: &std::path::Path, url: &str) -> Server {
     let mut cmd = aimp(data, &shared_models());
@@ -202,19 +202,7 @@ fn the_page_sequence_across_three_gateways_finds_image_1_first() {
     let found = run(b, &SEARCH_BODY.replace("media_...", media_ref));
     assert_eq!(found["output"]["results"][0]["id"], "image-1", "{found}");
     // The bytes come back whole from a gateway that never saw them.
-    let response = agent()
-        .get(&format!("{}/api/media/{media_ref}", c.base))
-        .header("X-API-Key", ENV_KEY)
-        .call()
-        .expect("download");
-    assert_eq!(response.status().as_u16(), 200);
-    let bytes = response
-        .into_body()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_vec()
-        .expect("body");
-    assert_eq!(bytes, png_of_length(600_000));
+    assert_eq!(download(&c.base, media_ref), png_of_length(600_000));
 }
 
 /// `aimp bench gateway` over two gateways on one PostgreSQL: every run answered, the

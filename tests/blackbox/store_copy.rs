@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::media::{
     COMPLETE_BODY, INDEX_BODY, INIT_BODY, SEARCH_BODY, install_fixture_clipo, png_of_length, run,
 };
-use super::{ENV_KEY, Server, admin, agent, aimp, get, parse, post};
+use super::{ENV_KEY, Server, admin, agent, aimp, download, get, parse, post};
 
 pub(crate) fn serve(data: &Path, models: &Path, store: Option<&str>) -> Server {
     let mut cmd = aimp(data, models);
@@ -82,19 +82,7 @@ pub(crate) fn check_copy(server: &Server, key: &str, media_ref: &str) {
     assert_eq!(status, 200, "{listed}");
     let found = run(server, &SEARCH_BODY.replace("media_...", media_ref));
     assert_eq!(found["output"]["results"][0]["id"], "image-1", "{found}");
-    let response = agent()
-        .get(&format!("{}/api/media/{media_ref}", server.base))
-        .header("X-API-Key", ENV_KEY)
-        .call()
-        .expect("download");
-    assert_eq!(response.status().as_u16(), 200);
-    let bytes = response
-        .into_body()
-        .with_config()
-        .limit(1 << 20)
-        .read_to_vec()
-        .expect("body");
-    assert_eq!(bytes, png_of_length(300_000));
+    assert_eq!(download(&server.base, media_ref), png_of_length(300_000));
 }
 
 #[test]

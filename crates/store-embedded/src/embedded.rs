@@ -311,6 +311,9 @@ impl Store for EmbeddedStore {
 }
 
 /// A media file operation's outcome, its failure the embedded store's.
-fn media<T>(outcome: std::io::Result<T>, context: &'static str) -> Result<T, StoreError> {
+pub(crate) fn media<T>(
+    outcome: std::io::Result<T>,
+    context: &'static str,
+) -> Result<T, StoreError> {
     outcome.map_err(|source| Error::Media { context, source }.into())
 }

@@ -124,12 +124,9 @@ impl VectorIndex {
         params: CollectionParams,
         items: Vec<StoredItem>,
     ) -> Result<UpsertOutcome, Error> {
-        let (plain, stamps): (Vec<NewItem>, Vec<_>) =
-            items.into_iter().map(StoredItem::into_new).unzip();
-        check_items(&params, &plain)?;
-        let items = plain
+        let items = StoredItem::checked(&params, items)?
             .into_iter()
-            .zip(stamps.into_iter().map(Some))
+            .map(|(item, stamps)| (item, Some(stamps)))
             .collect();
         self.write(key, params, items)
     }

@@ -7,21 +7,12 @@ use aimp_store::{
 };
 use redb::ReadTransaction;
 
+use crate::embedded::media;
 use crate::media_files::MediaFiles;
 
 pub(crate) struct EmbeddedView<'a> {
     pub(crate) txn: ReadTransaction,
     pub(crate) files: &'a MediaFiles,
-}
-
-fn media<T>(outcome: std::io::Result<T>) -> Result<T, StoreError> {
-    outcome.map_err(|source| {
-        crate::Error::Media {
-            context: "media content",
-            source,
-        }
-        .into()
-    })
 }
 
 impl StoreView for EmbeddedView<'_> {
@@ -38,7 +29,7 @@ impl StoreView for EmbeddedView<'_> {
     }
 
     fn content_len(&mut self, sha256: &str) -> Result<Option<u64>, StoreError> {
-        media(self.files.content_len(sha256))
+        media(self.files.content_len(sha256), "media content")
     }
 
     fn read_content(
@@ -47,7 +38,10 @@ impl StoreView for EmbeddedView<'_> {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        media(self.files.read_content(sha256, offset, len))
+        media(
+            self.files.read_content(sha256, offset, len),
+            "media content",
+        )
     }
 
     fn collections(&mut self) -> Result<Vec<CollectionRecord>, StoreError> {

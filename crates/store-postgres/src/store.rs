@@ -365,14 +365,12 @@ impl Store for PostgresStore {
         params: CollectionParams,
         items: Vec<StoredItem>,
     ) -> Result<UpsertOutcome, StoreError> {
-        let (plain, stamps): (Vec<NewItem>, Vec<_>) =
-            items.into_iter().map(StoredItem::into_new).unzip();
-        aimp_store::check_items(&params, &plain)?;
+        let items = StoredItem::checked(&params, items)?;
         Ok(crate::collections::import(
             &mut *self.connection()?,
             key,
             &params,
-            plain.into_iter().zip(stamps).collect(),
+            items,
         )?)
     }
 

@@ -272,6 +272,19 @@ pub struct StoredItem {
 }
 
 impl StoredItem {
+    /// Items as another store kept them, checked like an upsert's ([`check_items`]): each as
+    /// a caller would have sent it, with its (created, updated) times.
+    #[allow(clippy::type_complexity)]
+    pub fn checked(
+        params: &CollectionParams,
+        items: Vec<StoredItem>,
+    ) -> Result<Vec<(NewItem, (DateTime<Utc>, DateTime<Utc>))>, StoreError> {
+        let (plain, stamps): (Vec<NewItem>, Vec<_>) =
+            items.into_iter().map(StoredItem::into_new).unzip();
+        check_items(params, &plain)?;
+        Ok(plain.into_iter().zip(stamps).collect())
+    }
+
     /// The item as a caller would have sent it, and its (created, updated) times.
     pub fn into_new(self) -> (NewItem, (DateTime<Utc>, DateTime<Utc>)) {
         let r = self.record;

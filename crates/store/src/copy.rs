@@ -20,7 +20,8 @@ use std::ops::ControlFlow;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    ApiKeyRecord, CollectionKey, CollectionRecord, MediaRecord, Store, StoreError, StoreView,
+    ApiKeyRecord, CollectionKey, CollectionRecord, MediaPages, MediaRecord, Store, StoreError,
+    StoreView,
 };
 
 /// Items per page read and per transaction written.
@@ -313,14 +314,11 @@ impl Copier<'_> {
     }
 
     fn media(&mut self) -> Result<(), CopyError> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .from
-                .list_media(after.as_deref(), MEDIA_PAGE)
-                .map_err(source("the media records"))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.media_ref.clone());
+        let mut pages = MediaPages::default();
+        while let Some(page) = pages
+            .next(|after| self.from.list_media(after, MEDIA_PAGE))
+            .map_err(source("the media records"))?
+        {
             for record in page {
                 let written = self.medium(&record)?;
                 self.report.media.seen += 1;
@@ -496,27 +494,17 @@ impl Copier<'_> {
                 })
             }
         };
+        // The source's side is what the copy read from its view: one instant, read whole.
         mismatch(
             "API keys".into(),
-            self.from.list_keys().map_err(source("the API keys"))?.len() as u64,
+            self.report.keys.seen,
             self.to
                 .list_keys()
                 .map_err(destination("the API keys"))?
                 .len() as u64,
         )?;
-        let mut ours = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .from
-                .list_media(after.as_deref(), MEDIA_PAGE)
-                .map_err(source("the media records"))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.media_ref.clone());
-            ours += page.len() as u64;
-        }
         let (theirs, unstored) = media_count(self.to).map_err(destination("the media records"))?;
-        mismatch("media records".into(), ours, theirs)?;
+        mismatch("media records".into(), self.report.media.seen, theirs)?;
         mismatch("media records without their content".into(), 0, unstored)?;
         for record in collections {
             let what = format!("items of collection {}", record.key);
@@ -541,11 +529,8 @@ impl Copier<'_> {
 /// How many media records `store` holds, and how many of them name content it lacks.
 fn media_count(store: &dyn Store) -> Result<(u64, u64), StoreError> {
     let (mut count, mut unstored) = (0, 0);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_media(after.as_deref(), MEDIA_PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.media_ref.clone());
+    let mut pages = MediaPages::default();
+    while let Some(page) = pages.next(|after| store.list_media(after, MEDIA_PAGE))? {
         for record in &page {
             count += 1;
             if store.content_len(&record.sha256)? != Some(record.size_bytes) {

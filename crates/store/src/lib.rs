@@ -26,7 +26,7 @@ pub use collection::{
 pub use error::{StorageFault, StoreError, check_cancelled, is_full};
 pub use filter::{Filter, FilterError, FilterLimits};
 pub use keys::{ApiKeyRecord, KeyHash};
-pub use media::{MediaRecord, Transition, UploadRecord, UploadState};
+pub use media::{MediaPages, MediaRecord, Transition, UploadRecord, UploadState};
 pub use metadata::{MetadataError, json_type};
 pub use search::{DeleteOutcome, Hit, Plan, SearchOptions, SearchOutcome, UpsertOutcome};
 pub use store::Store;

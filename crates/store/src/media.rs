@@ -74,3 +74,35 @@ pub enum Transition<T = UploadRecord, R = UploadRecord> {
     Refused(R),
     NotFound,
 }
+
+/// A listing of media records read a page at a time in `media_ref` order, each page after
+/// the last one's end: `while let Some(page) = pages.next(|after| view.list_media(after, n))?`.
+#[derive(Debug, Default)]
+pub struct MediaPages {
+    after: Option<String>,
+    done: bool,
+}
+
+impl MediaPages {
+    /// The next page `list` gives (it is asked for the records after `after`), or `None` at
+    /// the end.
+    pub fn next<E>(
+        &mut self,
+        list: impl FnOnce(Option<&str>) -> Result<Vec<MediaRecord>, E>,
+    ) -> Result<Option<Vec<MediaRecord>>, E> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = list(self.after.as_deref())?;
+        match page.last() {
+            Some(last) => {
+                self.after = Some(last.media_ref.clone());
+                Ok(Some(page))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    ApiKeyRecord, CollectionKey, CollectionParams, MediaRecord, Store, StoreError, StoreView,
-    StoredItem,
+    ApiKeyRecord, CollectionKey, CollectionParams, MediaPages, MediaRecord, Store, StoreError,
+    StoreView, StoredItem,
 };
 
 /// The archive format this build writes; it reads this one and every older one.
@@ -159,13 +159,11 @@ pub fn write(
 
     // Every media record, then each content they name, once.
     let mut media: Vec<MediaRecord> = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = view
-            .list_media(after.as_deref(), 1_000)
-            .map_err(store("reading the media records"))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.media_ref.clone());
+    let mut pages = MediaPages::default();
+    while let Some(page) = pages
+        .next(|after| view.list_media(after, 1_000))
+        .map_err(store("reading the media records"))?
+    {
         media.extend(page);
     }
     let mut contents: BTreeMap<&str, u64> = BTreeMap::new();
